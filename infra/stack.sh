@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The local stack: Postgres, Redis, and moto (S3 + SQS) on 127.0.0.1, with the
+# bucket, the queue and its DLQ, and the schema migrated.
+#
+#   infra/stack.sh up      install what is missing, start what is not running (idempotent)
+#   infra/stack.sh down    stop what `up` started (by PID), nothing else
+#   infra/stack.sh env     print the environment the functions and tests use
+#
+# Services already listening on their port (as on machines that start Postgres and
+# Redis for you) are used as they are. State lives in .local/ (git-ignored).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$ROOT/.local"
+PG_PORT=${FACESVG_PG_PORT:-5432}
+REDIS_PORT=${FACESVG_REDIS_PORT:-6379}
+MOTO_PORT=${FACESVG_MOTO_PORT:-4566}
+MOTO_VERSION=5.2.1
+BUCKET=facesvg-local
+QUEUE=facesvg-tasks
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+print_env() {
+  cat <<ENV
+export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/facesvg
+export FACESVG_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export S3_BUCKET=$BUCKET
+export QUEUE_URL=http://127.0.0.1:$MOTO_PORT/123456789012/$QUEUE
+export FACESVG_DLQ_URL=http://127.0.0.1:$MOTO_PORT/123456789012/$QUEUE-dlq
+ENV
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  have apt-get || { log "cannot install ${missing[*]}: no apt-get"; exit 1; }
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # port, name
+  for _ in $(seq 1 100); do listening "$1" && return 0; sleep 0.1; done
+  log "$2 did not start on port $1"; exit 1
+}
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] || { log "no PostgreSQL binaries"; exit 1; }
+  echo "$dir"
+}
+
+start_postgres() {
+  if listening "$PG_PORT"; then
+    log "postgres: using the server on 127.0.0.1:$PG_PORT"
+  else
+    apt_install postgresql postgresql-client
+    local bin data="$STATE/pgdata"
+    bin=$(pg_bin)
+    if [ ! -f "$data/PG_VERSION" ]; then
+      mkdir -p "$data"
+      chown postgres:postgres "$data"
+      runuser -u postgres -- "$bin/initdb" -D "$data" --auth=trust -U postgres >/dev/null
+    fi
+    log "postgres: starting a local cluster on 127.0.0.1:$PG_PORT"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w start \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k /tmp -c fsync=off" >/dev/null
+    echo "$data" >"$STATE/pg.started"
+  fi
+  have psql || apt_install postgresql-client
+  local exists
+  exists=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = 'facesvg'")
+  [ "$exists" = 1 ] || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE facesvg" >/dev/null
+}
+
+start_redis() {
+  if listening "$REDIS_PORT"; then
+    log "redis: using the server on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
+  apt_install redis-server
+  log "redis: starting on 127.0.0.1:$REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --dir "$STATE"
+  wait_for "$REDIS_PORT" redis
+  echo started >"$STATE/redis.started"
+}
+
+ensure_venv() {
+  if [ ! -x "$STATE/venv/bin/moto_server" ] || [ ! -x "$STATE/venv/bin/cargo-lambda" ]; then
+    have python3 || apt_install python3
+    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+    [ -x "$STATE/venv/bin/pip" ] || python3 -m venv "$STATE/venv"
+    log "installing moto $MOTO_VERSION and cargo-lambda into .local/venv"
+    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" cargo-lambda ziglang
+  fi
+}
+
+start_moto() {
+  if listening "$MOTO_PORT" && curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then
+    log "moto: using the server on 127.0.0.1:$MOTO_PORT"
+  else
+    log "moto: starting on 127.0.0.1:$MOTO_PORT"
+    nohup "$STATE/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+    echo $! >"$STATE/moto.pid"
+    wait_for "$MOTO_PORT" moto
+  fi
+  eval "$(print_env)"
+  "$STATE/venv/bin/python" - <<PY
+import boto3, json
+s3 = boto3.client("s3")
+if "$BUCKET" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+    s3.create_bucket(Bucket="$BUCKET")
+sqs = boto3.client("sqs")
+dlq = sqs.create_queue(QueueName="$QUEUE-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+sqs.create_queue(QueueName="$QUEUE", Attributes={
+    "VisibilityTimeout": "60",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}),
+})
+PY
+}
+
+migrate() {
+  eval "$(print_env)"
+  log "migrating $DATABASE_URL"
+  (cd "$ROOT" && cargo run -q --bin facesvg-migrate -- "$DATABASE_URL")
+}
+
+up() {
+  mkdir -p "$STATE"
+  have curl || apt_install curl ca-certificates
+  have cargo || { log "cargo is required (https://rustup.rs); install Rust first"; exit 1; }
+  ensure_venv
+  start_postgres
+  start_redis
+  start_moto
+  migrate
+  log "stack is up"
+}
+
+down() {
+  if [ -f "$STATE/moto.pid" ]; then
+    kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true
+    rm -f "$STATE/moto.pid"
+    log "moto stopped"
+  fi
+  if [ -f "$STATE/redis.started" ]; then
+    [ -f "$STATE/redis.pid" ] && kill "$(cat "$STATE/redis.pid")" 2>/dev/null || true
+    rm -f "$STATE/redis.started"
+    log "redis stopped"
+  fi
+  if [ -f "$STATE/pg.started" ]; then
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$(cat "$STATE/pg.started")" -m fast stop >/dev/null || true
+    rm -f "$STATE/pg.started"
+    log "postgres stopped"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) print_env ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,122 @@
+//! The HTTP edge: API Gateway (HTTP API, payload 2.0) requests in, JSON out.
+//!
+//! Handlers never return an error to the runtime: every failure becomes an
+//! [`ApiError`], and each variant maps to exactly one status code and error code,
+//! answered as `{"error": {"code", "message", "field"}}`.
+
+pub mod auth;
+pub mod status;
+pub mod submit;
+
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::input::{InputError, InputErrorKind};
+
+pub use status::status;
+pub use submit::submit;
+
+/// Base path of the task routes; status and result URLs are built from it.
+pub const TASK_ROUTES: &str = "/api/v1/frontal/crop";
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("this route needs the admin scope")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("task is {0}; its SVG is not ready")]
+    NotReady(&'static str),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, Option<&'static str>) {
+        match self {
+            ApiError::Input(e) => {
+                let status = match e.kind {
+                    InputErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    InputErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    InputErrorKind::Missing | InputErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                };
+                (status, e.kind.code(), Some(e.field))
+            }
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden", None),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            ApiError::MethodNotAllowed(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
+            }
+            ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready", None),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, code, field) = self.parts();
+        let message = match &self {
+            ApiError::Input(e) => e.message.clone(),
+            // Details of internal faults go to the log, not to the client.
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "internal error".to_owned()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "dependency unavailable");
+                "a backing service is unavailable; retry shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut error = json!({ "code": code, "message": message });
+        if let Some(f) = field {
+            error["field"] = json!(f);
+        }
+        let mut resp = json_response(status, &json!({ "error": error }));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The route part of a request path, whatever stage or local prefix precedes it.
+pub fn route_path(req: &Request) -> &str {
+    let path = req.uri().path();
+    ["/api/", "/health"]
+        .iter()
+        .filter_map(|p| path.find(p))
+        .min()
+        .map(|i| &path[i..])
+        .unwrap_or(path)
+}
+
+pub fn status_url(task_id: uuid::Uuid) -> String {
+    format!("{TASK_ROUTES}/status/{task_id}")
+}
+
+pub fn result_url(task_id: uuid::Uuid) -> String {
+    format!("{TASK_ROUTES}/result/{task_id}.svg")
+}

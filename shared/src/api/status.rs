@@ -1,0 +1,194 @@
+//! The read side: task status, the SVG itself, and health.
+//!
+//! A task is looked up in L0, Redis, then Postgres, and always together with the
+//! caller's tenant: another tenant's task id answers 404, exactly like an unknown one.
+
+use std::time::Duration;
+
+use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{auth, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES};
+use crate::app::App;
+use crate::cache::OutcomeTier;
+use crate::tasks::{Outcome, TaskRow, TaskStatus};
+
+pub async fn status(app: &App, req: Request) -> Response<Body> {
+    match route(app, &req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
+    let path = route_path(req).to_owned();
+    if req.method() != Method::GET {
+        return Err(ApiError::MethodNotAllowed("use GET".into()));
+    }
+    if path == "/health" {
+        return Ok(health(app).await);
+    }
+    let caller = auth::caller(&app.config, req)?;
+    if let Some(id) = path.strip_prefix(&format!("{TASK_ROUTES}/status/")) {
+        return task_status(app, &caller.tenant, parse_id(id)?).await;
+    }
+    if let Some(id) = path
+        .strip_prefix(&format!("{TASK_ROUTES}/result/"))
+        .and_then(|s| s.strip_suffix(".svg"))
+    {
+        return svg(app, &caller.tenant, parse_id(id)?).await;
+    }
+    Err(ApiError::NotFound(format!("no route for GET {path}")))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    // A malformed id is as unknown as a well-formed one that does not exist.
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such task".into()))
+}
+
+/// What is known of a task: a finished outcome from a cache, or its row.
+enum Found {
+    Outcome(Outcome),
+    Row(TaskRow),
+}
+
+async fn find(app: &App, tenant: &str, task_id: Uuid) -> Result<Found, ApiError> {
+    if let Ok(Some(o)) = app.l0.get_by_task(task_id).await {
+        if o.tenant == tenant {
+            return Ok(Found::Outcome(o));
+        }
+    }
+    match app.redis.get_by_task(task_id).await {
+        Ok(Some(o)) if o.tenant == tenant => {
+            let _ = app.l0.put(&o).await;
+            return Ok(Found::Outcome(o));
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "redis lookup skipped"),
+    }
+    let row = app
+        .tasks
+        .get(tenant, task_id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
+    if let Some(o) = row.outcome() {
+        if let Err(e) = app.redis.put(&o).await {
+            tracing::warn!(error = %e, "redis backfill skipped");
+        }
+        let _ = app.l0.put(&o).await;
+        return Ok(Found::Outcome(o));
+    }
+    Ok(Found::Row(row))
+}
+
+async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
+    let mut body = json!({
+        "task_id": task_id,
+        "status_url": status_url(task_id),
+        "result_url": result_url(task_id),
+    });
+    match find(app, tenant, task_id).await? {
+        Found::Outcome(o) => {
+            body["status"] = json!(o.status.as_str());
+            body["submitted_at"] = json!(o.submitted_at);
+            body["completed_at"] = json!(o.completed_at);
+            body["processing_time_ms"] = json!(o.processing_time_ms);
+            if let Some(r) = &o.result {
+                body["result"] = r.clone();
+            }
+            if let Some(e) = &o.error {
+                body["error"] = json!(e);
+            }
+            if let Some(key) = &o.svg_s3_key {
+                match app.objects.presign_get(key, app.config.presign_ttl).await {
+                    Ok(url) => body["svg_url"] = json!(url),
+                    Err(e) => tracing::warn!(error = %e, "could not presign"),
+                }
+            }
+        }
+        Found::Row(row) => {
+            body["status"] = json!(row.status.as_str());
+            body["submitted_at"] = json!(row.submitted_at);
+            body["started_at"] = json!(row.started_at);
+            body["completed_at"] = json!(row.completed_at);
+            body["attempts"] = json!(row.attempts);
+            if let Some(e) = &row.error {
+                body["error"] = json!(e);
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
+    let outcome = match find(app, tenant, task_id).await? {
+        Found::Outcome(o) => o,
+        Found::Row(row) => return Err(ApiError::NotReady(row.status.as_str())),
+    };
+    if outcome.status != TaskStatus::Success {
+        return Err(ApiError::NotFound("the task failed; it has no SVG".into()));
+    }
+    let key = outcome
+        .svg_s3_key
+        .ok_or_else(|| ApiError::Internal("successful task without an SVG key".into()))?;
+    let bytes = app
+        .objects
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound("the SVG has expired".into()))?;
+    let mut resp = Response::new(Body::Text(String::from_utf8_lossy(&bytes).into_owned()));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("image/svg+xml"),
+    );
+    // Content-addressed and immutable, but private to the tenant.
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=3600, immutable"),
+    );
+    Ok(resp)
+}
+
+/// Reachability of every backend. Redis down is `degraded`: requests still work.
+pub async fn health(app: &App) -> Response<Body> {
+    let (pg, redis, s3, sqs) = tokio::join!(
+        check(async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
+        check(async { app.redis.ping().await.map_err(|e| e.to_string()) }),
+        check(async { app.objects.ping().await.map_err(|e| e.to_string()) }),
+        check(async { app.queue.ping().await.map_err(|e| e.to_string()) }),
+    );
+    let ok = |v: &serde_json::Value| v["ok"] == json!(true);
+    let essential = ok(&pg) && ok(&s3) && ok(&sqs);
+    let status = match (essential, ok(&redis)) {
+        (true, true) => "ok",
+        (true, false) => "degraded",
+        _ => "down",
+    };
+    let code = if essential {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(
+        code,
+        &json!({
+            "status": status,
+            "renderer_version": crate::RENDERER_VERSION,
+            "checks": {"postgres": pg, "redis": redis, "s3": s3, "sqs": sqs},
+        }),
+    )
+}
+
+async fn check(probe: impl std::future::Future<Output = Result<(), String>>) -> serde_json::Value {
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Ok(())) => json!({"ok": true}),
+        Ok(Err(e)) => json!({"ok": false, "error": e}),
+        Err(_) => json!({"ok": false, "error": "timed out"}),
+    }
+}

@@ -1,0 +1,55 @@
+//! Cache tiers in front of Postgres for finished task outcomes.
+//!
+//! - L0 ([`memory::MemoryTier`]): bounded by bytes with a short TTL, in the Lambda
+//!   instance's memory, so warm invocations answer repeats without any I/O.
+//! - L1 ([`redis::RedisTier`]): shared by all instances; every call has a short
+//!   timeout behind a circuit breaker, so Redis trouble costs milliseconds and is
+//!   never the reason a request fails.
+//!
+//! Both implement [`OutcomeTier`]; Postgres stays the source of truth and refills
+//! them (backfill) on a hit below them.
+
+pub mod breaker;
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::tasks::Outcome;
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    #[error("cache call timed out")]
+    Timeout,
+    #[error("circuit open: skipping the cache after repeated errors")]
+    CircuitOpen,
+    #[error("cached value is malformed: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+#[async_trait]
+pub trait OutcomeTier: Send + Sync {
+    /// Short name for logs and responses (`l0`, `redis`).
+    fn name(&self) -> &'static str;
+    async fn get_by_hash(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+    ) -> Result<Option<Outcome>, CacheError>;
+    async fn get_by_task(&self, task_id: Uuid) -> Result<Option<Outcome>, CacheError>;
+    /// Stores a finished outcome until its `ttl_expires_at` (or the tier's own limit).
+    async fn put(&self, outcome: &Outcome) -> Result<(), CacheError>;
+    async fn remove(&self, tenant: &str, input_hash: &str, task_id: Uuid)
+        -> Result<(), CacheError>;
+}
+
+/// Seconds an outcome may still be cached; `None` once it has expired.
+pub fn remaining_ttl_secs(outcome: &Outcome) -> Option<u64> {
+    let secs = (outcome.ttl_expires_at - Utc::now()).num_seconds();
+    (secs > 0).then_some(secs as u64)
+}

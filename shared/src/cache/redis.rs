@@ -1,0 +1,249 @@
+//! L1: finished outcomes in Redis, plus write-behind hit counters.
+//!
+//! Keys (all under the configured prefix):
+//! - `{p}:r:{tenant}:{input_hash}` → outcome JSON, expiring with the entry's TTL
+//! - `{p}:t:{task_id}` → the same JSON, for status requests
+//! - `{p}:hits` → hash of task id → hits not yet folded into Postgres
+//!
+//! The connection is made lazily and every call is bounded by a timeout and a
+//! circuit breaker: a cold start with Redis down still serves from Postgres.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Mutex;
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::breaker::Breaker;
+use super::{remaining_ttl_secs, CacheError, OutcomeTier};
+use crate::tasks::Outcome;
+
+pub struct RedisTier {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+    prefix: String,
+    breaker: Breaker,
+}
+
+impl RedisTier {
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
+        Ok(RedisTier {
+            client: redis::Client::open(url)?,
+            conn: Mutex::new(None),
+            timeout,
+            prefix: prefix.to_owned(),
+            breaker: Breaker::new(3, Duration::from_secs(5)),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    fn hash_key(&self, tenant: &str, input_hash: &str) -> String {
+        format!("{}:r:{}:{}", self.prefix, tenant, input_hash)
+    }
+
+    fn task_key(&self, task_id: Uuid) -> String {
+        format!("{}:t:{}", self.prefix, task_id)
+    }
+
+    fn hits_key(&self) -> String {
+        format!("{}:hits", self.prefix)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let c = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one Redis operation under the breaker and the timeout.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
+    {
+        if !self.breaker.allow() {
+            return Err(CacheError::CircuitOpen);
+        }
+        let attempt = async {
+            let conn = self.connection().await?;
+            Ok::<T, CacheError>(op(conn).await?)
+        };
+        // The connection step counts against the same budget: a dead host must not
+        // cost a connect timeout on every call.
+        let outcome = match tokio::time::timeout(self.timeout * 2, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(CacheError::Timeout),
+        };
+        match &outcome {
+            Ok(_) => self.breaker.success(),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis call failed");
+                self.breaker.failure()
+            }
+        }
+        outcome
+    }
+
+    async fn get_json(&self, key: String) -> Result<Option<Outcome>, CacheError> {
+        let raw: Option<Vec<u8>> = self
+            .call(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await })
+            .await?;
+        Ok(raw.map(|r| serde_json::from_slice(&r)).transpose()?)
+    }
+
+    #[instrument(skip(self))]
+    pub async fn ping(&self) -> Result<(), CacheError> {
+        let _: String = self
+            .call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
+            .await?;
+        Ok(())
+    }
+
+    /// Counts a cache hit without touching Postgres; the sweep folds these in.
+    #[instrument(skip(self))]
+    pub async fn record_hit(&self, task_id: Uuid) -> Result<(), CacheError> {
+        let key = self.hits_key();
+        let _: i64 = self
+            .call(|mut c| async move {
+                redis::cmd("HINCRBY")
+                    .arg(&key)
+                    .arg(task_id.to_string())
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the pending hit counters. The hash is renamed first, so hits recorded
+    /// while the sweep runs go to a fresh hash and none is counted twice or lost.
+    #[instrument(skip(self))]
+    pub async fn take_hits(&self) -> Result<Vec<(Uuid, i64)>, CacheError> {
+        let key = self.hits_key();
+        let folding = format!("{}:hits:folding:{}", self.prefix, Uuid::new_v4());
+        let renamed: Result<(), CacheError> = {
+            let (key, folding) = (key.clone(), folding.clone());
+            self.call(|mut c| async move {
+                redis::cmd("RENAME")
+                    .arg(&key)
+                    .arg(&folding)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+        };
+        match renamed {
+            Ok(()) => {}
+            // "no such key": nothing to fold.
+            Err(CacheError::Redis(e)) if e.to_string().contains("no such key") => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        }
+        let f = folding.clone();
+        let all: Vec<(String, i64)> = self
+            .call(|mut c| async move { redis::cmd("HGETALL").arg(&f).query_async(&mut c).await })
+            .await?;
+        let _: i64 = self
+            .call(|mut c| async move { redis::cmd("DEL").arg(&folding).query_async(&mut c).await })
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(id, n)| Uuid::parse_str(&id).ok().map(|id| (id, n)))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl OutcomeTier for RedisTier {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    #[instrument(skip(self))]
+    async fn get_by_hash(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+    ) -> Result<Option<Outcome>, CacheError> {
+        self.get_json(self.hash_key(tenant, input_hash)).await
+    }
+
+    #[instrument(skip(self))]
+    async fn get_by_task(&self, task_id: Uuid) -> Result<Option<Outcome>, CacheError> {
+        self.get_json(self.task_key(task_id)).await
+    }
+
+    #[instrument(skip(self, outcome), fields(task_id = %outcome.task_id))]
+    async fn put(&self, outcome: &Outcome) -> Result<(), CacheError> {
+        let Some(ttl) = remaining_ttl_secs(outcome) else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(outcome)?;
+        let (k1, k2) = (
+            self.hash_key(&outcome.tenant, &outcome.input_hash),
+            self.task_key(outcome.task_id),
+        );
+        self.call(|mut c| async move {
+            redis::pipe()
+                .cmd("SET")
+                .arg(&k1)
+                .arg(&json)
+                .arg("EX")
+                .arg(ttl)
+                .ignore()
+                .cmd("SET")
+                .arg(&k2)
+                .arg(&json)
+                .arg("EX")
+                .arg(ttl)
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    #[instrument(skip(self))]
+    async fn remove(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        task_id: Uuid,
+    ) -> Result<(), CacheError> {
+        let keys = [self.hash_key(tenant, input_hash), self.task_key(task_id)];
+        let hits = self.hits_key();
+        self.call(|mut c| async move {
+            redis::pipe()
+                .cmd("DEL")
+                .arg(&keys[..])
+                .ignore()
+                .cmd("HDEL")
+                .arg(&hits)
+                .arg(task_id.to_string())
+                .ignore()
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,151 @@
+//! Settings, read once per cold start from the environment. Every setting has a
+//! default that works against the local stack started by `infra/stack.sh up`.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("environment variable {name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+/// How the tenant of a request is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// The tenant is a claim of the JWT that API Gateway's authorizer verified. A
+    /// request without it is refused with 401. Locally, the gateway fills the claims.
+    Jwt,
+    /// Single-tenant mode for trusted setups: every request belongs to `public`.
+    None,
+}
+
+/// Size and shape limits, all checked before any allocation they protect.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_image_bytes: usize,
+    pub max_image_side: u32,
+    pub max_image_pixels: u64,
+    pub max_landmarks_bytes: usize,
+    pub max_segmentation_bytes: usize,
+    /// Largest SQS message body this service sends; bigger inputs go through S3.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // API Gateway HTTP APIs accept 10 MB payloads.
+            max_body_bytes: 10 * 1024 * 1024,
+            max_image_bytes: 8 * 1024 * 1024,
+            max_image_side: 8192,
+            max_image_pixels: 40_000_000,
+            max_landmarks_bytes: 64 * 1024,
+            max_segmentation_bytes: 4 * 1024 * 1024,
+            // SQS's classic limit; leaves room for attributes.
+            max_message_bytes: 250 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub db_pool_size: usize,
+    pub redis_url: String,
+    pub redis_timeout: Duration,
+    pub s3_bucket: String,
+    pub queue_url: String,
+    pub cache_ttl: Duration,
+    pub l0_max_bytes: usize,
+    pub l0_ttl: Duration,
+    /// A claim older than this is taken to belong to a crashed worker.
+    pub stale_claim: Duration,
+    /// Tasks queued or claimed for longer than this are failed by the sweep (retryably).
+    pub stuck_after: Duration,
+    pub presign_ttl: Duration,
+    pub sweep_batch: i64,
+    pub auth_mode: AuthMode,
+    pub tenant_claim: String,
+    pub admin_scope: String,
+    /// Prefix of every Redis key, so that tests (and stacks) can share one server.
+    pub redis_prefix: String,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get`, so that tests can supply their own.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let s = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
+        let n = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError {
+                    name,
+                    problem: format!("{v:?} is not a non-negative integer"),
+                }),
+            }
+        };
+        let auth_mode = match s("AUTH_MODE", "jwt").as_str() {
+            "jwt" => AuthMode::Jwt,
+            "none" => AuthMode::None,
+            other => {
+                return Err(ConfigError {
+                    name: "AUTH_MODE",
+                    problem: format!("{other:?} is not one of jwt, none"),
+                })
+            }
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: n("MAX_BODY_BYTES", defaults.max_body_bytes as u64)? as usize,
+            max_image_bytes: n("MAX_IMAGE_BYTES", defaults.max_image_bytes as u64)? as usize,
+            max_image_side: n("MAX_IMAGE_SIDE", defaults.max_image_side as u64)? as u32,
+            max_image_pixels: n("MAX_IMAGE_PIXELS", defaults.max_image_pixels)?,
+            max_landmarks_bytes: n("MAX_LANDMARKS_BYTES", defaults.max_landmarks_bytes as u64)?
+                as usize,
+            max_segmentation_bytes: n(
+                "MAX_SEGMENTATION_BYTES",
+                defaults.max_segmentation_bytes as u64,
+            )? as usize,
+            max_message_bytes: n("MAX_MESSAGE_BYTES", defaults.max_message_bytes as u64)? as usize,
+        };
+        let ttl_hours = n("CACHE_TTL_HOURS", 24)?;
+        if ttl_hours == 0 {
+            return Err(ConfigError {
+                name: "CACHE_TTL_HOURS",
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            database_url: s("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/facesvg"),
+            db_pool_size: n("DB_POOL_SIZE", 2)?.max(1) as usize,
+            redis_url: s("REDIS_URL", "redis://127.0.0.1:6379/"),
+            redis_timeout: Duration::from_millis(n("REDIS_TIMEOUT_MS", 50)?),
+            s3_bucket: s("S3_BUCKET", "facesvg-local"),
+            queue_url: s(
+                "QUEUE_URL",
+                "http://127.0.0.1:4566/123456789012/facesvg-tasks",
+            ),
+            cache_ttl: Duration::from_secs(ttl_hours * 3600),
+            l0_max_bytes: n("L0_MAX_BYTES", 8 * 1024 * 1024)? as usize,
+            l0_ttl: Duration::from_secs(n("L0_TTL_SECS", 60)?),
+            stale_claim: Duration::from_secs(n("STALE_CLAIM_SECS", 180)?),
+            stuck_after: Duration::from_secs(n("STUCK_AFTER_SECS", 3600)?),
+            presign_ttl: Duration::from_secs(n("PRESIGN_TTL_SECS", 300)?),
+            sweep_batch: n("SWEEP_BATCH", 500)?.clamp(1, 10_000) as i64,
+            auth_mode,
+            tenant_claim: s("TENANT_CLAIM", "tenant"),
+            admin_scope: s("ADMIN_SCOPE", "facesvg/admin"),
+            redis_prefix: s("REDIS_PREFIX", "facesvg"),
+            limits,
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! The optional face-parsing label map: an 8-bit PNG of label numbers (greyscale or
+//! palette indices), or an RGB(A) PNG in the CelebAMask-HQ colour palette.
+//!
+//! Its header is checked at submit time, before anything is decoded: it must be a
+//! PNG of exactly the photo's size. Its pixels are decoded on a cache miss (and again
+//! by the worker), with the decoder's allocation capped at what those dimensions need.
+
+use std::io::Cursor;
+
+use super::image::{
+    check_dimensions, check_png_chunks, header_dimensions, sniff, ImageFormat, ImageInfo,
+};
+use super::InputError;
+use crate::config::Limits;
+use crate::labels;
+
+const FIELD: &str = "segmentation_map";
+
+/// One label per pixel, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMap {
+    pub width: u32,
+    pub height: u32,
+    pub labels: Vec<u8>,
+}
+
+impl LabelMap {
+    pub fn get(&self, x: u32, y: u32) -> u8 {
+        self.labels[(y * self.width + x) as usize]
+    }
+}
+
+pub fn check_header(data: &[u8], image: &ImageInfo, limits: &Limits) -> Result<(), InputError> {
+    if sniff(data) != Some(ImageFormat::Png) {
+        return Err(InputError::unsupported(
+            FIELD,
+            "the label map must be a PNG",
+        ));
+    }
+    let (w, h) = header_dimensions(FIELD, data, ImageFormat::Png)?;
+    check_dimensions(FIELD, w, h, limits)?;
+    if (w, h) != (image.width, image.height) {
+        return Err(InputError::invalid(
+            FIELD,
+            format!(
+                "the label map is {w}×{h} px but the image is {}×{} px",
+                image.width, image.height
+            ),
+        ));
+    }
+    check_png_chunks(FIELD, data)
+}
+
+/// Decodes a label map that must be `width`×`height`.
+pub fn decode(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    limits: &Limits,
+) -> Result<LabelMap, InputError> {
+    let (w, h) = header_dimensions(FIELD, data, ImageFormat::Png)?;
+    check_dimensions(FIELD, w, h, limits)?;
+    if (w, h) != (width, height) {
+        return Err(InputError::invalid(
+            FIELD,
+            format!("the label map is {w}×{h} px but the image is {width}×{height} px"),
+        ));
+    }
+    let pixels = w as usize * h as usize;
+    // Cap the decoder at the largest output we accept (RGBA at 8 bits) plus slack.
+    let mut decoder = png::Decoder::new_with_limits(
+        Cursor::new(data),
+        png::Limits {
+            bytes: pixels * 4 + (1 << 20),
+        },
+    );
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let corrupt = |e: png::DecodingError| InputError::invalid(FIELD, format!("corrupt PNG: {e}"));
+    let mut reader = decoder.read_info().map_err(corrupt)?;
+    let info = reader.info();
+    if info.bit_depth != png::BitDepth::Eight {
+        return Err(InputError::invalid(
+            FIELD,
+            format!("expected 8 bits per channel, got {:?}", info.bit_depth),
+        ));
+    }
+    let color = info.color_type;
+    let channels = match color {
+        png::ColorType::Grayscale | png::ColorType::Indexed => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+    };
+    let mut buf = vec![0u8; pixels * channels];
+    reader.next_frame(&mut buf).map_err(corrupt)?;
+
+    let labels = match channels {
+        1 => buf,
+        2 => buf.chunks_exact(2).map(|p| p[0]).collect(),
+        _ => {
+            let mut out = Vec::with_capacity(pixels);
+            for (i, p) in buf.chunks_exact(channels).enumerate() {
+                let rgb = [p[0], p[1], p[2]];
+                let label = labels::label_of_colour(rgb).ok_or_else(|| {
+                    InputError::invalid(
+                        FIELD,
+                        format!(
+                            "pixel ({}, {}) has colour #{:02x}{:02x}{:02x}, which is not in the CelebAMask-HQ palette",
+                            i % w as usize,
+                            i / w as usize,
+                            rgb[0],
+                            rgb[1],
+                            rgb[2]
+                        ),
+                    )
+                })?;
+                out.push(label);
+            }
+            out
+        }
+    };
+    if let Some(i) = labels
+        .iter()
+        .position(|&l| usize::from(l) >= labels::CLASS_NAMES.len())
+    {
+        return Err(InputError::invalid(
+            FIELD,
+            format!(
+                "pixel ({}, {}) has label {}, but labels run from 0 to {}",
+                i % w as usize,
+                i / w as usize,
+                labels[i],
+                labels::CLASS_NAMES.len() - 1
+            ),
+        ));
+    }
+    Ok(LabelMap {
+        width: w,
+        height: h,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(w: u32, h: u32, color: png::ColorType, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut e = png::Encoder::new(&mut out, w, h);
+        e.set_color(color);
+        let mut wr = e.write_header().unwrap();
+        wr.write_image_data(data).unwrap();
+        wr.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn grey_labels_and_palette_colours_decode_to_the_same_map() {
+        let grey = encode(2, 1, png::ColorType::Grayscale, &[1, 10]);
+        let rgb = encode(2, 1, png::ColorType::Rgb, &[204, 0, 0, 76, 153, 0]);
+        let a = decode(&grey, 2, 1, &Limits::default()).unwrap();
+        let b = decode(&rgb, 2, 1, &Limits::default()).unwrap();
+        assert_eq!(a.labels, vec![1, 10]);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rejects_unknown_labels_colours_and_sizes() {
+        let grey = encode(2, 1, png::ColorType::Grayscale, &[1, 200]);
+        assert!(decode(&grey, 2, 1, &Limits::default())
+            .unwrap_err()
+            .message
+            .contains("label 200"));
+        let rgb = encode(1, 1, png::ColorType::Rgb, &[1, 2, 3]);
+        assert!(decode(&rgb, 1, 1, &Limits::default())
+            .unwrap_err()
+            .message
+            .contains("palette"));
+        let ok = encode(2, 1, png::ColorType::Grayscale, &[1, 1]);
+        let info = ImageInfo {
+            format: ImageFormat::Png,
+            width: 3,
+            height: 1,
+        };
+        assert!(check_header(&ok, &info, &Limits::default())
+            .unwrap_err()
+            .message
+            .contains("2×1"));
+    }
+}

@@ -1,0 +1,55 @@
+//! Object storage for SVGs (`results/`) and claim-checked inputs (`inputs/`).
+//!
+//! [`ObjectStore`] is the seam; [`s3::S3Store`] is the implementation used in AWS
+//! and, through the same SDK over HTTP, against the local emulator.
+
+pub mod s3;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use uuid::Uuid;
+
+#[derive(Debug, Error)]
+pub enum ObjectError {
+    #[error("object store: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError>;
+    /// `None` when there is no such object.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError>;
+    /// Deletes the objects (missing ones are not an error); returns how many were asked.
+    async fn delete_many(&self, keys: &[String]) -> Result<usize, ObjectError>;
+    /// A URL that reads the object without credentials until `ttl` passes.
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError>;
+    async fn ping(&self) -> Result<(), ObjectError>;
+}
+
+/// Where a task's SVG is stored. Keyed by task id, not input hash: a task swept and
+/// submitted again gets a new id, so deleting the old SVG can never remove the new.
+pub fn svg_key(tenant: &str, task_id: Uuid) -> String {
+    format!("results/{}/{}.svg", tenant_segment(tenant), task_id)
+}
+
+/// Where a task's inputs wait when they are too large for a queue message.
+pub fn input_key(tenant: &str, task_id: Uuid) -> String {
+    format!("inputs/{}/{}.json", tenant_segment(tenant), task_id)
+}
+
+/// Tenants come from verified claims, but keep keys safe whatever they contain.
+fn tenant_segment(tenant: &str) -> String {
+    tenant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

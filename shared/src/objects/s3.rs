@@ -1,0 +1,140 @@
+//! [`ObjectStore`] on Amazon S3 (or any S3 API, such as the local emulator).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use tracing::instrument;
+
+use super::{ObjectError, ObjectStore};
+
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+fn backend(e: impl std::fmt::Display) -> ObjectError {
+    ObjectError::Backend(e.to_string())
+}
+
+impl S3Store {
+    /// `path_style` is needed by emulators on an IP address (no bucket subdomains).
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: &str, path_style: bool) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        S3Store {
+            client: Client::from_conf(config),
+            bucket: bucket.to_owned(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()), err)]
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(
+                out.body
+                    .collect()
+                    .await
+                    .map_err(backend)?
+                    .into_bytes()
+                    .to_vec(),
+            )),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
+    #[instrument(skip(self, keys), fields(bucket = %self.bucket, n = keys.len()), err)]
+    async fn delete_many(&self, keys: &[String]) -> Result<usize, ObjectError> {
+        // DeleteObjects takes at most 1000 keys a call.
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build().map_err(backend))
+                .collect::<Result<Vec<_>, _>>()?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(backend)?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            if let Some(err) = out.errors().first() {
+                return Err(ObjectError::Backend(format!(
+                    "delete {}: {}",
+                    err.key().unwrap_or("?"),
+                    err.message().unwrap_or("failed")
+                )));
+            }
+        }
+        Ok(keys.len())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(backend)?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(backend)?;
+        Ok(req.uri().to_string())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    async fn ping(&self) -> Result<(), ObjectError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}

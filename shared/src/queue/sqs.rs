@@ -1,0 +1,62 @@
+//! [`TaskQueue`] on Amazon SQS (or the local emulator, through the same SDK).
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::Client;
+use tracing::instrument;
+
+use super::{QueueError, TaskQueue};
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, queue_url: &str) -> Self {
+        SqsQueue {
+            client: Client::new(sdk),
+            queue_url: queue_url.to_owned(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+#[async_trait]
+impl TaskQueue for SqsQueue {
+    #[instrument(skip(self, body), fields(bytes = body.len()), err)]
+    async fn send(&self, body: String) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Backend(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err)]
+    async fn ping(&self) -> Result<(), QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Backend(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(())
+    }
+}

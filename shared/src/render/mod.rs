@@ -1,0 +1,283 @@
+//! Rendering: label map (or landmarks) → SVG of region masks, plus the result JSON.
+//!
+//! With a label map, every non-background class becomes one `<path>` whose subpaths
+//! are the region's outer borders and holes ([`trace`]), filled even-odd. Without
+//! one, regions come from the landmark groups ([`landmark_regions`]). The SVG's
+//! viewBox is the frontal crop: the landmarks' face box with a margin, clamped to
+//! the image; path coordinates stay in image pixels so they overlay the photo.
+
+pub mod landmark_regions;
+pub mod trace;
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::input::{LabelMap, Landmarks, RenderParams};
+use crate::labels;
+use crate::RENDERER_VERSION;
+
+/// Margin around the landmarks' box, as a share of its longer side.
+const CROP_MARGIN: f64 = 0.25;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BoxPx {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionInfo {
+    pub name: String,
+    pub label: u8,
+    /// Area in square pixels.
+    pub area: f64,
+    pub bbox: BoxPx,
+    pub centroid: [f64; 2],
+    pub paths: usize,
+    pub points: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderResult {
+    pub renderer_version: String,
+    pub source: String,
+    pub image: ImageSize,
+    pub crop_box: BoxPx,
+    pub regions: Vec<RegionInfo>,
+    pub svg_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+pub struct Rendered {
+    pub svg: String,
+    pub result: RenderResult,
+}
+
+pub struct RenderInput<'a> {
+    pub width: u32,
+    pub height: u32,
+    pub landmarks: &'a Landmarks,
+    pub label_map: Option<&'a LabelMap>,
+    pub params: RenderParams,
+}
+
+pub fn render(input: &RenderInput<'_>) -> Rendered {
+    let crop = crop_box(input.landmarks, input.width, input.height);
+    let mut body = String::with_capacity(16 * 1024);
+    let mut regions = Vec::new();
+    let source = match input.label_map {
+        Some(map) => {
+            for region in trace::trace(map) {
+                let name = labels::name(region.label).unwrap_or("unknown");
+                open_path(&mut body, name, region.label);
+                let mut points = 0;
+                for ring in &region.loops {
+                    points += ring.len();
+                    write_axis_ring(&mut body, ring);
+                }
+                body.push_str("\"/>\n");
+                let [x0, y0, x1, y1] = region.bbox;
+                regions.push(RegionInfo {
+                    name: name.to_owned(),
+                    label: region.label,
+                    area: region.area as f64,
+                    bbox: BoxPx {
+                        x: x0.into(),
+                        y: y0.into(),
+                        width: (x1 - x0).into(),
+                        height: (y1 - y0).into(),
+                    },
+                    centroid: [round2(region.centroid[0]), round2(region.centroid[1])],
+                    paths: region.loops.len(),
+                    points,
+                });
+            }
+            "segmentation_map"
+        }
+        None => {
+            for region in landmark_regions::regions(input.landmarks) {
+                open_path(&mut body, region.name, region.label);
+                let (mut area, mut cx, mut cy, mut points) = (0.0, 0.0, 0.0, 0);
+                for (i, ring) in region.rings.iter().enumerate() {
+                    write_polygon(&mut body, ring);
+                    points += ring.len();
+                    // The first ring is the outline, later ones are holes.
+                    let (a, x, y) = landmark_regions::ring_moments(ring);
+                    let sign = if (i == 0) == (a >= 0.0) { 1.0 } else { -1.0 };
+                    area += sign * a;
+                    cx += sign * x;
+                    cy += sign * y;
+                }
+                body.push_str("\"/>\n");
+                let (x0, y0, x1, y1) =
+                    landmark_regions::bounds(region.rings.iter().flatten().copied());
+                let centroid = if area.abs() > 1e-9 {
+                    [cx / area, cy / area]
+                } else {
+                    [(x0 + x1) / 2.0, (y0 + y1) / 2.0]
+                };
+                regions.push(RegionInfo {
+                    name: region.name.to_owned(),
+                    label: region.label,
+                    area: round2(area.abs()),
+                    bbox: BoxPx {
+                        x: round2(x0),
+                        y: round2(y0),
+                        width: round2(x1 - x0),
+                        height: round2(y1 - y0),
+                    },
+                    centroid: [round2(centroid[0]), round2(centroid[1])],
+                    paths: region.rings.len(),
+                    points,
+                });
+            }
+            "landmarks"
+        }
+    };
+
+    let mut svg = String::with_capacity(body.len() + 512);
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
+        num(crop.x),
+        num(crop.y),
+        num(crop.width),
+        num(crop.height),
+        num(crop.width),
+        num(crop.height),
+        RENDERER_VERSION
+    );
+    let _ = writeln!(
+        svg,
+        "<g class=\"regions\" fill-rule=\"evenodd\" fill-opacity=\"{}\">",
+        num(input.params.opacity())
+    );
+    svg.push_str(&body);
+    svg.push_str("</g>\n");
+    if input.params.show_landmarks {
+        let r = (crop.width.max(crop.height) * 0.004).max(1.0);
+        let _ = writeln!(svg, "<g class=\"landmarks\" fill=\"#00e676\">");
+        for (x, y) in input.landmarks.iter_px() {
+            let _ = writeln!(
+                svg,
+                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\"/>",
+                num(x),
+                num(y),
+                num(r)
+            );
+        }
+        svg.push_str("</g>\n");
+    }
+    svg.push_str("</svg>\n");
+
+    let result = RenderResult {
+        renderer_version: RENDERER_VERSION.to_owned(),
+        source: source.to_owned(),
+        image: ImageSize {
+            width: input.width,
+            height: input.height,
+        },
+        crop_box: crop,
+        regions,
+        svg_bytes: svg.len(),
+    };
+    Rendered { svg, result }
+}
+
+/// The landmarks' box grown by [`CROP_MARGIN`] on every side, in whole pixels,
+/// clamped to the image.
+pub fn crop_box(landmarks: &Landmarks, width: u32, height: u32) -> BoxPx {
+    let (x0, y0, x1, y1) = landmark_regions::bounds(landmarks.iter_px());
+    let margin = (x1 - x0).max(y1 - y0) * CROP_MARGIN;
+    let (w, h) = (f64::from(width), f64::from(height));
+    let cx0 = (x0 - margin).floor().clamp(0.0, w - 1.0);
+    let cy0 = (y0 - margin).floor().clamp(0.0, h - 1.0);
+    let cx1 = (x1 + margin).ceil().clamp(cx0 + 1.0, w);
+    let cy1 = (y1 + margin).ceil().clamp(cy0 + 1.0, h);
+    BoxPx {
+        x: cx0,
+        y: cy0,
+        width: cx1 - cx0,
+        height: cy1 - cy0,
+    }
+}
+
+fn open_path(out: &mut String, name: &str, label: u8) {
+    let [r, g, b] = labels::fill(label);
+    let _ = write!(
+        out,
+        "<path id=\"region-{name}\" class=\"region {name}\" data-label=\"{label}\" fill=\"#{r:02x}{g:02x}{b:02x}\" d=\""
+    );
+}
+
+/// An axis-aligned ring of corners as `M x y h… v… z`: corners alternate between
+/// horizontal and vertical moves, so each needs only one relative number.
+fn write_axis_ring(out: &mut String, ring: &[(u32, u32)]) {
+    let Some(&(x0, y0)) = ring.first() else {
+        return;
+    };
+    let _ = write!(out, "M{x0} {y0}");
+    let mut prev = (i64::from(x0), i64::from(y0));
+    for &(x, y) in &ring[1..] {
+        let (x, y) = (i64::from(x), i64::from(y));
+        if y == prev.1 {
+            let _ = write!(out, "h{}", x - prev.0);
+        } else {
+            let _ = write!(out, "v{}", y - prev.1);
+        }
+        prev = (x, y);
+    }
+    out.push('z');
+}
+
+fn write_polygon(out: &mut String, ring: &[(f64, f64)]) {
+    for (i, &(x, y)) in ring.iter().enumerate() {
+        out.push(if i == 0 { 'M' } else { 'L' });
+        out.push_str(&num(x));
+        out.push(' ');
+        out.push_str(&num(y));
+    }
+    out.push('z');
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Shortest decimal with at most two fractional digits.
+fn num(v: f64) -> String {
+    let r = round2(v);
+    if r == r.trunc() {
+        format!("{}", r as i64)
+    } else {
+        let s = format!("{r:.2}");
+        s.trim_end_matches('0').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(num(3.0), "3");
+        assert_eq!(num(3.10), "3.1");
+        assert_eq!(num(-0.456), "-0.46");
+    }
+
+    #[test]
+    fn axis_rings_use_relative_moves() {
+        let mut s = String::new();
+        write_axis_ring(&mut s, &[(3, 1), (3, 3), (1, 3), (1, 1)]);
+        assert_eq!(s, "M3 1v2h-2v-2z");
+    }
+}

@@ -1,0 +1,161 @@
+//! The cache-cleanup function: one owned place for expiry.
+//!
+//! In order: fold the write-behind hit counters from Redis into Postgres (so that
+//! "never hit" is judged on fresh numbers), fail tasks stuck open, then delete in
+//! bounded batches the rows past their TTL, failures older than 7 days and never-hit
+//! rows older than 30 days. Each deleted row's Redis keys go first and its S3
+//! objects last: an S3 object whose row is gone is harmless (and the bucket's
+//! lifecycle rule is the safety net), a row whose SVG is gone would not be.
+
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::app::App;
+use crate::cache::OutcomeTier;
+use crate::tasks::StoreError;
+
+pub const FAILURE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const UNUSED_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Bounded work per run: a backlog is finished by the next scheduled runs.
+const MAX_BATCHES: usize = 50;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub hits_folded: u64,
+    pub stuck_failed: u64,
+    pub expired: u64,
+    pub failed: u64,
+    pub unused: u64,
+    pub s3_objects_deleted: u64,
+    pub redis_keys_deleted: u64,
+    pub errors: Vec<String>,
+    /// True if the batch limit stopped this run before the backlog was empty.
+    pub more: bool,
+}
+
+pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+
+    match app.redis.take_hits().await {
+        Ok(hits) => match app.tasks.add_hits(&hits).await {
+            Ok(n) => report.hits_folded = n,
+            Err(e) => {
+                // Put nothing back: losing a few hit counts only delays the unused rule.
+                report.errors.push(format!("folding hits: {e}"));
+            }
+        },
+        Err(e) => report.errors.push(format!("reading hits: {e}")),
+    }
+
+    report.stuck_failed = app
+        .tasks
+        .fail_stuck(app.config.stuck_after, app.config.sweep_batch)
+        .await?;
+
+    for _ in 0..MAX_BATCHES {
+        let swept = app
+            .tasks
+            .delete_sweepable(FAILURE_MAX_AGE, UNUSED_MAX_AGE, app.config.sweep_batch)
+            .await?;
+        if swept.is_empty() {
+            return Ok(report);
+        }
+        let mut keys = Vec::new();
+        for row in &swept {
+            match row.reason.as_str() {
+                "expired" => report.expired += 1,
+                "failed" => report.failed += 1,
+                _ => report.unused += 1,
+            }
+            let _ = app
+                .l0
+                .remove(&row.tenant, &row.input_hash, row.task_id)
+                .await;
+            match app
+                .redis
+                .remove(&row.tenant, &row.input_hash, row.task_id)
+                .await
+            {
+                Ok(()) => report.redis_keys_deleted += 2,
+                Err(e) => report
+                    .errors
+                    .push(format!("redis keys of {}: {e}", row.task_id)),
+            }
+            keys.extend(row.svg_s3_key.iter().cloned());
+            keys.extend(row.input_s3_key.iter().cloned());
+        }
+        if !keys.is_empty() {
+            match app.objects.delete_many(&keys).await {
+                Ok(n) => report.s3_objects_deleted += n as u64,
+                Err(e) => report.errors.push(format!("s3: {e}")),
+            }
+        }
+    }
+    report.more = true;
+    Ok(report)
+}
+
+/// The Lambda entry: an EventBridge schedule event, or the admin HTTP route
+/// (`POST /api/v1/cache/cleanup`, API Gateway payload 2.0) which needs the admin scope.
+pub async fn handle_event(app: &App, event: Value) -> Value {
+    let is_http = event.get("requestContext").is_some() && event.get("rawPath").is_some();
+    if !is_http {
+        return match run(app).await {
+            Ok(report) => {
+                tracing::info!(?report, "sweep finished");
+                json!(report)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "sweep failed");
+                json!({"error": e.to_string()})
+            }
+        };
+    }
+    let response = match lambda_http::request::from_str(&event.to_string()) {
+        Err(e) => {
+            crate::api::ApiError::Internal(format!("unreadable request: {e}")).into_response()
+        }
+        Ok(req) => admin_cleanup(app, req).await,
+    };
+    http_event_response(response)
+}
+
+async fn admin_cleanup(
+    app: &App,
+    req: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
+    use crate::api::{auth, json_response, ApiError};
+    if req.method() != lambda_http::http::Method::POST {
+        return ApiError::MethodNotAllowed("use POST".into()).into_response();
+    }
+    let caller = match auth::caller(&app.config, &req) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if !caller.admin {
+        return ApiError::Forbidden.into_response();
+    }
+    match run(app).await {
+        Ok(report) => json_response(StatusCode::OK, &json!(report)),
+        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    }
+}
+
+/// An API Gateway v2 response object for a function that is not run by `lambda_http`.
+fn http_event_response(resp: lambda_http::Response<lambda_http::Body>) -> Value {
+    let (parts, body) = resp.into_parts();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), json!(v))))
+        .collect();
+    let body = match body {
+        lambda_http::Body::Text(t) => t,
+        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    json!({"statusCode": parts.status.as_u16(), "headers": headers, "body": body, "isBase64Encoded": false})
+}

@@ -1,0 +1,140 @@
+//! Tasks: their states, their rows in Postgres (the source of truth), and the
+//! outcome that the cache tiers hold once a task is finished.
+//!
+//! Lifecycle: a miss inserts `PENDING` once per (tenant, input hash); a worker's
+//! claim moves it to `PROCESSING` and counts the attempt; it ends `SUCCESS` (result,
+//! SVG key) or `FAILURE` (error). A failure is `retryable` when it says nothing about
+//! the inputs (a task lost or stuck): the next identical submit runs it again rather
+//! than being answered with the cached error.
+
+pub mod metrics;
+pub mod results;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+pub use results::TaskStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TaskStatus {
+    Pending,
+    Processing,
+    Success,
+    Failure,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Processing => "PROCESSING",
+            TaskStatus::Success => "SUCCESS",
+            TaskStatus::Failure => "FAILURE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(TaskStatus::Pending),
+            "PROCESSING" => Some(TaskStatus::Processing),
+            "SUCCESS" => Some(TaskStatus::Success),
+            "FAILURE" => Some(TaskStatus::Failure),
+            _ => None,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Success | TaskStatus::Failure)
+    }
+}
+
+/// Why a task failed, as stored in `task_results.error` and shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// False for errors caused by the inputs (cached and served again); true for
+    /// errors of the system (the task is run again on the next submit).
+    pub retryable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub task_id: Uuid,
+    pub tenant: String,
+    pub input_hash: String,
+    pub status: TaskStatus,
+    pub result: Option<serde_json::Value>,
+    pub svg_s3_key: Option<String>,
+    pub svg_bytes: Option<i64>,
+    pub input_s3_key: Option<String>,
+    pub error: Option<TaskError>,
+    pub processing_time_ms: Option<i32>,
+    pub cache_hits: i64,
+    pub attempts: i32,
+    pub submitted_at: DateTime<Utc>,
+    pub enqueued_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub ttl_expires_at: DateTime<Utc>,
+}
+
+/// A finished task as the cache tiers keep it: enough to answer a submit or a
+/// status request without Postgres.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub task_id: Uuid,
+    pub tenant: String,
+    pub input_hash: String,
+    pub status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub svg_s3_key: Option<String>,
+    pub processing_time_ms: Option<i32>,
+    pub submitted_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub ttl_expires_at: DateTime<Utc>,
+}
+
+impl TaskRow {
+    /// The cacheable outcome of a finished task; `None` while it is open or when
+    /// its failure is retryable (which must not be served from a cache).
+    pub fn outcome(&self) -> Option<Outcome> {
+        let cacheable = match self.status {
+            TaskStatus::Success => true,
+            TaskStatus::Failure => self.error.as_ref().is_some_and(|e| !e.retryable),
+            _ => false,
+        };
+        cacheable.then(|| Outcome {
+            task_id: self.task_id,
+            tenant: self.tenant.clone(),
+            input_hash: self.input_hash.clone(),
+            status: self.status,
+            result: self.result.clone(),
+            error: self.error.clone(),
+            svg_s3_key: self.svg_s3_key.clone(),
+            processing_time_ms: self.processing_time_ms,
+            submitted_at: self.submitted_at,
+            completed_at: self.completed_at,
+            ttl_expires_at: self.ttl_expires_at,
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("stored row is malformed: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,422 @@
+//! The `task_results` table. All of its SQL lives here.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::metrics::{self, Metric};
+use super::{StoreError, TaskError, TaskRow, TaskStatus};
+
+const COLUMNS: &str = "task_id, tenant, input_hash, status, result, svg_s3_key, svg_bytes, input_s3_key, error,
+    processing_time_ms, cache_hits, attempts, submitted_at, enqueued_at, started_at, completed_at, ttl_expires_at";
+
+#[derive(Clone)]
+pub struct TaskStore {
+    pool: Pool,
+}
+
+/// What inserting a new task found.
+#[derive(Debug)]
+pub enum Inserted {
+    /// This call created the row: the caller must enqueue it.
+    Created(TaskRow),
+    /// A row for the same inputs exists (a concurrent or earlier submit).
+    Existing(TaskRow),
+}
+
+/// What a worker's claim on a task found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    Claimed {
+        attempts: i32,
+        submitted_at: DateTime<Utc>,
+    },
+    /// Already `SUCCESS` or `FAILURE`: a duplicate delivery.
+    Finished(TaskStatus),
+    /// Another worker holds a fresh claim.
+    Busy,
+    /// No such task (swept, or never recorded).
+    Missing,
+}
+
+/// A row the sweep deleted, with what must be deleted along with it.
+#[derive(Debug)]
+pub struct Swept {
+    pub task_id: Uuid,
+    pub tenant: String,
+    pub input_hash: String,
+    pub svg_s3_key: Option<String>,
+    pub input_s3_key: Option<String>,
+    pub reason: String,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    let error: Option<serde_json::Value> = row.try_get("error")?;
+    Ok(TaskRow {
+        task_id: row.try_get("task_id")?,
+        tenant: row.try_get("tenant")?,
+        input_hash: row.try_get("input_hash")?,
+        status: TaskStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        result: row.try_get("result")?,
+        svg_s3_key: row.try_get("svg_s3_key")?,
+        svg_bytes: row.try_get("svg_bytes")?,
+        input_s3_key: row.try_get("input_s3_key")?,
+        error: error
+            .map(serde_json::from_value::<TaskError>)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("error column: {e}")))?,
+        processing_time_ms: row.try_get("processing_time_ms")?,
+        cache_hits: row.try_get("cache_hits")?,
+        attempts: row.try_get("attempts")?,
+        submitted_at: row.try_get("submitted_at")?,
+        enqueued_at: row.try_get("enqueued_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        ttl_expires_at: row.try_get("ttl_expires_at")?,
+    })
+}
+
+impl TaskStore {
+    pub fn new(pool: Pool) -> Self {
+        TaskStore { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn find_by_hash(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+    ) -> Result<Option<TaskRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 AND input_hash = $2");
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&tenant, &input_hash])
+            .await?
+            .as_ref()
+            .map(row_to_task)
+            .transpose()
+    }
+
+    /// A task of `tenant`; another tenant's task is indistinguishable from none.
+    #[instrument(skip(self), err)]
+    pub async fn get(&self, tenant: &str, task_id: Uuid) -> Result<Option<TaskRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!("SELECT {COLUMNS} FROM task_results WHERE task_id = $1 AND tenant = $2");
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&task_id, &tenant])
+            .await?
+            .as_ref()
+            .map(row_to_task)
+            .transpose()
+    }
+
+    /// Records a new `PENDING` task unless one exists for the same inputs. Of any
+    /// number of concurrent identical submits, exactly one gets `Created`.
+    #[instrument(skip(self), err)]
+    pub async fn insert_pending(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        renderer_version: &str,
+        ttl: Duration,
+    ) -> Result<Inserted, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "INSERT INTO task_results (task_id, tenant, input_hash, status, renderer_version, ttl_expires_at)
+             VALUES ($1, $2, $3, 'PENDING', $4, now() + make_interval(secs => $5))
+             ON CONFLICT (tenant, input_hash) DO NOTHING
+             RETURNING {COLUMNS}"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let id = Uuid::new_v4();
+        if let Some(row) = client
+            .query_opt(
+                &stmt,
+                &[&id, &tenant, &input_hash, &renderer_version, &secs(ttl)],
+            )
+            .await?
+        {
+            return Ok(Inserted::Created(row_to_task(&row)?));
+        }
+        drop(client);
+        // The conflicting row can only vanish if the sweep deleted it in between;
+        // then the caller's retry inserts afresh.
+        match self.find_by_hash(tenant, input_hash).await? {
+            Some(row) => Ok(Inserted::Existing(row)),
+            None => Err(StoreError::Corrupt(
+                "task vanished during insert; retry".into(),
+            )),
+        }
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn mark_enqueued(
+        &self,
+        task_id: Uuid,
+        input_s3_key: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE task_results SET enqueued_at = now(), input_s3_key = COALESCE($2, input_s3_key)
+                 WHERE task_id = $1",
+                &[&task_id, &input_s3_key],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes `insert_pending` when the task could not be enqueued, so that the
+    /// client's retry starts clean instead of waiting on a task nobody will run.
+    #[instrument(skip(self), err)]
+    pub async fn delete_unqueued(&self, task_id: Uuid) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("DELETE FROM task_results WHERE task_id = $1 AND status = 'PENDING' AND enqueued_at IS NULL", &[&task_id])
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a retryable failure back to `PENDING` for a new run. Returns whether
+    /// this call did it (a concurrent submit may have).
+    #[instrument(skip(self), err)]
+    pub async fn reopen(&self, task_id: Uuid, ttl: Duration) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let n = client
+            .execute(
+                "UPDATE task_results SET status = 'PENDING', error = NULL, attempts = 0, submitted_at = now(),
+                        enqueued_at = NULL, started_at = NULL, completed_at = NULL,
+                        ttl_expires_at = now() + make_interval(secs => $2)
+                 WHERE task_id = $1 AND status = 'FAILURE' AND (error->>'retryable')::boolean",
+                &[&task_id, &secs(ttl)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Takes a task for rendering: `PENDING`, or `PROCESSING` under a claim older
+    /// than `stale` (its worker crashed).
+    #[instrument(skip(self), err)]
+    pub async fn claim(&self, task_id: Uuid, stale: Duration) -> Result<Claim, StoreError> {
+        let client = self.pool.get().await?;
+        let claimed = client
+            .query_opt(
+                "UPDATE task_results SET status = 'PROCESSING', attempts = attempts + 1, started_at = now()
+                 WHERE task_id = $1 AND (status = 'PENDING'
+                    OR (status = 'PROCESSING' AND started_at < now() - make_interval(secs => $2)))
+                 RETURNING attempts, submitted_at",
+                &[&task_id, &secs(stale)],
+            )
+            .await?;
+        if let Some(row) = claimed {
+            return Ok(Claim::Claimed {
+                attempts: row.try_get(0)?,
+                submitted_at: row.try_get(1)?,
+            });
+        }
+        let status = client
+            .query_opt(
+                "SELECT status FROM task_results WHERE task_id = $1",
+                &[&task_id],
+            )
+            .await?;
+        Ok(match status {
+            None => Claim::Missing,
+            Some(row) => {
+                let s: String = row.try_get(0)?;
+                match TaskStatus::parse(&s) {
+                    Some(st) if st.is_finished() => Claim::Finished(st),
+                    Some(_) => Claim::Busy,
+                    None => return Err(StoreError::Corrupt(format!("status {s:?}"))),
+                }
+            }
+        })
+    }
+
+    /// Gives a claim back after a transient error, so the retry can take it at once.
+    #[instrument(skip(self), err)]
+    pub async fn release(&self, task_id: Uuid) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("UPDATE task_results SET status = 'PENDING' WHERE task_id = $1 AND status = 'PROCESSING'", &[&task_id])
+            .await?;
+        Ok(())
+    }
+
+    /// Records a success and its metrics in one transaction. Returns the finished
+    /// row, or `None` if the task was no longer claimed (finished or swept).
+    #[allow(clippy::too_many_arguments)]
+    #[instrument(skip(self, result, metrics), err)]
+    pub async fn complete_success(
+        &self,
+        task_id: Uuid,
+        result: &serde_json::Value,
+        svg_s3_key: &str,
+        svg_bytes: i64,
+        processing_time_ms: i32,
+        ttl: Duration,
+        metrics: &[Metric<'_>],
+    ) -> Result<Option<TaskRow>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let sql = format!(
+            "UPDATE task_results SET status = 'SUCCESS', result = $2, svg_s3_key = $3, svg_bytes = $4,
+                    processing_time_ms = $5, error = NULL, completed_at = now(),
+                    ttl_expires_at = now() + make_interval(secs => $6)
+             WHERE task_id = $1 AND status = 'PROCESSING'
+             RETURNING {COLUMNS}"
+        );
+        let row = tx
+            .query_opt(
+                &sql,
+                &[
+                    &task_id,
+                    result,
+                    &svg_s3_key,
+                    &svg_bytes,
+                    &processing_time_ms,
+                    &secs(ttl),
+                ],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let task = row_to_task(&row)?;
+        metrics::insert(&tx, "process", task_id, &task.tenant, metrics).await?;
+        tx.commit().await?;
+        Ok(Some(task))
+    }
+
+    #[instrument(skip(self), err)]
+    pub async fn complete_failure(
+        &self,
+        task_id: Uuid,
+        error: &TaskError,
+        processing_time_ms: i32,
+        ttl: Duration,
+    ) -> Result<Option<TaskRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let error = serde_json::to_value(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sql = format!(
+            "UPDATE task_results SET status = 'FAILURE', error = $2, processing_time_ms = $3, completed_at = now(),
+                    ttl_expires_at = now() + make_interval(secs => $4)
+             WHERE task_id = $1 AND status IN ('PENDING', 'PROCESSING')
+             RETURNING {COLUMNS}"
+        );
+        client
+            .query_opt(&sql, &[&task_id, &error, &processing_time_ms, &secs(ttl)])
+            .await?
+            .as_ref()
+            .map(row_to_task)
+            .transpose()
+    }
+
+    /// Adds hit counts gathered in Redis (write-behind) to the rows.
+    #[instrument(skip(self, hits), fields(n = hits.len()), err)]
+    pub async fn add_hits(&self, hits: &[(Uuid, i64)]) -> Result<u64, StoreError> {
+        if hits.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
+        let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
+                 FROM unnest($1::uuid[], $2::int8[]) AS h(id, n) WHERE t.task_id = h.id",
+                &[&ids, &counts],
+            )
+            .await?)
+    }
+
+    /// Deletes one batch of entries that are past their TTL, failed more than
+    /// `failure_age` ago, or were never hit within `unused_age`. Open tasks are left
+    /// to [`TaskStore::fail_stuck`].
+    #[instrument(skip(self), err)]
+    pub async fn delete_sweepable(
+        &self,
+        failure_age: Duration,
+        unused_age: Duration,
+        batch: i64,
+    ) -> Result<Vec<Swept>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "WITH doomed AS (
+                     SELECT task_id,
+                            CASE WHEN ttl_expires_at < now() THEN 'expired'
+                                 WHEN status = 'FAILURE' THEN 'failed'
+                                 ELSE 'unused' END AS reason
+                     FROM task_results
+                     WHERE status IN ('SUCCESS', 'FAILURE')
+                       AND (ttl_expires_at < now()
+                            OR (status = 'FAILURE' AND completed_at < now() - make_interval(secs => $1))
+                            OR (cache_hits = 0 AND submitted_at < now() - make_interval(secs => $2)))
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 DELETE FROM task_results t USING doomed d WHERE t.task_id = d.task_id
+                 RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason",
+                &[&secs(failure_age), &secs(unused_age), &batch],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Swept {
+                    task_id: r.try_get(0)?,
+                    tenant: r.try_get(1)?,
+                    input_hash: r.try_get(2)?,
+                    svg_s3_key: r.try_get(3)?,
+                    input_s3_key: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Fails (retryably) tasks that stayed open longer than `stuck_after`: their
+    /// message was lost or kept failing. The next identical submit runs them again.
+    #[instrument(skip(self), err)]
+    pub async fn fail_stuck(&self, stuck_after: Duration, batch: i64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let error = serde_json::to_value(TaskError {
+            code: "task_stuck".into(),
+            message: "the task did not finish in time; submit it again to retry".into(),
+            field: None,
+            retryable: true,
+        })
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(client
+            .execute(
+                "UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now()
+                 WHERE task_id IN (
+                     SELECT task_id FROM task_results
+                     WHERE status IN ('PENDING', 'PROCESSING')
+                       AND COALESCE(started_at, submitted_at) < now() - make_interval(secs => $2)
+                     LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                &[&error, &secs(stuck_after), &batch],
+            )
+            .await?)
+    }
+}
