@@ -180,12 +180,6 @@ pub struct TestApp {
     pub admin_pg: String,
 }
 
-pub struct Options {
-    pub redis_url: Option<String>,
-    pub max_message_bytes: Option<usize>,
-    pub shared_with: Option<(String, String, String, String)>,
-}
-
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: brings the local stack up (installing what is missing), then the
+# unit tests and the integration tests against real Postgres, Redis, S3 and SQS, then
+# one request end to end through the local gateway and the functions under cargo lambda.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+infra/stack.sh up
+eval "$(infra/stack.sh env)"
+
+# Databases left by earlier runs' test apps.
+psql "$FACESVG_TEST_PG" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'facesvg_test_%'" |
+  while read -r db; do psql "$FACESVG_TEST_PG" -qc "DROP DATABASE IF EXISTS $db" >/dev/null; done
+
+# One job at a time: two cores, and the tests themselves run in parallel.
+cargo test --workspace -j 2 -- --test-threads 4
+
+infra/run.sh --smoke

@@ -1,0 +1,222 @@
+//! The sweep deletes exactly the rows it should, with their S3 objects and Redis
+//! keys, and no others; stuck tasks become retryable failures that a resubmit runs.
+
+mod common;
+
+use common::{Form, TestApp};
+use facesvg::cache::OutcomeTier;
+use uuid::Uuid;
+
+async fn row(t: &TestApp, label: &str, status: &str, sql_times: &str, hits: i64) -> (Uuid, String) {
+    let id = Uuid::new_v4();
+    let key = format!("results/tenant-a/{id}.svg");
+    t.app
+        .objects
+        .put(
+            &key,
+            format!("<svg id=\"{label}\"/>").into_bytes(),
+            "image/svg+xml",
+        )
+        .await
+        .unwrap();
+    let error = if status == "FAILURE" {
+        Some(serde_json::json!({"code": "invalid_field", "message": "x", "retryable": false}))
+    } else {
+        None
+    };
+    let sql = format!(
+        "INSERT INTO task_results (task_id, tenant, input_hash, status, result, svg_s3_key, error, cache_hits,
+             renderer_version, submitted_at, completed_at, ttl_expires_at)
+         SELECT $1, 'tenant-a', $2, $3, '{{}}'::jsonb, $4, $5, $6, 'v', s, c, e FROM (SELECT {sql_times}) AS times(s, c, e)"
+    );
+    t.db()
+        .await
+        .execute(&sql, &[&id, &label, &status, &key, &error, &hits])
+        .await
+        .unwrap();
+    (id, key)
+}
+
+#[tokio::test]
+async fn the_sweep_deletes_exactly_what_it_should() {
+    let t = TestApp::spawn().await;
+    let day = "interval '1 day'";
+    let expired = row(
+        &t,
+        "expired",
+        "SUCCESS",
+        &format!("now() - 2*{day}, now() - 2*{day}, now() - {day}"),
+        3,
+    )
+    .await;
+    let old_failure = row(
+        &t,
+        "old-failure",
+        "FAILURE",
+        &format!("now() - 8*{day}, now() - 8*{day}, now() + {day}"),
+        0,
+    )
+    .await;
+    let unused = row(
+        &t,
+        "unused",
+        "SUCCESS",
+        &format!("now() - 31*{day}, now() - 31*{day}, now() + {day}"),
+        0,
+    )
+    .await;
+    let fresh = row(
+        &t,
+        "fresh",
+        "SUCCESS",
+        &format!("now(), now(), now() + {day}"),
+        0,
+    )
+    .await;
+    let used_old = row(
+        &t,
+        "used-old",
+        "SUCCESS",
+        &format!("now() - 31*{day}, now() - 31*{day}, now() + {day}"),
+        5,
+    )
+    .await;
+    let recent_failure = row(
+        &t,
+        "recent-failure",
+        "FAILURE",
+        &format!("now() - {day}, now() - {day}, now() + {day}"),
+        0,
+    )
+    .await;
+    // A row hit only through Redis so far: the sweep must fold the hit before judging it unused.
+    let hit_in_redis = row(
+        &t,
+        "hit-in-redis",
+        "SUCCESS",
+        &format!("now() - 31*{day}, now() - 31*{day}, now() + {day}"),
+        0,
+    )
+    .await;
+    t.app.redis.record_hit(hit_in_redis.0).await.unwrap();
+    // The expired row also has Redis copies, which must go with it.
+    let task = t
+        .app
+        .tasks
+        .get("tenant-a", expired.0)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut outcome = task.outcome().unwrap();
+    outcome.ttl_expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    t.app.redis.put(&outcome).await.unwrap();
+
+    let report = facesvg::sweep::run(&t.app).await.unwrap();
+    assert_eq!(
+        (report.expired, report.failed, report.unused),
+        (1, 1, 1),
+        "{report:?}"
+    );
+    assert_eq!(report.s3_objects_deleted, 3);
+    assert_eq!(report.hits_folded, 1);
+    assert!(report.errors.is_empty(), "{report:?}");
+
+    let remaining: Vec<String> = t
+        .db()
+        .await
+        .query(
+            "SELECT input_hash FROM task_results ORDER BY input_hash",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        remaining,
+        ["fresh", "hit-in-redis", "recent-failure", "used-old"]
+    );
+    let mut keys = t.s3_keys("results/").await;
+    keys.sort();
+    let mut expected = vec![fresh.1, used_old.1, recent_failure.1, hit_in_redis.1];
+    expected.sort();
+    assert_eq!(keys, expected);
+    for gone in [&expired, &old_failure, &unused] {
+        assert!(t.app.objects.get(&gone.1).await.unwrap().is_none());
+    }
+    assert!(
+        t.app.redis.get_by_task(expired.0).await.unwrap().is_none(),
+        "redis keys deleted"
+    );
+
+    // A second run finds nothing.
+    let again = facesvg::sweep::run(&t.app).await.unwrap();
+    assert_eq!(
+        (
+            again.expired,
+            again.failed,
+            again.unused,
+            again.s3_objects_deleted
+        ),
+        (0, 0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn stuck_tasks_fail_retryably_and_a_resubmit_runs_them() {
+    let t = TestApp::spawn_with(|s| {
+        s.insert("STUCK_AFTER_SECS".into(), "0".into());
+    })
+    .await;
+    let r = t.submit(&Form::takeo()).await;
+    let id = r.json()["task_id"].as_str().unwrap().to_owned();
+    // The message is lost.
+    let lost = t.receive_all().await;
+    assert_eq!(lost.len(), 1);
+    for m in lost {
+        t.sqs
+            .client()
+            .delete_message()
+            .queue_url(t.sqs.url())
+            .receipt_handle(m.receipt_handle.unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let report = facesvg::sweep::run(&t.app).await.unwrap();
+    assert_eq!(report.stuck_failed, 1);
+    let s = t.status(&id).await;
+    assert_eq!(s["status"], "FAILURE");
+    assert_eq!(s["error"]["retryable"], true);
+
+    // Submitting again reopens the same task and runs it.
+    let again = t.submit(&Form::takeo()).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.json()["task_id"], id.as_str());
+    let (n, failed) = t.drain().await;
+    assert_eq!((n, failed.len()), (1, 0));
+    assert_eq!(t.status(&id).await["status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn the_admin_route_needs_the_admin_scope() {
+    let t = TestApp::spawn().await;
+    let mut event =
+        common::http_event("POST", "/api/v1/cache/cleanup", Some("tenant-a"), None, b"");
+    let ok = facesvg::sweep::handle_event(&t.app, event.clone()).await;
+    assert_eq!(ok["statusCode"], 200, "{ok}");
+    let report: serde_json::Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
+    assert_eq!(report["expired"], 0);
+    event["requestContext"]["authorizer"]["jwt"]["scopes"] = serde_json::json!([]);
+    let denied = facesvg::sweep::handle_event(&t.app, event).await;
+    assert_eq!(denied["statusCode"], 403);
+    // The schedule's event runs the sweep directly.
+    let scheduled = facesvg::sweep::handle_event(
+        &t.app,
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
+    )
+    .await;
+    assert_eq!(scheduled["expired"], 0, "{scheduled}");
+}
