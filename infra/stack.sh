@@ -70,6 +70,15 @@ start_postgres() {
     apt_install postgresql postgresql-client
     local bin data="$STATE/pgdata"
     bin=$(pg_bin)
+    # Debian's package may have started its own cluster (password auth on TCP):
+    # stop it, and run ours with trust auth for local development instead.
+    if listening "$PG_PORT" && have pg_ctlcluster; then
+      for conf in /etc/postgresql/*/main; do
+        [ -d "$conf" ] || continue
+        v=$(basename "$(dirname "$conf")")
+        pg_ctlcluster --skip-systemctl-redirect "$v" main stop 2>/dev/null || true
+      done
+    fi
     if [ ! -f "$data/PG_VERSION" ]; then
       mkdir -p "$data"
       chown postgres:postgres "$data"
@@ -93,6 +102,10 @@ start_redis() {
     return
   fi
   apt_install redis-server
+  if listening "$REDIS_PORT"; then
+    log "redis: the package started a server on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
   log "redis: starting on 127.0.0.1:$REDIS_PORT"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
     --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --dir "$STATE"
@@ -144,6 +157,7 @@ migrate() {
 up() {
   mkdir -p "$STATE"
   have curl || apt_install curl ca-certificates
+  have bc || apt_install bc
   have cargo || { log "cargo is required (https://rustup.rs); install Rust first"; exit 1; }
   ensure_venv
   start_postgres

@@ -14,6 +14,17 @@ psql "$FACESVG_TEST_PG" -qtAc "SELECT datname FROM pg_database WHERE datname LIK
   while read -r db; do psql "$FACESVG_TEST_PG" -qc "DROP DATABASE IF EXISTS $db" >/dev/null; done
 
 # One job at a time: two cores, and the tests themselves run in parallel.
-cargo test --workspace -j 2 -- --test-threads 4
+mkdir -p .local
+set +e
+cargo test --workspace -j 2 -- --test-threads 4 2>&1 | tee .local/cargo-test.log
+status=${PIPESTATUS[0]}
+set -e
+passed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' .local/cargo-test.log | paste -sd+ | bc)
+failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' .local/cargo-test.log | paste -sd+ | bc)
+[ "$status" -eq 0 ] || { echo "cargo test: ${passed:-0} passed, ${failed:-?} failed"; exit "$status"; }
 
-infra/run.sh --smoke
+# The system end to end: functions under cargo lambda, gateway, queue, S3.
+smoke_failed=0
+infra/run.sh --smoke || smoke_failed=1
+echo "tests: $((passed + 1 - smoke_failed)) passed, $((failed + smoke_failed)) failed"
+exit "$smoke_failed"
