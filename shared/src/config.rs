@@ -51,11 +51,50 @@ impl Default for Limits {
     }
 }
 
+/// Every environment variable the functions read. The deployment template must set
+/// each of them (a test checks `template.yaml` against this list).
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "DATABASE_SECRET_ARN",
+    "DB_POOL_SIZE",
+    "REDIS_URL",
+    "REDIS_AUTH_SECRET_ARN",
+    "REDIS_TIMEOUT_MS",
+    "REDIS_PREFIX",
+    "S3_BUCKET",
+    "QUEUE_URL",
+    "CACHE_TTL_HOURS",
+    "L0_MAX_BYTES",
+    "L0_TTL_SECS",
+    "STALE_CLAIM_SECS",
+    "STUCK_AFTER_SECS",
+    "PRESIGN_TTL_SECS",
+    "SWEEP_BATCH",
+    "AUTH_MODE",
+    "TENANT_CLAIM",
+    "ADMIN_SCOPE",
+    "MAX_BODY_BYTES",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_SIDE",
+    "MAX_IMAGE_PIXELS",
+    "MAX_LANDMARKS_BYTES",
+    "MAX_SEGMENTATION_BYTES",
+    "MAX_MESSAGE_BYTES",
+];
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Host, port, database and TLS mode; credentials may come from a secret instead.
     pub database_url: String,
+    /// Secrets Manager secret with `username` and `password` (the RDS secret shape).
+    pub database_secret_arn: Option<String>,
+    /// (user, password) resolved from `database_secret_arn` at start-up.
+    pub database_credentials: Option<(String, String)>,
     pub db_pool_size: usize,
+    /// `redis://` or `rediss://` (TLS).
     pub redis_url: String,
+    /// Secrets Manager secret with the ElastiCache auth `token`.
+    pub redis_auth_secret_arn: Option<String>,
     pub redis_timeout: Duration,
     pub s3_bucket: String,
     pub queue_url: String,
@@ -126,8 +165,11 @@ impl Config {
         }
         Ok(Config {
             database_url: s("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/facesvg"),
+            database_secret_arn: get("DATABASE_SECRET_ARN").filter(|v| !v.is_empty()),
+            database_credentials: None,
             db_pool_size: n("DB_POOL_SIZE", 2)?.max(1) as usize,
             redis_url: s("REDIS_URL", "redis://127.0.0.1:6379/"),
+            redis_auth_secret_arn: get("REDIS_AUTH_SECRET_ARN").filter(|v| !v.is_empty()),
             redis_timeout: Duration::from_millis(n("REDIS_TIMEOUT_MS", 50)?),
             s3_bucket: s("S3_BUCKET", "facesvg-local"),
             queue_url: s(
@@ -147,5 +189,43 @@ impl Config {
             redis_prefix: s("REDIS_PREFIX", "facesvg"),
             limits,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[test]
+    fn reads_only_the_listed_variables() {
+        let asked = RefCell::new(Vec::new());
+        Config::from_lookup(|k| {
+            asked.borrow_mut().push(k.to_owned());
+            None
+        })
+        .unwrap();
+        let asked = asked.into_inner();
+        for name in &asked {
+            assert!(
+                VARIABLES.contains(&name.as_str()),
+                "{name} is read but not in VARIABLES"
+            );
+        }
+        for name in VARIABLES {
+            assert!(
+                asked.iter().any(|a| a == name),
+                "{name} is listed but never read"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_numbers_and_modes() {
+        let err =
+            Config::from_lookup(|k| (k == "DB_POOL_SIZE").then(|| "many".to_owned())).unwrap_err();
+        assert_eq!(err.name, "DB_POOL_SIZE");
+        assert!(Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "open".to_owned())).is_err());
+        assert!(Config::from_lookup(|k| (k == "CACHE_TTL_HOURS").then(|| "0".to_owned())).is_err());
     }
 }

@@ -98,9 +98,13 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
     Ok(report)
 }
 
-/// The Lambda entry: an EventBridge schedule event, or the admin HTTP route
-/// (`POST /api/v1/cache/cleanup`, API Gateway payload 2.0) which needs the admin scope.
+/// The Lambda entry: an EventBridge schedule event, the admin HTTP route
+/// (`POST /api/v1/cache/cleanup`, API Gateway payload 2.0, admin scope only), or
+/// CloudFormation's migration custom resource ([`crate::deploy`]).
 pub async fn handle_event(app: &App, event: Value) -> Value {
+    if crate::deploy::is_custom_resource(&event) {
+        return crate::deploy::handle_custom_resource(app, &event).await;
+    }
     let is_http = event.get("requestContext").is_some() && event.get("rawPath").is_some();
     if !is_http {
         return match run(app).await {

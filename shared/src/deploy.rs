@@ -1,0 +1,102 @@
+//! Work CloudFormation asks for at deploy time: applying the database migrations.
+//!
+//! The stack declares a custom resource served by the cache-cleanup function (the
+//! one function that already does maintenance). On `Create` and `Update` the
+//! migrations run, under the advisory lock of [`crate::migrate`], so concurrent
+//! deploys serialise; `Delete` does nothing (the data outlives the resource). The
+//! answer is PUT to the presigned `ResponseURL`, as CloudFormation requires: a
+//! failure fails the deploy instead of leaving a stack with a stale schema.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use tracing::instrument;
+
+use crate::app::App;
+
+const PHYSICAL_ID: &str = "facesvg-migrations";
+
+pub fn is_custom_resource(event: &Value) -> bool {
+    event.get("RequestType").is_some() && event.get("ResponseURL").is_some()
+}
+
+/// Handles a custom-resource event and returns the response it sent.
+pub async fn handle_custom_resource(app: &App, event: &Value) -> Value {
+    let field = |k: &str| {
+        event
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let outcome = match field("RequestType").as_str() {
+        "Create" | "Update" => migrate(app).await,
+        "Delete" => Ok(Vec::new()),
+        other => Err(format!("unknown RequestType {other:?}")),
+    };
+    let (status, reason, applied) = match outcome {
+        Ok(applied) => ("SUCCESS", format!("applied {applied:?}"), applied),
+        Err(e) => ("FAILED", e, Vec::new()),
+    };
+    let physical = event
+        .get("PhysicalResourceId")
+        .and_then(Value::as_str)
+        .unwrap_or(PHYSICAL_ID);
+    let response = json!({
+        "Status": status,
+        "Reason": reason,
+        "PhysicalResourceId": physical,
+        "StackId": field("StackId"),
+        "RequestId": field("RequestId"),
+        "LogicalResourceId": field("LogicalResourceId"),
+        "Data": {"Applied": applied.len(), "Known": crate::migrate::MIGRATIONS.len()},
+    });
+    if let Err(e) = respond(&field("ResponseURL"), &response).await {
+        // CloudFormation will time the resource out; the log says why.
+        tracing::error!(error = %e, "could not answer CloudFormation");
+    }
+    response
+}
+
+async fn migrate(app: &App) -> Result<Vec<i32>, String> {
+    let mut client = app
+        .tasks
+        .pool()
+        .get()
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    crate::migrate::run(&mut client)
+        .await
+        .map_err(|e| format!("migration failed: {e}"))
+}
+
+#[instrument(skip(body), err)]
+async fn respond(url: &str, body: &Value) -> Result<(), String> {
+    let tls = crate::app::rustls_client_config().map_err(|e| e.to_string())?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let bytes = Bytes::from(body.to_string());
+    // The presigned URL was signed without a content type: send an empty one.
+    let req = hyper::Request::put(url)
+        .header("content-type", "")
+        .header("content-length", bytes.len())
+        .body(Full::new(bytes))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(20), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let _ = resp.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("ResponseURL answered {status}"))
+    }
+}

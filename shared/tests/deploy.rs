@@ -1,0 +1,183 @@
+//! Deploy-time paths on real services: credentials from Secrets Manager (moto), and
+//! the migrations custom resource answering CloudFormation over HTTP.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TestApp;
+use facesvg::app::App;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A one-shot stand-in for CloudFormation's presigned ResponseURL: returns its URL
+/// and a handle yielding the body of the PUT it received.
+async fn response_url() -> (String, tokio::task::JoinHandle<(String, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/cfn-response?X-Amz-Signature=abc",
+        listener.local_addr().unwrap()
+    );
+    let handle = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let request_line = text.lines().next().unwrap().to_owned();
+                    let body: Value = serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap();
+                    return (request_line, body);
+                }
+            }
+            assert!(n > 0, "connection closed early");
+        }
+    });
+    (url, handle)
+}
+
+fn cfn_event(request_type: &str, url: &str) -> Value {
+    json!({
+        "RequestType": request_type, "ResponseURL": url, "StackId": "arn:aws:cloudformation:stack/facesvg",
+        "RequestId": "req-1", "LogicalResourceId": "DatabaseMigrations", "ResourceType": "Custom::FacesvgMigrations",
+        "ResourceProperties": {"ServiceToken": "arn", "Version": "0001"}
+    })
+}
+
+async fn app_on_database(t: &TestApp, db: &str) -> Arc<App> {
+    let mut config = t.app.config.clone();
+    config.database_url = t
+        .admin_pg
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{db}"))
+        .unwrap();
+    Arc::new(App::from_config(config).await.unwrap())
+}
+
+#[tokio::test]
+async fn the_migrations_resource_migrates_and_answers_cloudformation() {
+    let t = TestApp::spawn().await;
+    let fresh = format!("{}_fresh", t.db_name);
+    let (admin, conn) = tokio_postgres::connect(&t.admin_pg, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {fresh}"))
+        .await
+        .unwrap();
+    let app = app_on_database(&t, &fresh).await;
+
+    let (url, got) = response_url().await;
+    let sent = facesvg::sweep::handle_event(&app, cfn_event("Create", &url)).await;
+    let (request_line, body) = got.await.unwrap();
+    assert!(
+        request_line.starts_with("PUT /cfn-response?X-Amz-Signature=abc"),
+        "{request_line}"
+    );
+    assert_eq!(body, sent);
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(body["Data"]["Applied"], 1);
+    assert_eq!(body["RequestId"], "req-1");
+    let n: i64 = app
+        .tasks
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM task_results", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the schema exists");
+
+    // An update applies nothing new; a delete leaves the data alone.
+    let (url, got) = response_url().await;
+    facesvg::sweep::handle_event(&app, cfn_event("Update", &url)).await;
+    assert_eq!(got.await.unwrap().1["Data"]["Applied"], 0);
+    let (url, got) = response_url().await;
+    facesvg::sweep::handle_event(&app, cfn_event("Delete", &url)).await;
+    assert_eq!(got.await.unwrap().1["Status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn a_failed_migration_fails_the_deploy() {
+    let t = TestApp::spawn().await;
+    let app = app_on_database(&t, "facesvg_no_such_database").await;
+    let (url, got) = response_url().await;
+    facesvg::sweep::handle_event(&app, cfn_event("Create", &url)).await;
+    let body = got.await.unwrap().1;
+    assert_eq!(body["Status"], "FAILED");
+    assert!(
+        body["Reason"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn database_credentials_come_from_secrets_manager() {
+    let t = TestApp::spawn().await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret = sm
+        .create_secret()
+        .name(format!("{}-db", t.db_name))
+        .secret_string(json!({"username": "postgres", "password": "from-the-secret"}).to_string())
+        .send()
+        .await
+        .expect("Secrets Manager emulator")
+        .arn
+        .unwrap();
+    let mut config = t.app.config.clone();
+    // The URL names a role that does not exist: only the secret's user can connect.
+    config.database_url = config.database_url.replacen("postgres@", "nobody@", 1);
+    config.database_secret_arn = Some(secret);
+    let app = App::from_config(config).await.expect("app");
+    assert_eq!(
+        app.config.database_credentials.as_ref().unwrap().0,
+        "postgres"
+    );
+    app.tasks
+        .ping()
+        .await
+        .expect("connected with the secret's credentials");
+
+    let mut config = t.app.config.clone();
+    config.database_secret_arn =
+        Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing".into());
+    assert!(
+        App::from_config(config).await.is_err(),
+        "a missing secret stops the cold start"
+    );
+}
+
+#[tokio::test]
+async fn sslmode_require_really_requires_tls() {
+    let t = TestApp::spawn().await;
+    let mut config = t.app.config.clone();
+    // The local server has no TLS: a TLS-only pool must refuse to fall back to plain text.
+    config.database_url = format!("{}?sslmode=require", config.database_url);
+    let app = App::from_config(config).await.expect("app");
+    let err = app.tasks.ping().await.expect_err("plain-text fallback");
+    assert!(
+        err.to_string().to_lowercase().contains("tls") || err.to_string().contains("ssl"),
+        "{err}"
+    );
+}
