@@ -7,6 +7,7 @@
 //! the image; path coordinates stay in image pixels so they overlay the photo.
 
 pub mod landmark_regions;
+pub mod simplify;
 pub mod trace;
 
 use std::fmt::Write as _;
@@ -81,7 +82,7 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
                 let mut points = 0;
                 for ring in &region.loops {
                     points += ring.len();
-                    write_axis_ring(&mut body, ring);
+                    write_ring(&mut body, ring);
                 }
                 body.push_str("\"/>\n");
                 let [x0, y0, x1, y1] = region.bbox;
@@ -218,24 +219,63 @@ fn open_path(out: &mut String, name: &str, label: u8) {
     );
 }
 
-/// An axis-aligned ring of corners as `M x y h… v… z`: corners alternate between
-/// horizontal and vertical moves, so each needs only one relative number.
-fn write_axis_ring(out: &mut String, ring: &[(u32, u32)]) {
+/// A ring in doubled coordinates as `M x y` and relative moves: `h`/`v` for
+/// axis-aligned steps, `l` otherwise, repeated commands without their letter, no
+/// separator before a minus sign, and halves written as `.5`.
+fn write_ring(out: &mut String, ring: &[simplify::P]) {
     let Some(&(x0, y0)) = ring.first() else {
         return;
     };
-    let _ = write!(out, "M{x0} {y0}");
-    let mut prev = (i64::from(x0), i64::from(y0));
+    out.push('M');
+    push_half(out, x0, false);
+    push_half(out, y0, true);
+    let mut prev = (x0, y0);
+    let mut last_cmd = 'M';
     for &(x, y) in &ring[1..] {
-        let (x, y) = (i64::from(x), i64::from(y));
-        if y == prev.1 {
-            let _ = write!(out, "h{}", x - prev.0);
+        let (dx, dy) = (x - prev.0, y - prev.1);
+        let cmd = if dy == 0 {
+            'h'
+        } else if dx == 0 {
+            'v'
         } else {
-            let _ = write!(out, "v{}", y - prev.1);
+            'l'
+        };
+        let repeat = cmd == last_cmd && cmd == 'l';
+        if !repeat {
+            out.push(cmd);
         }
+        match cmd {
+            'h' => push_half(out, dx, false),
+            'v' => push_half(out, dy, false),
+            _ => {
+                push_half(out, dx, repeat);
+                push_half(out, dy, true);
+            }
+        }
+        last_cmd = cmd;
         prev = (x, y);
     }
     out.push('z');
+}
+
+/// Appends `v / 2` as the shortest SVG number, with a separator if one is needed.
+fn push_half(out: &mut String, v: i64, separate: bool) {
+    let negative = v < 0;
+    let a = v.unsigned_abs();
+    if separate && !negative {
+        out.push(' ');
+    }
+    if negative {
+        out.push('-');
+    }
+    let whole = a / 2;
+    if a % 2 == 0 {
+        let _ = write!(out, "{whole}");
+    } else if whole == 0 {
+        out.push_str(".5");
+    } else {
+        let _ = write!(out, "{whole}.5");
+    }
 }
 
 fn write_polygon(out: &mut String, ring: &[(f64, f64)]) {
@@ -275,9 +315,12 @@ mod tests {
     }
 
     #[test]
-    fn axis_rings_use_relative_moves() {
+    fn rings_use_short_relative_moves() {
         let mut s = String::new();
-        write_axis_ring(&mut s, &[(3, 1), (3, 3), (1, 3), (1, 1)]);
+        write_ring(&mut s, &[(6, 2), (6, 6), (2, 6), (2, 2)]);
         assert_eq!(s, "M3 1v2h-2v-2z");
+        let mut s = String::new();
+        write_ring(&mut s, &[(0, 0), (1, 0), (15, 14), (16, 16), (0, 16)]);
+        assert_eq!(s, "M0 0h.5l7 7 .5 1h-8z");
     }
 }

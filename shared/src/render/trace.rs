@@ -10,11 +10,20 @@
 //!
 //! Where two pixels of a label touch only at a corner (a saddle), the walk turns
 //! right, so regions are 4-connected and loops touch at such vertices without ever
-//! crossing. Only corners are kept: straight runs are merged, so the outline is exact
-//! and as short as an exact outline can be.
+//! crossing.
+//!
+//! Each loop is then cut into chains at junctions (vertices where the label across
+//! the border changes, and saddles), and each chain is simplified exactly
+//! ([`super::simplify`]) in a canonical orientation — the one in which the smaller
+//! label is on the right — so that both regions along a border get the very same
+//! points, and the shared border stays free of gaps and overlaps.
 
+use super::simplify::{self, Sides, P};
 use crate::input::LabelMap;
 use crate::labels::BACKGROUND;
+
+/// The "label" beyond the image's edge.
+const OUTSIDE: u16 = 256;
 
 const TOP: u8 = 1;
 const RIGHT: u8 = 2;
@@ -57,8 +66,9 @@ pub struct TracedRegion {
     /// Pixel bounds: x0 ≤ x < x1, y0 ≤ y < y1.
     pub bbox: [u32; 4],
     pub centroid: [f64; 2],
-    /// Closed loops of corner vertices, in pixel-corner coordinates.
-    pub loops: Vec<Vec<(u32, u32)>>,
+    /// Closed rings of points in doubled coordinates (half-pixel units); the last
+    /// point connects back to the first.
+    pub loops: Vec<Vec<P>>,
 }
 
 struct Grid<'a> {
@@ -101,6 +111,53 @@ impl Grid<'_> {
             _ => (px - 1, py),
         };
         self.label(nx, ny) != Some(label)
+    }
+}
+
+impl Grid<'_> {
+    /// Label across the edge leaving `v` in direction `d` (the left-hand pixel).
+    fn across(&self, v: (i64, i64), d: Dir) -> u16 {
+        let ((px, py), side) = Self::interior(v, d);
+        let (nx, ny) = match side {
+            TOP => (px, py - 1),
+            RIGHT => (px + 1, py),
+            BOTTOM => (px, py + 1),
+            _ => (px - 1, py),
+        };
+        self.label(nx, ny).map_or(OUTSIDE, u16::from)
+    }
+
+    /// Two diagonal pixels of one label and two of another meet at `v`.
+    fn is_saddle(&self, (x, y): (i64, i64)) -> bool {
+        match (
+            self.label(x - 1, y - 1),
+            self.label(x, y - 1),
+            self.label(x - 1, y),
+            self.label(x, y),
+        ) {
+            (Some(a), Some(b), Some(c), Some(d)) => a == d && b == c && a != b,
+            _ => false,
+        }
+    }
+}
+
+/// Constraint pixels of a chain between `right` and `left` labels.
+struct ChainSides<'a> {
+    grid: &'a Grid<'a>,
+    right: u16,
+    left: u16,
+}
+
+impl Sides for ChainSides<'_> {
+    fn side(&self, x: i64, y: i64) -> Option<bool> {
+        let l = u16::from(self.grid.label(x, y)?);
+        if l == self.right {
+            Some(true)
+        } else if l == self.left {
+            Some(false)
+        } else {
+            None
+        }
     }
 }
 
@@ -168,7 +225,7 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
     }
 
     // Pass 2: follow each unvisited boundary edge around its loop.
-    let mut loops: Vec<Vec<Vec<(u32, u32)>>> = vec![Vec::new(); 256];
+    let mut loops: Vec<Vec<Vec<P>>> = vec![Vec::new(); 256];
     for y in 0..h {
         for x in 0..w {
             while sides[y * w + x] != 0 {
@@ -182,7 +239,8 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
                     BOTTOM => ((xi + 1, yi + 1), Dir::L),
                     _ => ((xi, yi + 1), Dir::U),
                 };
-                let ring = follow(&grid, &mut sides, label, start, dir);
+                let edges = follow(&grid, &mut sides, label, start, dir);
+                let ring = simplify_loop(&grid, u16::from(label), &edges);
                 loops[usize::from(label)].push(ring);
             }
         }
@@ -208,33 +266,105 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
 }
 
 /// Walks one loop from the edge (`start`, `dir`), clearing the sides it passes, and
-/// returns its corners.
+/// returns its unit edges as (start vertex, label across).
 fn follow(
     grid: &Grid<'_>,
     sides: &mut [u8],
     label: u8,
     start: (i64, i64),
     dir: Dir,
-) -> Vec<(u32, u32)> {
+) -> Vec<((i64, i64), u16)> {
     let w = grid.w;
-    let mut corners = Vec::new();
+    let mut edges = Vec::new();
     let mut v = start;
     let mut d = dir;
     loop {
         let ((px, py), side) = Grid::interior(v, d);
         sides[(py * w + px) as usize] &= !side;
+        edges.push((v, grid.across(v, d)));
         v = d.step(v);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then left.
         let next = [d.turn(1), d, d.turn(3)]
             .into_iter()
             .find(|&nd| grid.has_edge(label, v, nd))
             .expect("a boundary vertex always has an outgoing edge of the same label");
-        if next != d {
-            corners.push((v.0 as u32, v.1 as u32));
-        }
         d = next;
         if v == start && d == dir {
-            return corners;
+            return edges;
+        }
+    }
+}
+
+/// Cuts a loop into chains at junctions, simplifies each in canonical orientation,
+/// and joins them back into one ring (doubled coordinates).
+fn simplify_loop(grid: &Grid<'_>, label: u16, edges: &[((i64, i64), u16)]) -> Vec<P> {
+    let m = edges.len();
+    let is_break = |i: usize| edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(edges[i].0);
+    let Some(first) = (0..m).find(|&i| is_break(i)) else {
+        // One neighbour all around: a closed chain. Canonical orientation first (the
+        // smaller label on the right), then start at the smallest vertex.
+        let across = edges[0].1;
+        let mut verts: Vec<(i64, i64)> = edges.iter().map(|e| e.0).collect();
+        let flipped = label > across;
+        if flipped {
+            verts.reverse();
+        }
+        let start = (0..m)
+            .min_by_key(|&i| (verts[i].1, verts[i].0))
+            .unwrap_or(0);
+        verts.rotate_left(start);
+        verts.push(verts[0]);
+        let (right, left) = if flipped {
+            (across, label)
+        } else {
+            (label, across)
+        };
+        let mut ring = simplify::simplify(&verts, &ChainSides { grid, right, left });
+        ring.pop();
+        if flipped {
+            ring.reverse();
+        }
+        return ring;
+    };
+    let mut ring = Vec::new();
+    let mut i = first;
+    loop {
+        // One chain: edges i..j (exclusive), all with the same label across.
+        let across = edges[i].1;
+        let mut verts = vec![edges[i].0];
+        let mut j = (i + 1) % m;
+        while !is_break(j) {
+            verts.push(edges[j].0);
+            j = (j + 1) % m;
+        }
+        verts.push(edges[j].0);
+        let mut points = if label < across {
+            simplify::simplify(
+                &verts,
+                &ChainSides {
+                    grid,
+                    right: label,
+                    left: across,
+                },
+            )
+        } else {
+            verts.reverse();
+            let mut p = simplify::simplify(
+                &verts,
+                &ChainSides {
+                    grid,
+                    right: across,
+                    left: label,
+                },
+            );
+            p.reverse();
+            p
+        };
+        points.pop(); // the next chain starts there
+        ring.extend(points);
+        i = j;
+        if i == first {
+            return ring;
         }
     }
 }
@@ -262,7 +392,11 @@ mod tests {
         assert_eq!(regions.len(), 1);
         assert_eq!(regions[0].area, 4);
         assert_eq!(regions[0].bbox, [1, 1, 3, 3]);
-        assert_eq!(regions[0].loops, vec![vec![(3, 1), (3, 3), (1, 3), (1, 1)]]);
+        let ring = &regions[0].loops[0];
+        assert_eq!(ring.len(), 4, "{ring:?}");
+        for corner in [(6, 2), (6, 6), (2, 6), (2, 2)] {
+            assert!(ring.contains(&corner), "{ring:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,207 @@
+//! Exact simplification of traced borders.
+//!
+//! A traced border runs along pixel edges, so a diagonal border is a staircase of
+//! one-pixel steps. This module replaces runs of it by straight segments whenever
+//! the replacement leaves every nearby pixel centre on the side it was on: the
+//! simplified outline, rasterised by sampling pixel centres (as SVG renderers do),
+//! gives back exactly the same pixels. Segment ends are taken from the border's
+//! lattice vertices and edge midpoints; lines through edge midpoints are what lets
+//! a staircase collapse into one segment without touching any pixel centre.
+//!
+//! All coordinates here are doubled (half-pixel units) so that midpoints and pixel
+//! centres are integers and every test is exact integer arithmetic.
+//!
+//! Neighbouring regions must share their border exactly, so the same border must
+//! simplify the same way from both sides: callers pass chains in a canonical
+//! orientation (see `trace`), and this function is deterministic.
+
+pub type P = (i64, i64);
+
+fn cross(a: P, b: P) -> i64 {
+    a.0 * b.1 - a.1 * b.0
+}
+
+fn sub(a: P, b: P) -> P {
+    (a.0 - b.0, a.1 - b.1)
+}
+
+fn dot(a: P, b: P) -> i64 {
+    a.0 * b.0 + a.1 * b.1
+}
+
+/// Which label a pixel of the border's neighbourhood has, relative to the chain.
+pub trait Sides {
+    /// For the pixel whose top-left corner is (x, y) in lattice units: `Some(true)`
+    /// if it must stay right of the chain, `Some(false)` left, `None` if it does not
+    /// constrain this chain (outside the image, or a third label at a junction).
+    fn side(&self, x: i64, y: i64) -> Option<bool>;
+}
+
+/// Longest straight run (in dense points) one segment may cover; bounds the
+/// quadratic search on very long borders.
+const MAX_SPAN: usize = 2048;
+
+/// Simplifies a chain of lattice vertices (one unit step apart) and returns the
+/// kept points in doubled coordinates, first and last included.
+pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
+    let n = vertices.len();
+    if n < 2 {
+        return vertices.iter().map(|&(x, y)| (2 * x, 2 * y)).collect();
+    }
+    // Dense candidates: vertex i at 2i, midpoint of edge i at 2i + 1.
+    let dense = |k: usize| -> P {
+        let i = k / 2;
+        if k % 2 == 0 {
+            (2 * vertices[i].0, 2 * vertices[i].1)
+        } else {
+            (
+                vertices[i].0 + vertices[i + 1].0,
+                vertices[i].1 + vertices[i + 1].1,
+            )
+        }
+    };
+    let last = 2 * (n - 1);
+    // Pixel-centre constraints around each vertex, computed once.
+    let constraints: Vec<Vec<(P, bool)>> = vertices
+        .iter()
+        .map(|&(x, y)| {
+            [(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)]
+                .into_iter()
+                .filter_map(|(px, py)| {
+                    sides
+                        .side(px, py)
+                        .map(|right| ((2 * px + 1, 2 * py + 1), right))
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut out = vec![dense(0)];
+    let mut prev: Option<P> = None;
+    let mut a = 0usize;
+    while a < last {
+        let pa = dense(a);
+        let mut best = a + 1;
+        let mut best_vertex = if a % 2 == 1 { a + 1 } else { a };
+        let mut b = a + 2;
+        while b <= last && b - a <= MAX_SPAN {
+            if valid(
+                prev,
+                pa,
+                dense(b),
+                &constraints[a / 2..=b.div_ceil(2).min(n - 1)],
+            ) {
+                best = b;
+                if b % 2 == 0 {
+                    best_vertex = b;
+                }
+            } else if b > best + 2 {
+                // Allow a short gap (a midpoint may fail where the next vertex works).
+                break;
+            }
+            b += 1;
+        }
+        // Lattice vertices keep corners square; take one if it reaches nearly as far.
+        if best_vertex > a && best_vertex + 2 >= best {
+            best = best_vertex;
+        }
+        out.push(dense(best));
+        prev = Some(pa);
+        a = best;
+    }
+    out
+}
+
+/// Whether segment `a`→`b` (after the kept segment `prev`→`a`) keeps every
+/// constraint pixel on its side. Pixels beyond `b` are judged with the next segment.
+fn valid(prev: Option<P>, a: P, b: P, groups: &[Vec<(P, bool)>]) -> bool {
+    let d = sub(b, a);
+    let len2 = dot(d, d);
+    for group in groups {
+        for &(c, right) in group {
+            let t = dot(sub(c, a), d);
+            if t >= len2 {
+                continue;
+            }
+            let is_right = if t <= 0 {
+                match prev {
+                    Some(p) => match joint_side(p, a, b, c) {
+                        Some(r) => r,
+                        None => return false,
+                    },
+                    // Behind the chain's first point: the neighbouring chain's business.
+                    None => continue,
+                }
+            } else {
+                match cross(d, sub(c, a)).signum() {
+                    0 => return false,
+                    s => s > 0,
+                }
+            };
+            if is_right != right {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Side of `c` near the joint `a` of segments `p`→`a`→`b` (y down: positive cross
+/// products are on the right). `None` when `c` lies on a line that decides it.
+fn joint_side(p: P, a: P, b: P, c: P) -> Option<bool> {
+    let (d1, d2) = (sub(a, p), sub(b, a));
+    let s1 = cross(d1, sub(c, p)).signum();
+    let s2 = cross(d2, sub(c, a)).signum();
+    let turn = cross(d1, d2);
+    if turn == 0 {
+        return (s2 != 0).then_some(s2 > 0);
+    }
+    if s1 == 0 || s2 == 0 {
+        return None;
+    }
+    Some(if turn > 0 {
+        s1 > 0 && s2 > 0
+    } else {
+        s1 > 0 || s2 > 0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Right of the chain: pixels with y ≥ x (a 45° staircase boundary).
+    struct Diagonal;
+    impl Sides for Diagonal {
+        fn side(&self, x: i64, y: i64) -> Option<bool> {
+            Some(y >= x)
+        }
+    }
+
+    #[test]
+    fn a_staircase_collapses_to_one_segment_through_edge_midpoints() {
+        // Lattice path (0,0) → (1,0) → (1,1) → (2,1) → … → (8,8): pixels (k, k) and
+        // below are on the right.
+        let mut v = vec![(0, 0)];
+        for k in 0..8 {
+            v.push((k + 1, k));
+            v.push((k + 1, k + 1));
+        }
+        let out = simplify(&v, &Diagonal);
+        assert!(out.len() <= 4, "{out:?}");
+        assert_eq!(out.first(), Some(&(0, 0)));
+        assert_eq!(out.last(), Some(&(16, 16)));
+    }
+
+    #[test]
+    fn straight_runs_keep_only_their_ends() {
+        struct Below;
+        impl Sides for Below {
+            fn side(&self, _x: i64, y: i64) -> Option<bool> {
+                Some(y >= 0)
+            }
+        }
+        let v: Vec<P> = (0..=10).map(|x| (x, 0)).collect();
+        assert_eq!(simplify(&v, &Below), vec![(0, 0), (20, 0)]);
+    }
+}
