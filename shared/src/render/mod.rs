@@ -8,6 +8,7 @@
 
 pub mod landmark_regions;
 pub mod simplify;
+pub mod synthetic;
 pub mod trace;
 
 use std::fmt::Write as _;

@@ -37,9 +37,51 @@ pub trait Sides {
     fn side(&self, x: i64, y: i64) -> Option<bool>;
 }
 
-/// Longest straight run (in dense points) one segment may cover; bounds the
-/// quadratic search on very long borders.
-const MAX_SPAN: usize = 2048;
+/// Longest run (in dense points) one segment may cover.
+const MAX_SPAN: usize = 4096;
+
+/// Pixel-centre constraints of one vertex: up to four (centre, must be right).
+type Group = [Option<(P, bool)>; 4];
+
+/// The directions a segment from the anchor may take: an open cone from `lo`
+/// turning (positive cross products) to `hi`, or every direction.
+#[derive(Clone, Copy)]
+enum Cone {
+    All,
+    Between(P, P),
+    Empty,
+}
+
+impl Cone {
+    /// Intersects with the open half-plane {d : cross(n, d) > 0}.
+    fn cut(self, n: P) -> Cone {
+        match self {
+            Cone::All => Cone::Between(n, (-n.0, -n.1)),
+            Cone::Empty => Cone::Empty,
+            Cone::Between(lo, hi) => {
+                let (cl, ch) = (cross(n, lo), cross(n, hi));
+                if cl == 0 && ch == 0 {
+                    // n is parallel to the cone's boundary line (a half-plane cone).
+                    return if dot(n, lo) > 0 { self } else { Cone::Empty };
+                }
+                match (cl >= 0, ch >= 0) {
+                    (true, true) => self,
+                    (false, true) => Cone::Between(n, hi),
+                    (true, false) => Cone::Between(lo, (-n.0, -n.1)),
+                    (false, false) => Cone::Empty,
+                }
+            }
+        }
+    }
+
+    fn contains(self, d: P) -> bool {
+        match self {
+            Cone::All => true,
+            Cone::Empty => false,
+            Cone::Between(lo, hi) => cross(lo, d) > 0 && cross(d, hi) > 0,
+        }
+    }
+}
 
 /// Simplifies a chain of lattice vertices (one unit step apart) and returns the
 /// kept points in doubled coordinates, first and last included.
@@ -54,25 +96,19 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
         if k % 2 == 0 {
             (2 * vertices[i].0, 2 * vertices[i].1)
         } else {
-            (
-                vertices[i].0 + vertices[i + 1].0,
-                vertices[i].1 + vertices[i + 1].1,
-            )
+            (vertices[i].0 + vertices[i + 1].0, vertices[i].1 + vertices[i + 1].1)
         }
     };
     let last = 2 * (n - 1);
     // Pixel-centre constraints around each vertex, computed once.
-    let constraints: Vec<Vec<(P, bool)>> = vertices
+    let groups: Vec<Group> = vertices
         .iter()
         .map(|&(x, y)| {
-            [(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)]
-                .into_iter()
-                .filter_map(|(px, py)| {
-                    sides
-                        .side(px, py)
-                        .map(|right| ((2 * px + 1, 2 * py + 1), right))
-                })
-                .collect()
+            let mut g: Group = [None; 4];
+            for (slot, (px, py)) in g.iter_mut().zip([(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)]) {
+                *slot = sides.side(px, py).map(|right| ((2 * px + 1, 2 * py + 1), right));
+            }
+            g
         })
         .collect();
 
@@ -83,14 +119,28 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
         let pa = dense(a);
         let mut best = a + 1;
         let mut best_vertex = if a % 2 == 1 { a + 1 } else { a };
+        // Vertices strictly inside the segment constrain its direction only (a
+        // cone); the few at either end get the full test, which knows about joints.
+        let near_a = (a / 2, a.div_ceil(2));
+        let mut cone = Cone::All;
+        let mut coned = near_a.1 + 1; // next vertex to fold into the cone
         let mut b = a + 2;
         while b <= last && b - a <= MAX_SPAN {
-            if valid(
-                prev,
-                pa,
-                dense(b),
-                &constraints[a / 2..=b.div_ceil(2).min(n - 1)],
-            ) {
+            let vb = b / 2; // vertex at or just before b
+            while coned + 1 <= vb && coned < n {
+                for &(c, right) in groups[coned].iter().flatten() {
+                    let u = sub(c, pa);
+                    cone = cone.cut(if right { (-u.0, -u.1) } else { u });
+                }
+                coned += 1;
+            }
+            if matches!(cone, Cone::Empty) {
+                break;
+            }
+            let pb = dense(b);
+            let ends = [near_a.0, near_a.1, vb.max(coned.min(n - 1)), b.div_ceil(2).min(n - 1)];
+            let ok = cone.contains(sub(pb, pa)) && valid(prev, pa, pb, ends.iter().map(|&i| &groups[i]));
+            if ok {
                 best = b;
                 if b % 2 == 0 {
                     best_vertex = b;
@@ -114,11 +164,11 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
 
 /// Whether segment `a`→`b` (after the kept segment `prev`→`a`) keeps every
 /// constraint pixel on its side. Pixels beyond `b` are judged with the next segment.
-fn valid(prev: Option<P>, a: P, b: P, groups: &[Vec<(P, bool)>]) -> bool {
+fn valid<'g>(prev: Option<P>, a: P, b: P, groups: impl Iterator<Item = &'g Group>) -> bool {
     let d = sub(b, a);
     let len2 = dot(d, d);
     for group in groups {
-        for &(c, right) in group {
+        for &(c, right) in group.iter().flatten() {
             let t = dot(sub(c, a), d);
             if t >= len2 {
                 continue;

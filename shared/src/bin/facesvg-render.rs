@@ -1,0 +1,154 @@
+//! facesvg without a service: render files, make synthetic label maps, time the renderer.
+//!
+//!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png]
+//!                  [--show-landmarks] [--opacity 0.5] [--svg OUT.svg] [--json OUT.json]
+//!   facesvg-render synth --size N [--seed S] --out MAP.png
+//!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg]
+//!
+//! `render` applies the service's own validation and limits. `time` prints one JSON
+//! line (median milliseconds over the runs, SVG bytes, peak resident memory).
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use facesvg::config::Limits;
+use facesvg::input::{image, segmentation, LabelMap, Landmarks, RenderParams};
+use facesvg::render::{render, synthetic, RenderInput};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("usage: facesvg-render render|synth|time [options] (see the source's header)");
+        return ExitCode::from(2);
+    };
+    let mut opts: HashMap<String, String> = HashMap::new();
+    let mut flags = Vec::new();
+    let mut it = args[1..].iter().peekable();
+    while let Some(a) = it.next() {
+        let Some(name) = a.strip_prefix("--") else {
+            eprintln!("unexpected argument {a:?}");
+            return ExitCode::from(2);
+        };
+        match it.peek() {
+            Some(v) if !v.starts_with("--") => {
+                opts.insert(name.to_owned(), it.next().cloned().unwrap_or_default());
+            }
+            _ => flags.push(name.to_owned()),
+        }
+    }
+    let result = match command.as_str() {
+        "render" => cmd_render(&opts, &flags),
+        "synth" => cmd_synth(&opts),
+        "time" => cmd_time(&opts),
+        other => Err(format!("unknown command {other:?}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("facesvg-render: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{path}: {e}"))
+}
+
+fn need<'a>(opts: &'a HashMap<String, String>, name: &str) -> Result<&'a str, String> {
+    opts.get(name).map(String::as_str).ok_or_else(|| format!("--{name} is required"))
+}
+
+fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), String> {
+    let limits = Limits::default();
+    let img = read(need(opts, "image")?)?;
+    let info = image::inspect(&img, &limits).map_err(|e| e.to_string())?;
+    let landmarks = Landmarks::parse(&read(need(opts, "landmarks")?)?, info.width, info.height, &limits)
+        .map_err(|e| e.to_string())?;
+    let map = match opts.get("segmentation") {
+        Some(p) => Some(segmentation::decode(&read(p)?, info.width, info.height, &limits).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let opacity: f64 = opts.get("opacity").map(|o| o.parse().map_err(|_| "--opacity: not a number")).transpose()?.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&opacity) {
+        return Err("--opacity must be within 0..1".into());
+    }
+    let params = RenderParams {
+        show_landmarks: flags.iter().any(|f| f == "show-landmarks"),
+        opacity_milli: (opacity * 1000.0).round() as u16,
+    };
+    let out = render(&RenderInput { width: info.width, height: info.height, landmarks: &landmarks, label_map: map.as_ref(), params });
+    let svg_path = opts.get("svg").cloned().unwrap_or_else(|| "out.svg".into());
+    std::fs::write(&svg_path, &out.svg).map_err(|e| format!("{svg_path}: {e}"))?;
+    let json = serde_json::to_string_pretty(&out.result).map_err(|e| e.to_string())?;
+    match opts.get("json") {
+        Some(p) => std::fs::write(p, json).map_err(|e| format!("{p}: {e}"))?,
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
+    let n: u32 = need(opts, "size")?.parse().map_err(|_| "--size: not a number")?;
+    if !(16..=8192).contains(&n) {
+        return Err("--size must be within 16..8192".into());
+    }
+    let seed: u64 = opts.get("seed").map(|s| s.parse().map_err(|_| "--seed: not a number")).transpose()?.unwrap_or(1);
+    let map = synthetic::face_map(n, seed);
+    let out = need(opts, "out")?;
+    let file = std::fs::File::create(out).map_err(|e| format!("{out}: {e}"))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), n, n);
+    encoder.set_color(png::ColorType::Grayscale);
+    let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
+    writer.write_image_data(&map.labels).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())
+}
+
+/// Landmarks that span the whole map, so the crop box is the image.
+fn spanning_landmarks(map: &LabelMap) -> Landmarks {
+    let (w, h) = (map.width as f64 * 1000.0, map.height as f64 * 1000.0);
+    Landmarks {
+        points: (0..68)
+            .map(|i| {
+                let t = i as f64 / 68.0 * std::f64::consts::TAU;
+                [((0.5 + 0.5 * t.cos()) * w) as i32, ((0.5 + 0.5 * t.sin()) * h) as i32]
+            })
+            .collect(),
+    }
+}
+
+fn cmd_time(opts: &HashMap<String, String>) -> Result<(), String> {
+    let path = need(opts, "map")?;
+    let bytes = read(path)?;
+    let limits = Limits { max_image_side: 8192, max_image_pixels: 70_000_000, ..Limits::default() };
+    let (w, h) = {
+        let d = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().map_err(|e| e.to_string())?;
+        (d.info().width, d.info().height)
+    };
+    let map = segmentation::decode(&bytes, w, h, &limits).map_err(|e| e.to_string())?;
+    let landmarks = spanning_landmarks(&map);
+    let runs: usize = opts.get("runs").map(|r| r.parse().map_err(|_| "--runs: not a number")).transpose()?.unwrap_or(5);
+    let input = RenderInput { width: w, height: h, landmarks: &landmarks, label_map: Some(&map), params: RenderParams::default() };
+    let mut times = Vec::new();
+    let mut svg_bytes = 0;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        let out = render(&input);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        svg_bytes = out.svg.len();
+        if let Some(p) = opts.get("svg") {
+            std::fs::write(p, &out.svg).map_err(|e| format!("{p}: {e}"))?;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let peak_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .unwrap_or(0);
+    println!(
+        "{}",
+        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib})
+    );
+    Ok(())
+}
