@@ -57,20 +57,34 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
 }
 
 fn need<'a>(opts: &'a HashMap<String, String>, name: &str) -> Result<&'a str, String> {
-    opts.get(name).map(String::as_str).ok_or_else(|| format!("--{name} is required"))
+    opts.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| format!("--{name} is required"))
 }
 
 fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), String> {
     let limits = Limits::default();
     let img = read(need(opts, "image")?)?;
     let info = image::inspect(&img, &limits).map_err(|e| e.to_string())?;
-    let landmarks = Landmarks::parse(&read(need(opts, "landmarks")?)?, info.width, info.height, &limits)
-        .map_err(|e| e.to_string())?;
+    let landmarks = Landmarks::parse(
+        &read(need(opts, "landmarks")?)?,
+        info.width,
+        info.height,
+        &limits,
+    )
+    .map_err(|e| e.to_string())?;
     let map = match opts.get("segmentation") {
-        Some(p) => Some(segmentation::decode(&read(p)?, info.width, info.height, &limits).map_err(|e| e.to_string())?),
+        Some(p) => Some(
+            segmentation::decode(&read(p)?, info.width, info.height, &limits)
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
-    let opacity: f64 = opts.get("opacity").map(|o| o.parse().map_err(|_| "--opacity: not a number")).transpose()?.unwrap_or(0.5);
+    let opacity: f64 = opts
+        .get("opacity")
+        .map(|o| o.parse().map_err(|_| "--opacity: not a number"))
+        .transpose()?
+        .unwrap_or(0.5);
     if !(0.0..=1.0).contains(&opacity) {
         return Err("--opacity must be within 0..1".into());
     }
@@ -78,7 +92,13 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
         show_landmarks: flags.iter().any(|f| f == "show-landmarks"),
         opacity_milli: (opacity * 1000.0).round() as u16,
     };
-    let out = render(&RenderInput { width: info.width, height: info.height, landmarks: &landmarks, label_map: map.as_ref(), params });
+    let out = render(&RenderInput {
+        width: info.width,
+        height: info.height,
+        landmarks: &landmarks,
+        label_map: map.as_ref(),
+        params,
+    });
     let svg_path = opts.get("svg").cloned().unwrap_or_else(|| "out.svg".into());
     std::fs::write(&svg_path, &out.svg).map_err(|e| format!("{svg_path}: {e}"))?;
     let json = serde_json::to_string_pretty(&out.result).map_err(|e| e.to_string())?;
@@ -90,18 +110,26 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
 }
 
 fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
-    let n: u32 = need(opts, "size")?.parse().map_err(|_| "--size: not a number")?;
+    let n: u32 = need(opts, "size")?
+        .parse()
+        .map_err(|_| "--size: not a number")?;
     if !(16..=8192).contains(&n) {
         return Err("--size must be within 16..8192".into());
     }
-    let seed: u64 = opts.get("seed").map(|s| s.parse().map_err(|_| "--seed: not a number")).transpose()?.unwrap_or(1);
+    let seed: u64 = opts
+        .get("seed")
+        .map(|s| s.parse().map_err(|_| "--seed: not a number"))
+        .transpose()?
+        .unwrap_or(1);
     let map = synthetic::face_map(n, seed);
     let out = need(opts, "out")?;
     let file = std::fs::File::create(out).map_err(|e| format!("{out}: {e}"))?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), n, n);
     encoder.set_color(png::ColorType::Grayscale);
     let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-    writer.write_image_data(&map.labels).map_err(|e| e.to_string())?;
+    writer
+        .write_image_data(&map.labels)
+        .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())
 }
 
@@ -112,7 +140,10 @@ fn spanning_landmarks(map: &LabelMap) -> Landmarks {
         points: (0..68)
             .map(|i| {
                 let t = i as f64 / 68.0 * std::f64::consts::TAU;
-                [((0.5 + 0.5 * t.cos()) * w) as i32, ((0.5 + 0.5 * t.sin()) * h) as i32]
+                [
+                    ((0.5 + 0.5 * t.cos()) * w) as i32,
+                    ((0.5 + 0.5 * t.sin()) * h) as i32,
+                ]
             })
             .collect(),
     }
@@ -121,15 +152,31 @@ fn spanning_landmarks(map: &LabelMap) -> Landmarks {
 fn cmd_time(opts: &HashMap<String, String>) -> Result<(), String> {
     let path = need(opts, "map")?;
     let bytes = read(path)?;
-    let limits = Limits { max_image_side: 8192, max_image_pixels: 70_000_000, ..Limits::default() };
+    let limits = Limits {
+        max_image_side: 8192,
+        max_image_pixels: 70_000_000,
+        ..Limits::default()
+    };
     let (w, h) = {
-        let d = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().map_err(|e| e.to_string())?;
+        let d = png::Decoder::new(std::io::Cursor::new(&bytes))
+            .read_info()
+            .map_err(|e| e.to_string())?;
         (d.info().width, d.info().height)
     };
     let map = segmentation::decode(&bytes, w, h, &limits).map_err(|e| e.to_string())?;
     let landmarks = spanning_landmarks(&map);
-    let runs: usize = opts.get("runs").map(|r| r.parse().map_err(|_| "--runs: not a number")).transpose()?.unwrap_or(5);
-    let input = RenderInput { width: w, height: h, landmarks: &landmarks, label_map: Some(&map), params: RenderParams::default() };
+    let runs: usize = opts
+        .get("runs")
+        .map(|r| r.parse().map_err(|_| "--runs: not a number"))
+        .transpose()?
+        .unwrap_or(5);
+    let input = RenderInput {
+        width: w,
+        height: h,
+        landmarks: &landmarks,
+        label_map: Some(&map),
+        params: RenderParams::default(),
+    };
     let mut times = Vec::new();
     let mut svg_bytes = 0;
     for _ in 0..runs.max(1) {
@@ -144,7 +191,11 @@ fn cmd_time(opts: &HashMap<String, String>) -> Result<(), String> {
     times.sort_by(f64::total_cmp);
     let peak_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     println!(
         "{}",

@@ -96,7 +96,10 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
         if k % 2 == 0 {
             (2 * vertices[i].0, 2 * vertices[i].1)
         } else {
-            (vertices[i].0 + vertices[i + 1].0, vertices[i].1 + vertices[i + 1].1)
+            (
+                vertices[i].0 + vertices[i + 1].0,
+                vertices[i].1 + vertices[i + 1].1,
+            )
         }
     };
     let last = 2 * (n - 1);
@@ -105,8 +108,13 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
         .iter()
         .map(|&(x, y)| {
             let mut g: Group = [None; 4];
-            for (slot, (px, py)) in g.iter_mut().zip([(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)]) {
-                *slot = sides.side(px, py).map(|right| ((2 * px + 1, 2 * py + 1), right));
+            for (slot, (px, py)) in
+                g.iter_mut()
+                    .zip([(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)])
+            {
+                *slot = sides
+                    .side(px, py)
+                    .map(|right| ((2 * px + 1, 2 * py + 1), right));
             }
             g
         })
@@ -138,8 +146,14 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
                 break;
             }
             let pb = dense(b);
-            let ends = [near_a.0, near_a.1, vb.max(coned.min(n - 1)), b.div_ceil(2).min(n - 1)];
-            let ok = cone.contains(sub(pb, pa)) && valid(prev, pa, pb, ends.iter().map(|&i| &groups[i]));
+            let ends = [
+                near_a.0,
+                near_a.1,
+                vb.max(coned.min(n - 1)),
+                b.div_ceil(2).min(n - 1),
+            ];
+            let ok =
+                cone.contains(sub(pb, pa)) && valid(prev, pa, pb, ends.iter().map(|&i| &groups[i]));
             if ok {
                 best = b;
                 if b % 2 == 0 {

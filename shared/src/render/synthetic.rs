@@ -59,7 +59,9 @@ pub fn face_map(n: u32, seed: u64) -> LabelMap {
             if in_ellipse(x, y, 0.78, 0.5, 0.05, 0.09) {
                 l = 7; // l_ear
             }
-            if in_ellipse(x, y, 0.78, 0.6, 0.012, 0.012) || in_ellipse(x, y, 0.22, 0.6, 0.012, 0.012) {
+            if in_ellipse(x, y, 0.78, 0.6, 0.012, 0.012)
+                || in_ellipse(x, y, 0.22, 0.6, 0.012, 0.012)
+            {
                 l = 9; // earrings
             }
             if in_ellipse(x, y, 0.5, 0.5, 0.26, 0.33 + wave) {
@@ -67,7 +69,9 @@ pub fn face_map(n: u32, seed: u64) -> LabelMap {
             }
             for (cx, brow, eye) in [(0.39, 3u8, 5u8), (0.61, 2, 4)] {
                 // Glasses: a rim (ring) whose hole holds the eye (an island).
-                if in_ellipse(x, y, cx, 0.45, 0.085, 0.06) && !in_ellipse(x, y, cx, 0.45, 0.07, 0.047) {
+                if in_ellipse(x, y, cx, 0.45, 0.085, 0.06)
+                    && !in_ellipse(x, y, cx, 0.45, 0.07, 0.047)
+                {
                     l = 6;
                 }
                 if in_ellipse(x, y, cx, 0.45, 0.045, 0.02) {
@@ -77,7 +81,9 @@ pub fn face_map(n: u32, seed: u64) -> LabelMap {
                     l = brow;
                 }
             }
-            if (0.485..0.515).contains(&x) && (0.44..0.6).contains(&y) || in_ellipse(x, y, 0.5, 0.6, 0.045, 0.025) {
+            if (0.485..0.515).contains(&x) && (0.44..0.6).contains(&y)
+                || in_ellipse(x, y, 0.5, 0.6, 0.045, 0.025)
+            {
                 l = 10; // nose
             }
             if in_ellipse(x, y, 0.5, 0.7, 0.09, 0.04) {
@@ -124,7 +130,11 @@ pub fn face_map(n: u32, seed: u64) -> LabelMap {
             }
         }
     }
-    LabelMap { width: n, height: n, labels }
+    LabelMap {
+        width: n,
+        height: n,
+        labels,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The renderer side by side with OpenCV and potrace on the same maps (synthetic
+# 512²–4096² and the test faces). Installs potrace (apt) and OpenCV (PyPI, into
+# .local/venv) if missing. Optional arguments: map sizes, e.g. `1024 2048`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+command -v potrace >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq potrace >/dev/null; }
+[ -x .local/venv/bin/python ] || python3 -m venv .local/venv
+.local/venv/bin/python -c 'import cv2, numpy' 2>/dev/null ||
+  .local/venv/bin/pip install -q --disable-pip-version-check opencv-python-headless==5.0.0.93 numpy
+cargo build -q --release -p facesvg --bin facesvg-render
+cargo build -q --release -p render-bench
+target/release/render-bench "$@"
