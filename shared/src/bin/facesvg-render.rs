@@ -1,6 +1,6 @@
 //! facesvg without a service: render files, make synthetic label maps, time the renderer.
 //!
-//!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png]
+//!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png] [--scheme lapa]
 //!                  [--show-landmarks] [--opacity 0.5] [--svg OUT.svg] [--json OUT.json]
 //!   facesvg-render synth --size N [--seed S] --out MAP.png
 //!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg]
@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use facesvg::config::Limits;
 use facesvg::input::{image, segmentation, LabelMap, Landmarks, RenderParams};
+use facesvg::labels::LabelScheme;
 use facesvg::render::{render, synthetic, RenderInput};
 
 fn main() -> ExitCode {
@@ -73,9 +74,15 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
         &limits,
     )
     .map_err(|e| e.to_string())?;
+    let label_scheme = match opts.get("scheme") {
+        Some(name) => {
+            LabelScheme::parse(name).ok_or(format!("--scheme: one of {}", LabelScheme::NAMES))?
+        }
+        None => LabelScheme::default(),
+    };
     let map = match opts.get("segmentation") {
         Some(p) => Some(
-            segmentation::decode(&read(p)?, info.width, info.height, &limits)
+            segmentation::decode_scheme(&read(p)?, info.width, info.height, label_scheme, &limits)
                 .map_err(|e| e.to_string())?,
         ),
         None => None,
@@ -91,6 +98,7 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
     let params = RenderParams {
         show_landmarks: flags.iter().any(|f| f == "show-landmarks"),
         opacity_milli: (opacity * 1000.0).round() as u16,
+        label_scheme,
     };
     let out = render(&RenderInput {
         width: info.width,

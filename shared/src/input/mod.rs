@@ -17,6 +17,7 @@ pub use self::image::{ImageFormat, ImageInfo};
 pub use self::landmarks::Landmarks;
 pub use self::segmentation::LabelMap;
 use crate::config::Limits;
+use crate::labels::LabelScheme;
 
 /// A client error in the inputs. `field` names the form field (or `body`).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -83,6 +84,9 @@ pub struct RenderParams {
     pub show_landmarks: bool,
     /// Opacity in thousandths (0..=1000): quantised so that 0.5 and 0.5000001 share a key.
     pub opacity_milli: u16,
+    /// How the label map's numbers are to be read.
+    #[serde(default)]
+    pub label_scheme: LabelScheme,
 }
 
 impl Default for RenderParams {
@@ -90,6 +94,7 @@ impl Default for RenderParams {
         RenderParams {
             show_landmarks: false,
             opacity_milli: 500,
+            label_scheme: LabelScheme::Bisenet,
         }
     }
 }
@@ -117,12 +122,13 @@ impl<'a> Submission<'a> {
     /// image's structure, the landmarks; the label map's pixels are decoded later,
     /// on a cache miss, by [`Submission::decode_label_map`].
     pub fn from_form(form: &multipart::Form<'a>, limits: &Limits) -> Result<Self, InputError> {
-        const KNOWN: [&str; 5] = [
+        const KNOWN: [&str; 6] = [
             "image",
             "landmarks",
             "segmentation_map",
             "show_landmarks",
             "region_opacity",
+            "label_scheme",
         ];
         if let Some(unknown) = form.parts.iter().find(|p| !KNOWN.contains(&p.name)) {
             return Err(InputError::invalid(
@@ -140,6 +146,7 @@ impl<'a> Submission<'a> {
                 "landmarks" => ("landmarks", limits.max_landmarks_bytes),
                 "segmentation_map" => ("segmentation_map", limits.max_segmentation_bytes),
                 "show_landmarks" => ("show_landmarks", 64),
+                "label_scheme" => ("label_scheme", 64),
                 _ => ("region_opacity", 64),
             };
             if part.data.len() > limit {
@@ -191,6 +198,18 @@ impl<'a> Submission<'a> {
             None => RenderParams::default().opacity_milli,
             Some(p) => parse_opacity(p.data)?,
         };
+        let label_scheme = match form.get("label_scheme") {
+            None => LabelScheme::default(),
+            Some(p) => std::str::from_utf8(p.data)
+                .ok()
+                .and_then(LabelScheme::parse)
+                .ok_or_else(|| {
+                    InputError::invalid(
+                        "label_scheme",
+                        format!("expected one of {}", LabelScheme::NAMES),
+                    )
+                })?,
+        };
         Ok(Submission {
             image: image.data,
             image_info,
@@ -199,6 +218,7 @@ impl<'a> Submission<'a> {
             params: RenderParams {
                 show_landmarks,
                 opacity_milli,
+                label_scheme,
             },
         })
     }
@@ -206,7 +226,13 @@ impl<'a> Submission<'a> {
     pub fn decode_label_map(&self, limits: &Limits) -> Result<Option<LabelMap>, InputError> {
         self.segmentation_png
             .map(|png| {
-                segmentation::decode(png, self.image_info.width, self.image_info.height, limits)
+                segmentation::decode_scheme(
+                    png,
+                    self.image_info.width,
+                    self.image_info.height,
+                    self.params.label_scheme,
+                    limits,
+                )
             })
             .transpose()
     }

@@ -12,7 +12,7 @@ use super::image::{
 };
 use super::InputError;
 use crate::config::Limits;
-use crate::labels;
+use crate::labels::{self, LabelScheme};
 
 const FIELD: &str = "segmentation_map";
 
@@ -51,11 +51,22 @@ pub fn check_header(data: &[u8], image: &ImageInfo, limits: &Limits) -> Result<(
     check_png_chunks(FIELD, data)
 }
 
-/// Decodes a label map that must be `width`×`height`.
+/// Decodes a BiSeNet-order label map (the default scheme); see [`decode_scheme`].
 pub fn decode(
     data: &[u8],
     width: u32,
     height: u32,
+    limits: &Limits,
+) -> Result<LabelMap, InputError> {
+    decode_scheme(data, width, height, LabelScheme::Bisenet, limits)
+}
+
+/// Decodes a label map that must be `width`×`height`.
+pub fn decode_scheme(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    scheme: LabelScheme,
     limits: &Limits,
 ) -> Result<LabelMap, InputError> {
     let (w, h) = header_dimensions(FIELD, data, ImageFormat::Png)?;
@@ -95,8 +106,39 @@ pub fn decode(
     reader.next_frame(&mut buf).map_err(corrupt)?;
 
     let labels = match channels {
-        1 => buf,
-        2 => buf.chunks_exact(2).map(|p| p[0]).collect(),
+        1 | 2 => {
+            // Numbers in the scheme's order, translated to the canonical order.
+            let table = scheme.to_canonical();
+            let mut out = buf;
+            if channels == 2 {
+                out = out.chunks_exact(2).map(|p| p[0]).collect();
+            }
+            for (i, l) in out.iter_mut().enumerate() {
+                *l = table[usize::from(*l)].ok_or_else(|| {
+                    InputError::invalid(
+                        FIELD,
+                        format!(
+                            "pixel ({}, {}) has label {}, but {} labels run from 0 to {}",
+                            i % w as usize,
+                            i / w as usize,
+                            *l,
+                            scheme.as_str(),
+                            scheme.classes() - 1
+                        ),
+                    )
+                })?;
+            }
+            out
+        }
+        _ if !scheme.has_palette() => {
+            return Err(InputError::invalid(
+                FIELD,
+                format!(
+                    "the {} scheme has no colour palette: send 8-bit labels",
+                    scheme.as_str()
+                ),
+            ))
+        }
         _ => {
             let mut out = Vec::with_capacity(pixels);
             for (i, p) in buf.chunks_exact(channels).enumerate() {
@@ -119,21 +161,6 @@ pub fn decode(
             out
         }
     };
-    if let Some(i) = labels
-        .iter()
-        .position(|&l| usize::from(l) >= labels::CLASS_NAMES.len())
-    {
-        return Err(InputError::invalid(
-            FIELD,
-            format!(
-                "pixel ({}, {}) has label {}, but labels run from 0 to {}",
-                i % w as usize,
-                i / w as usize,
-                labels[i],
-                labels::CLASS_NAMES.len() - 1
-            ),
-        ));
-    }
     Ok(LabelMap {
         width: w,
         height: h,

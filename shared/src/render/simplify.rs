@@ -41,7 +41,7 @@ pub trait Sides {
 const MAX_SPAN: usize = 4096;
 
 /// Pixel-centre constraints of one vertex: up to four (centre, must be right).
-type Group = [Option<(P, bool)>; 4];
+pub type Group = [Option<(P, bool)>; 4];
 
 /// The directions a segment from the anchor may take: an open cone from `lo`
 /// turning (positive cross products) to `hi`, or every direction.
@@ -86,9 +86,22 @@ impl Cone {
 /// Simplifies a chain of lattice vertices (one unit step apart) and returns the
 /// kept points in doubled coordinates, first and last included.
 pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
+    let mut out = Vec::new();
+    simplify_into(vertices, sides, &mut Vec::new(), &mut out);
+    out
+}
+
+/// [`simplify`], appending to `out` and reusing `groups` as scratch space.
+pub fn simplify_into(
+    vertices: &[P],
+    sides: &impl Sides,
+    groups: &mut Vec<Group>,
+    out: &mut Vec<P>,
+) {
     let n = vertices.len();
     if n < 2 {
-        return vertices.iter().map(|&(x, y)| (2 * x, 2 * y)).collect();
+        out.extend(vertices.iter().map(|&(x, y)| (2 * x, 2 * y)));
+        return;
     }
     // Dense candidates: vertex i at 2i, midpoint of edge i at 2i + 1.
     let dense = |k: usize| -> P {
@@ -104,23 +117,21 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
     };
     let last = 2 * (n - 1);
     // Pixel-centre constraints around each vertex, computed once.
-    let groups: Vec<Group> = vertices
-        .iter()
-        .map(|&(x, y)| {
-            let mut g: Group = [None; 4];
-            for (slot, (px, py)) in
-                g.iter_mut()
-                    .zip([(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)])
-            {
-                *slot = sides
-                    .side(px, py)
-                    .map(|right| ((2 * px + 1, 2 * py + 1), right));
-            }
-            g
-        })
-        .collect();
+    groups.clear();
+    groups.extend(vertices.iter().map(|&(x, y)| {
+        let mut g: Group = [None; 4];
+        for (slot, (px, py)) in g
+            .iter_mut()
+            .zip([(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)])
+        {
+            *slot = sides
+                .side(px, py)
+                .map(|right| ((2 * px + 1, 2 * py + 1), right));
+        }
+        g
+    }));
 
-    let mut out = vec![dense(0)];
+    out.push(dense(0));
     let mut prev: Option<P> = None;
     let mut a = 0usize;
     while a < last {
@@ -152,8 +163,13 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
                 vb.max(coned.min(n - 1)),
                 b.div_ceil(2).min(n - 1),
             ];
+            // The ends are in chain order: skip repeats.
+            let unique = ends
+                .iter()
+                .enumerate()
+                .filter(|&(k, e)| k == 0 || *e != ends[k - 1]);
             let ok =
-                cone.contains(sub(pb, pa)) && valid(prev, pa, pb, ends.iter().map(|&i| &groups[i]));
+                cone.contains(sub(pb, pa)) && valid(prev, pa, pb, unique.map(|(_, &i)| &groups[i]));
             if ok {
                 best = b;
                 if b % 2 == 0 {
@@ -173,7 +189,6 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
         prev = Some(pa);
         a = best;
     }
-    out
 }
 
 /// Whether segment `a`→`b` (after the kept segment `prev`→`a`) keeps every

@@ -225,6 +225,7 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
     }
 
     // Pass 2: follow each unvisited boundary edge around its loop.
+    let mut scratch = Scratch::default();
     let mut loops: Vec<Vec<Vec<P>>> = vec![Vec::new(); 256];
     for y in 0..h {
         for x in 0..w {
@@ -239,8 +240,8 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
                     BOTTOM => ((xi + 1, yi + 1), Dir::L),
                     _ => ((xi, yi + 1), Dir::U),
                 };
-                let edges = follow(&grid, &mut sides, label, start, dir);
-                let ring = simplify_loop(&grid, u16::from(label), &edges);
+                follow(&grid, &mut sides, label, start, dir, &mut scratch.edges);
+                let ring = simplify_loop(&grid, u16::from(label), &mut scratch);
                 loops[usize::from(label)].push(ring);
             }
         }
@@ -265,17 +266,27 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
         .collect()
 }
 
+/// Buffers reused across loops: a large map has hundreds of thousands of them.
+#[derive(Default)]
+struct Scratch {
+    edges: Vec<((i64, i64), u16)>,
+    verts: Vec<P>,
+    groups: Vec<simplify::Group>,
+    points: Vec<P>,
+}
+
 /// Walks one loop from the edge (`start`, `dir`), clearing the sides it passes, and
-/// returns its unit edges as (start vertex, label across).
+/// leaves its unit edges, as (start vertex, label across), in `edges`.
 fn follow(
     grid: &Grid<'_>,
     sides: &mut [u8],
     label: u8,
     start: (i64, i64),
     dir: Dir,
-) -> Vec<((i64, i64), u16)> {
+    edges: &mut Vec<((i64, i64), u16)>,
+) {
     let w = grid.w;
-    let mut edges = Vec::new();
+    edges.clear();
     let mut v = start;
     let mut d = dir;
     loop {
@@ -290,21 +301,28 @@ fn follow(
             .expect("a boundary vertex always has an outgoing edge of the same label");
         d = next;
         if v == start && d == dir {
-            return edges;
+            return;
         }
     }
 }
 
 /// Cuts a loop into chains at junctions, simplifies each in canonical orientation,
 /// and joins them back into one ring (doubled coordinates).
-fn simplify_loop(grid: &Grid<'_>, label: u16, edges: &[((i64, i64), u16)]) -> Vec<P> {
+fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) -> Vec<P> {
+    let Scratch {
+        edges,
+        verts,
+        groups,
+        points,
+    } = scratch;
     let m = edges.len();
     let is_break = |i: usize| edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(edges[i].0);
     let Some(first) = (0..m).find(|&i| is_break(i)) else {
         // One neighbour all around: a closed chain. Canonical orientation first (the
         // smaller label on the right), then start at the smallest vertex.
         let across = edges[0].1;
-        let mut verts: Vec<(i64, i64)> = edges.iter().map(|e| e.0).collect();
+        verts.clear();
+        verts.extend(edges.iter().map(|e| e.0));
         let flipped = label > across;
         if flipped {
             verts.reverse();
@@ -319,7 +337,8 @@ fn simplify_loop(grid: &Grid<'_>, label: u16, edges: &[((i64, i64), u16)]) -> Ve
         } else {
             (label, across)
         };
-        let mut ring = simplify::simplify(&verts, &ChainSides { grid, right, left });
+        let mut ring = Vec::with_capacity(verts.len() / 2 + 4);
+        simplify::simplify_into(verts, &ChainSides { grid, right, left }, groups, &mut ring);
         ring.pop();
         if flipped {
             ring.reverse();
@@ -331,37 +350,41 @@ fn simplify_loop(grid: &Grid<'_>, label: u16, edges: &[((i64, i64), u16)]) -> Ve
     loop {
         // One chain: edges i..j (exclusive), all with the same label across.
         let across = edges[i].1;
-        let mut verts = vec![edges[i].0];
+        verts.clear();
+        verts.push(edges[i].0);
         let mut j = (i + 1) % m;
         while !is_break(j) {
             verts.push(edges[j].0);
             j = (j + 1) % m;
         }
         verts.push(edges[j].0);
-        let mut points = if label < across {
-            simplify::simplify(
-                &verts,
+        if label < across {
+            simplify::simplify_into(
+                verts,
                 &ChainSides {
                     grid,
                     right: label,
                     left: across,
                 },
-            )
+                groups,
+                &mut ring,
+            );
         } else {
             verts.reverse();
-            let mut p = simplify::simplify(
-                &verts,
+            points.clear();
+            simplify::simplify_into(
+                verts,
                 &ChainSides {
                     grid,
                     right: across,
                     left: label,
                 },
+                groups,
+                points,
             );
-            p.reverse();
-            p
-        };
-        points.pop(); // the next chain starts there
-        ring.extend(points);
+            ring.extend(points.iter().rev());
+        }
+        ring.pop(); // the next chain starts there
         i = j;
         if i == first {
             return ring;
