@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,11 +72,15 @@ def http_event(method, path, query, headers, body):
     if headers.get("x-anonymous", "").lower() != "true":
         scopes = ["facesvg/admin"] if headers.get("x-admin", "").lower() == "true" else []
         ctx["authorizer"] = {"jwt": {"claims": {"tenant": tenant, "sub": f"local-{tenant}"}, "scopes": scopes}}
+    params = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        params[key] = f"{params[key]},{value}" if key in params else value
     return {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
         "rawQueryString": query,
+        "queryStringParameters": params,
         "headers": headers,
         "requestContext": ctx,
         "isBase64Encoded": True,

@@ -92,6 +92,9 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Tenant: someone-else" "$URL/
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Anonymous: true" "$URL/api/v1/frontal/crop/status/$task")
 [ "$code" = 401 ] || fail "an anonymous caller got $code"
 log "5) another tenant gets 404, an anonymous caller 401"
+stats=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/cache/stats?days=1")
+case "$stats" in *'"misses":1'*'"total":2'*|*'"total":2'*'"misses":1'*) ;; *) fail "unexpected statistics: $stats" ;; esac
+log "6) statistics: $stats"
 
 if $SMOKE; then
   log "smoke run passed"

@@ -504,3 +504,50 @@ async fn landmarks_only_requests_render_regions_from_the_landmark_groups() {
         .body;
     assert_eq!(svg.matches("<circle").count(), 68);
 }
+
+#[tokio::test]
+async fn statistics_and_recent_tasks_count_only_the_callers_tenant() {
+    let t = TestApp::spawn().await;
+    let s = t.render(&Form::takeo()).await; // a miss; the status call fills L0
+    assert_eq!(t.submit(&Form::takeo()).await.json()["cache_tier"], "l0");
+    let cold = t.another_instance().await;
+    assert_eq!(
+        submit_to(&cold, Some("tenant-a"), &Form::takeo())
+            .await
+            .json()["cache_tier"],
+        "redis"
+    );
+    let stats = t.get("/api/v1/cache/stats?days=7").await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let j = stats.json();
+    assert_eq!(j["requests"]["total"], 3, "{j}");
+    assert_eq!(j["requests"]["misses"], 1);
+    assert_eq!(j["requests"]["hits"]["redis"], 1);
+    assert_eq!(j["requests"]["hits"]["l0"], 1);
+    assert!((j["requests"]["hit_ratio"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(j["entries"], 1);
+    assert_eq!(j["entries_by_status"]["SUCCESS"], 1);
+    assert!(j["storage_bytes"].as_i64().unwrap() > 0);
+    assert!(j["processing_time_ms"]["max"].as_i64().is_some());
+
+    let other = t
+        .get_as(Some("tenant-b"), "/api/v1/cache/stats")
+        .await
+        .json();
+    assert_eq!(other["entries"], 0);
+    assert_eq!(other["requests"]["total"], 0);
+
+    let recent = t.get("/api/v1/cache/recent?limit=5").await.json();
+    assert_eq!(recent["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(recent["tasks"][0]["task_id"], s["task_id"]);
+    assert_eq!(
+        t.get_as(Some("tenant-b"), "/api/v1/cache/recent")
+            .await
+            .json()["tasks"],
+        serde_json::json!([])
+    );
+
+    let bad = t.get("/api/v1/cache/stats?days=1000").await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "days");
+}

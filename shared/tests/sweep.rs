@@ -98,7 +98,11 @@ async fn the_sweep_deletes_exactly_what_it_should() {
         0,
     )
     .await;
-    t.app.redis.record_hit(hit_in_redis.0).await.unwrap();
+    t.app
+        .redis
+        .record_request("tenant-a", "redis", Some(hit_in_redis.0))
+        .await
+        .unwrap();
     // The expired row also has Redis copies, which must go with it.
     let task = t
         .app

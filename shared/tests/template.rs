@@ -293,6 +293,8 @@ fn routes_match_the_api_and_only_health_is_open() {
         ),
         ("GET", "/api/v1/frontal/crop/result/{file}", "status", false),
         ("GET", "/health", "status", true),
+        ("GET", "/api/v1/cache/stats", "status", false),
+        ("GET", "/api/v1/cache/recent", "status", false),
         ("POST", "/api/v1/cache/cleanup", "cache-cleanup", false),
     ]
     .iter()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use lambda_http::http::{header, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -31,6 +31,14 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         return Ok(health(app).await);
     }
     let caller = auth::caller(&app.config, req)?;
+    if path == "/api/v1/cache/stats" {
+        let days = query_number(req, "days", 7, 1..=90)?;
+        return cache_stats(app, &caller.tenant, days as u32).await;
+    }
+    if path == "/api/v1/cache/recent" {
+        let limit = query_number(req, "limit", 20, 1..=100)?;
+        return recent(app, &caller.tenant, limit).await;
+    }
     if let Some(id) = path.strip_prefix(&format!("{TASK_ROUTES}/status/")) {
         return task_status(app, &caller.tenant, parse_id(id)?).await;
     }
@@ -41,6 +49,93 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         return svg(app, &caller.tenant, parse_id(id)?).await;
     }
     Err(ApiError::NotFound(format!("no route for GET {path}")))
+}
+
+fn query_number(
+    req: &Request,
+    name: &'static str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let params = req.query_string_parameters();
+    let Some(raw) = params.first(name) else {
+        return Ok(default);
+    };
+    match raw.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(crate::input::InputError::invalid(
+            name,
+            format!(
+                "expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )
+        .into()),
+    }
+}
+
+/// Requests per tier (Redis, written behind on every submit), entries, storage
+/// and processing times (Postgres), for the caller's tenant only.
+async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
+    let stats = app
+        .tasks
+        .stats(tenant, days)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let counts = match app.redis.request_counts(tenant, days).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "request counts unavailable");
+            None
+        }
+    };
+    let requests = counts.map(|c| {
+        let get = |k: &str| c.get(k).copied().unwrap_or(0);
+        let hits = get("l0") + get("redis") + get("postgres");
+        let total = hits + get("miss");
+        json!({
+            "total": total,
+            "hits": {"l0": get("l0"), "redis": get("redis"), "postgres": get("postgres"), "total": hits},
+            "misses": get("miss"),
+            "hit_ratio": if total > 0 { hits as f64 / total as f64 } else { 0.0 },
+        })
+    });
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "days": days,
+            "requests": requests,
+            "entries": stats.entries,
+            "entries_by_status": stats.by_status,
+            "storage_bytes": stats.storage_bytes,
+            "processing_time_ms": {"avg": stats.processing_ms_avg, "min": stats.processing_ms_min, "max": stats.processing_ms_max},
+        }),
+    ))
+}
+
+async fn recent(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, ApiError> {
+    let rows = app
+        .tasks
+        .recent(tenant, limit)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let tasks: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "task_id": r.task_id,
+                "status": r.status.as_str(),
+                "submitted_at": r.submitted_at,
+                "completed_at": r.completed_at,
+                "processing_time_ms": r.processing_time_ms,
+                "cache_hits": r.cache_hits,
+                "svg_bytes": r.svg_bytes,
+                "status_url": status_url(r.task_id),
+            })
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "tasks": tasks })))
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {

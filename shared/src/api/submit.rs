@@ -108,6 +108,7 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             {
                 Inserted::Created(row) => {
                     enqueue(app, &row, &sub, true).await?;
+                    count(app, &caller.tenant, "miss", None).await;
                     return Ok(accepted(&row, false));
                 }
                 Inserted::Existing(row) => row,
@@ -117,9 +118,10 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
 
     if let Some(outcome) = row.outcome() {
         backfill(app, &outcome).await;
-        count_hit(app, &outcome).await;
+        count(app, &outcome.tenant, "postgres", Some(outcome.task_id)).await;
         return Ok(answer_hit(app, &outcome, "postgres").await);
     }
+    count(app, &caller.tenant, "miss", None).await;
     match row.status {
         TaskStatus::Failure => {
             // A retryable failure (stuck or lost task): run it again with these inputs.
@@ -155,13 +157,13 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 /// L0, then Redis (refilling L0). Redis errors are logged and skipped.
 async fn lookup_caches(app: &App, tenant: &str, hash: &str) -> Option<Response<Body>> {
     if let Ok(Some(outcome)) = app.l0.get_by_hash(tenant, hash).await {
-        count_hit(app, &outcome).await;
+        count(app, tenant, "l0", Some(outcome.task_id)).await;
         return Some(answer_hit(app, &outcome, "l0").await);
     }
     match app.redis.get_by_hash(tenant, hash).await {
         Ok(Some(outcome)) => {
             let _ = app.l0.put(&outcome).await;
-            count_hit(app, &outcome).await;
+            count(app, tenant, "redis", Some(outcome.task_id)).await;
             Some(answer_hit(app, &outcome, "redis").await)
         }
         Ok(None) => None,
@@ -179,9 +181,10 @@ async fn backfill(app: &App, outcome: &Outcome) {
     let _ = app.l0.put(outcome).await;
 }
 
-async fn count_hit(app: &App, outcome: &Outcome) {
-    if let Err(e) = app.redis.record_hit(outcome.task_id).await {
-        tracing::warn!(error = %e, "hit not counted");
+/// Counts the request in the tenant's statistics (and a hit on its task), in Redis.
+async fn count(app: &App, tenant: &str, tier: &str, hit: Option<uuid::Uuid>) {
+    if let Err(e) = app.redis.record_request(tenant, tier, hit).await {
+        tracing::warn!(error = %e, "request not counted");
     }
 }
 

@@ -4,10 +4,12 @@
 //! - `{p}:r:{tenant}:{input_hash}` → outcome JSON, expiring with the entry's TTL
 //! - `{p}:t:{task_id}` → the same JSON, for status requests
 //! - `{p}:hits` → hash of task id → hits not yet folded into Postgres
+//! - `{p}:stats:{tenant}:{yyyymmdd}` → hash of tier → requests that day
 //!
 //! The connection is made lazily and every call is bounded by a timeout and a
 //! circuit breaker: a cold start with Redis down still serves from Postgres.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +21,9 @@ use uuid::Uuid;
 use super::breaker::Breaker;
 use super::{remaining_ttl_secs, CacheError, OutcomeTier};
 use crate::tasks::Outcome;
+
+/// Daily request counters outlive the longest statistics window (90 days).
+const STATS_RETENTION_SECS: u64 = 92 * 24 * 3600;
 
 pub struct RedisTier {
     client: redis::Client,
@@ -117,21 +122,70 @@ impl RedisTier {
         Ok(())
     }
 
-    /// Counts a cache hit without touching Postgres; the sweep folds these in.
+    /// Counts a request of `tenant` answered by `tier` (`l0`, `redis`, `postgres`
+    /// or `miss`) in today's statistics, and, for a hit, the hit on its task, which
+    /// the sweep folds into Postgres. One round trip; Postgres is not touched.
     #[instrument(skip(self))]
-    pub async fn record_hit(&self, task_id: Uuid) -> Result<(), CacheError> {
-        let key = self.hits_key();
-        let _: i64 = self
-            .call(|mut c| async move {
-                redis::cmd("HINCRBY")
-                    .arg(&key)
+    pub async fn record_request(
+        &self,
+        tenant: &str,
+        tier: &str,
+        hit_task: Option<Uuid>,
+    ) -> Result<(), CacheError> {
+        let day = self.stats_key(tenant, chrono::Utc::now().date_naive());
+        let hits = self.hits_key();
+        let tier = tier.to_owned();
+        self.call(|mut c| async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HINCRBY").arg(&day).arg(&tier).arg(1).ignore();
+            pipe.cmd("EXPIRE")
+                .arg(&day)
+                .arg(STATS_RETENTION_SECS)
+                .ignore();
+            if let Some(task_id) = hit_task {
+                pipe.cmd("HINCRBY")
+                    .arg(&hits)
                     .arg(task_id.to_string())
                     .arg(1)
-                    .query_async(&mut c)
-                    .await
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
+    /// Requests per tier of `tenant` over the `days` days up to today.
+    #[instrument(skip(self))]
+    pub async fn request_counts(
+        &self,
+        tenant: &str,
+        days: u32,
+    ) -> Result<HashMap<String, i64>, CacheError> {
+        let today = chrono::Utc::now().date_naive();
+        let keys: Vec<String> = (0..days)
+            .filter_map(|d| today.checked_sub_days(chrono::Days::new(u64::from(d))))
+            .map(|day| self.stats_key(tenant, day))
+            .collect();
+        let per_day: Vec<HashMap<String, i64>> = self
+            .call(|mut c| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGETALL").arg(k);
+                }
+                pipe.query_async(&mut c).await
             })
             .await?;
-        Ok(())
+        let mut total = HashMap::new();
+        for day in per_day {
+            for (tier, n) in day {
+                *total.entry(tier).or_insert(0) += n;
+            }
+        }
+        Ok(total)
+    }
+
+    fn stats_key(&self, tenant: &str, day: chrono::NaiveDate) -> String {
+        format!("{}:stats:{}:{}", self.prefix, tenant, day.format("%Y%m%d"))
     }
 
     /// Takes the pending hit counters. The hash is renamed first, so hits recorded

@@ -54,6 +54,19 @@ pub struct Swept {
     pub reason: String,
 }
 
+/// A tenant's entries and processing times, from Postgres.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TenantStats {
+    pub entries: i64,
+    pub by_status: std::collections::BTreeMap<String, i64>,
+    /// Hits already folded in from Redis by the sweep.
+    pub folded_hits: i64,
+    pub storage_bytes: i64,
+    pub processing_ms_avg: Option<f64>,
+    pub processing_ms_min: Option<i32>,
+    pub processing_ms_max: Option<i32>,
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -331,6 +344,53 @@ impl TaskStore {
             .as_ref()
             .map(row_to_task)
             .transpose()
+    }
+
+    /// Statistics of `tenant`'s entries; processing times over tasks finished in the
+    /// last `days` days.
+    #[instrument(skip(self), err)]
+    pub async fn stats(&self, tenant: &str, days: u32) -> Result<TenantStats, StoreError> {
+        let client = self.pool.get().await?;
+        let mut stats = TenantStats::default();
+        for row in client
+            .query(
+                "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8
+                 FROM task_results WHERE tenant = $1 GROUP BY status",
+                &[&tenant],
+            )
+            .await?
+        {
+            let n: i64 = row.try_get(1)?;
+            stats.entries += n;
+            stats.by_status.insert(row.try_get(0)?, n);
+            stats.folded_hits += row.try_get::<_, i64>(2)?;
+            stats.storage_bytes += row.try_get::<_, i64>(3)?;
+        }
+        let times = client
+            .query_one(
+                "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
+                 FROM task_results
+                 WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)",
+                &[&tenant, &(days as i32)],
+            )
+            .await?;
+        stats.processing_ms_avg = times.try_get(0)?;
+        stats.processing_ms_min = times.try_get(1)?;
+        stats.processing_ms_max = times.try_get(2)?;
+        Ok(stats)
+    }
+
+    /// The latest `limit` tasks of `tenant`, newest first.
+    #[instrument(skip(self), err)]
+    pub async fn recent(&self, tenant: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let sql = format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2");
+        client
+            .query(&sql, &[&tenant, &limit])
+            .await?
+            .iter()
+            .map(row_to_task)
+            .collect()
     }
 
     /// Adds hit counts gathered in Redis (write-behind) to the rows.

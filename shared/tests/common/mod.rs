@@ -126,11 +126,18 @@ impl Resp {
 /// An API Gateway HTTP API (payload 2.0) event, as API Gateway would send it.
 pub fn http_event(
     method: &str,
-    path: &str,
+    target: &str,
     tenant: Option<&str>,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Value {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    // API Gateway sends the query both raw and parsed (repeated keys joined by commas).
+    let mut params = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        params.insert(k.to_owned(), json!(v));
+    }
     let mut headers = json!({"host": "localhost"});
     if let Some(ct) = content_type {
         headers["content-type"] = json!(ct);
@@ -146,7 +153,8 @@ pub fn http_event(
             json!({"jwt": {"claims": {"tenant": t, "sub": "user"}, "scopes": ["facesvg/admin"]}});
     }
     json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "queryStringParameters": params,
         "headers": headers, "requestContext": ctx, "isBase64Encoded": true,
         "body": base64::engine::general_purpose::STANDARD.encode(body),
     })
