@@ -118,7 +118,7 @@ async fn main() {
     );
 
     let redis_floor = {
-        let mut conn = t.redis().await;
+        let conn = t.redis().await;
         measure(300, || {
             let mut c = conn.clone();
             async move {
