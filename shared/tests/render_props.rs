@@ -2,38 +2,12 @@
 //! rasteriser (resvg): every region comes back pixel for pixel, the regions cover
 //! exactly the labelled pixels once each, and no border crosses itself.
 
+mod common;
+
+use common::raster::{rasterise, region_paths};
 use facesvg::input::{LabelMap, Landmarks, RenderParams};
 use facesvg::render::{render, trace, RenderInput};
 use proptest::prelude::*;
-use resvg::{tiny_skia, usvg};
-
-fn rasterise(d: &str, w: u32, h: u32) -> Vec<bool> {
-    let svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\">\
-         <path shape-rendering=\"crispEdges\" fill-rule=\"evenodd\" d=\"{d}\"/></svg>"
-    );
-    let tree = usvg::Tree::from_str(&svg, &usvg::Options::default()).unwrap();
-    let mut pixmap = tiny_skia::Pixmap::new(w, h).unwrap();
-    resvg::render(
-        &tree,
-        tiny_skia::Transform::identity(),
-        &mut pixmap.as_mut(),
-    );
-    pixmap.pixels().iter().map(|p| p.alpha() > 127).collect()
-}
-
-fn paths(svg: &str) -> Vec<(u8, String)> {
-    svg.split("<path")
-        .skip(1)
-        .map(|p| {
-            let attr = |name: &str| {
-                let start = p.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
-                p[start..start + p[start..].find('"').unwrap()].to_owned()
-            };
-            (attr("data-label").parse().unwrap(), attr("d"))
-        })
-        .collect()
-}
 
 /// Random maps: blobs of a few labels (so there are long borders and junctions),
 /// sprinkled with single-pixel specks.
@@ -97,7 +71,7 @@ proptest! {
         let landmarks = Landmarks { points: vec![[1000, 1000]; 68] };
         let out = render(&RenderInput { width: w, height: h, landmarks: &landmarks, label_map: Some(&map), params: RenderParams::default() });
         let mut cover = vec![0u8; (w * h) as usize];
-        for (label, d) in paths(&out.svg) {
+        for (label, d) in region_paths(&out.svg) {
             let raster = rasterise(&d, w, h);
             for (i, &inside) in raster.iter().enumerate() {
                 prop_assert_eq!(inside, map.labels[i] == label, "label {} pixel ({}, {}) in {}", label, i as u32 % w, i as u32 / w, d);

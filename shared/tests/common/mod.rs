@@ -5,6 +5,8 @@
 //! missing service fails the test loudly; `infra/test.sh` starts them all.
 #![allow(dead_code)]
 
+pub mod raster;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
