@@ -324,4 +324,34 @@ mod tests {
         write_ring(&mut s, &[(0, 0), (1, 0), (15, 14), (16, 16), (0, 16)]);
         assert_eq!(s, "M0 0h.5l7 7 .5 1h-8z");
     }
+
+    #[test]
+    fn mediapipe_meshes_render_regions_from_their_contours() {
+        // 478 points on a spiral: the contour index lists must all be in range.
+        let points = (0..478)
+            .map(|i| {
+                let t = i as f64 * 0.1;
+                [
+                    ((100.0 + t.cos() * (10.0 + t)) * 1000.0) as i32,
+                    ((100.0 + t.sin() * (10.0 + t)) * 1000.0) as i32,
+                ]
+            })
+            .collect();
+        let landmarks = Landmarks { points };
+        let out = render(&RenderInput {
+            width: 200,
+            height: 200,
+            landmarks: &landmarks,
+            label_map: None,
+            params: RenderParams::default(),
+        });
+        let names: Vec<&str> = out.result.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["skin", "nose", "r_brow", "l_brow", "r_eye", "l_eye", "lips", "mouth"]
+        );
+        let lips = &out.result.regions[6];
+        assert_eq!(lips.paths, 2, "outer ring and the mouth's hole");
+        assert_eq!(out.svg.matches("<path").count(), 8);
+    }
 }
