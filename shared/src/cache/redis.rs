@@ -48,10 +48,6 @@ impl RedisTier {
         &self.prefix
     }
 
-    pub fn circuit_open(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     fn hash_key(&self, tenant: &str, input_hash: &str) -> String {
         format!("{}:r:{}:{}", self.prefix, tenant, input_hash)
     }
