@@ -5,6 +5,7 @@
 //! answered as `{"error": {"code", "message", "field"}}`.
 
 pub mod auth;
+pub mod docs;
 pub mod status;
 pub mod submit;
 

@@ -24,6 +24,9 @@ pub async fn status(app: &App, req: Request) -> Response<Body> {
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     let path = route_path(req).to_owned();
+    if let Some(asset) = super::docs::static_route(req.method(), &path) {
+        return Ok(asset);
+    }
     if req.method() != Method::GET {
         return Err(ApiError::MethodNotAllowed("use GET".into()));
     }
