@@ -302,3 +302,243 @@ fn routes_match_the_api_and_only_health_is_open() {
     .collect();
     assert_eq!(routes, expected);
 }
+
+// ------------------------------------------------------------------ values AWS accepts
+
+/// `infra/aws-valid-values.json`: the values AWS accepts today, with their sources.
+fn valid_values() -> serde_json::Value {
+    let path = root().join("infra/aws-valid-values.json");
+    let text = std::fs::read_to_string(&path).expect("infra/aws-valid-values.json");
+    serde_json::from_str(&text).expect("aws-valid-values.json parses")
+}
+
+fn valid_list(valid: &serde_json::Value, path: &[&str]) -> BTreeSet<String> {
+    let mut v = valid;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_array()
+        .unwrap_or_else(|| panic!("aws-valid-values.json has no list at {path:?}"))
+        .iter()
+        .map(|x| match x {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn samconfig() -> String {
+    std::fs::read_to_string(root().join("samconfig.toml")).expect("samconfig.toml")
+}
+
+/// Every `Name=value` of every `parameter_overrides` line in samconfig.toml.
+fn samconfig_overrides(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("parameter_overrides"))
+        .filter_map(|rest| rest.split_once('"').map(|(_, v)| v.trim_end_matches('"')))
+        .flat_map(|v| v.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// Every value `v` can take in a deployed stack: both sides of each `!If`, and for a
+/// `!Ref` to a parameter its default, each of its AllowedValues and each samconfig
+/// override. A parameter without AllowedValues is reported (as `Err`): any string
+/// could be passed at deploy time.
+fn possible_values(t: &Value, overrides: &[(String, String)], v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(_) | Value::Number(_) => Ok(vec![tagged(v)]),
+        Value::Sequence(items) => {
+            let mut out = Vec::new();
+            for i in items {
+                out.extend(possible_values(t, overrides, i)?);
+            }
+            Ok(out)
+        }
+        Value::Tagged(tv) if tv.tag == "If" => {
+            let args = tv.value.as_sequence().expect("!If takes a list");
+            let mut out = possible_values(t, overrides, &args[1])?;
+            out.extend(possible_values(t, overrides, &args[2])?);
+            Ok(out)
+        }
+        Value::Tagged(tv) if tv.tag == "Ref" => {
+            let name = tv.value.as_str().unwrap_or_default();
+            if name == "AWS::NoValue" {
+                return Ok(vec![]);
+            }
+            let param = &t["Parameters"][name];
+            if param.is_null() {
+                return Err(format!("!Ref {name} is not a parameter"));
+            }
+            let allowed = param["AllowedValues"]
+                .as_sequence()
+                .ok_or_else(|| format!("parameter {name} has no AllowedValues"))?;
+            let mut out: Vec<String> = allowed.iter().map(tagged).collect();
+            out.extend(param.get("Default").map(tagged));
+            out.extend(overrides.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()));
+            Ok(out)
+        }
+        other => Err(format!("cannot enumerate {}", tagged(other))),
+    }
+}
+
+/// The properties that name an engine, a version, a runtime, an architecture or an
+/// instance class, with the list each must be in. A property of these names on any
+/// other resource type is reported, so that a new resource cannot slip past.
+fn invalid_values(t: &Value, samconfig: &str, valid: &serde_json::Value) -> Vec<String> {
+    let overrides = samconfig_overrides(samconfig);
+    let bad = std::cell::RefCell::new(Vec::new());
+    let check = |what: &str, v: &Value, allowed: &BTreeSet<String>| -> Vec<String> {
+        match possible_values(t, &overrides, v) {
+            Ok(values) if values.is_empty() => {
+                bad.borrow_mut().push(format!("{what}: no value"));
+                vec![]
+            }
+            Ok(values) => {
+                for x in &values {
+                    if !allowed.contains(x) {
+                        bad.borrow_mut()
+                            .push(format!("{what}: {x:?} is not among the values AWS accepts"));
+                    }
+                }
+                values
+            }
+            Err(e) => {
+                bad.borrow_mut().push(format!("{what}: {e}"));
+                vec![]
+            }
+        }
+    };
+    let globals = &t["Globals"]["Function"];
+    for (name, r) in resources(t) {
+        let props = &r["Properties"];
+        let ty = r["Type"].as_str().unwrap_or_default();
+        let known: &[&str] = match ty {
+            "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
+                let runtime = props.get("Runtime").unwrap_or(&globals["Runtime"]);
+                check(&format!("{name}.Runtime"), runtime, &valid_list(valid, &["lambda", "runtimes"]));
+                let arch = props
+                    .get("Architectures")
+                    .unwrap_or(&globals["Architectures"]);
+                check(
+                    &format!("{name}.Architectures"),
+                    arch,
+                    &valid_list(valid, &["lambda", "architectures"]),
+                );
+                &["Runtime", "Architectures"]
+            }
+            "AWS::RDS::DBInstance" => {
+                let engines = check(
+                    &format!("{name}.Engine"),
+                    &props["Engine"],
+                    &valid.pointer("/rds/engine_versions").unwrap().as_object().unwrap().keys().cloned().collect(),
+                );
+                for engine in engines {
+                    check(
+                        &format!("{name}.EngineVersion ({engine})"),
+                        &props["EngineVersion"],
+                        &valid_list(valid, &["rds", "engine_versions", &engine]),
+                    );
+                }
+                check(
+                    &format!("{name}.DBInstanceClass"),
+                    &props["DBInstanceClass"],
+                    &valid_list(valid, &["rds", "instance_classes"]),
+                );
+                &["Engine", "EngineVersion", "DBInstanceClass"]
+            }
+            "AWS::RDS::DBProxy" => {
+                check(
+                    &format!("{name}.EngineFamily"),
+                    &props["EngineFamily"],
+                    &valid_list(valid, &["rds", "proxy_engine_families"]),
+                );
+                &["EngineFamily"]
+            }
+            "AWS::ElastiCache::ReplicationGroup" => {
+                let engines = check(
+                    &format!("{name}.Engine"),
+                    &props["Engine"],
+                    &valid.pointer("/elasticache/engine_versions").unwrap().as_object().unwrap().keys().cloned().collect(),
+                );
+                for engine in engines {
+                    check(
+                        &format!("{name}.EngineVersion ({engine})"),
+                        &props["EngineVersion"],
+                        &valid_list(valid, &["elasticache", "engine_versions", &engine]),
+                    );
+                }
+                check(
+                    &format!("{name}.CacheNodeType"),
+                    &props["CacheNodeType"],
+                    &valid_list(valid, &["elasticache", "node_types"]),
+                );
+                &["Engine", "EngineVersion", "CacheNodeType"]
+            }
+            "AWS::Logs::LogGroup" => {
+                check(
+                    &format!("{name}.RetentionInDays"),
+                    &props["RetentionInDays"],
+                    &valid_list(valid, &["lambda", "log_retention_days"]),
+                );
+                &["RetentionInDays"]
+            }
+            _ => &[],
+        };
+        if let Some(map) = props.as_mapping() {
+            for key in map.keys().filter_map(|k| k.as_str()) {
+                let watched = ["Engine", "EngineVersion", "EngineFamily", "Runtime", "Architectures"]
+                    .contains(&key)
+                    || key.ends_with("InstanceClass")
+                    || key.ends_with("NodeType");
+                if watched && !known.contains(&key) {
+                    bad.borrow_mut().push(format!(
+                        "{name} ({ty}).{key}: not checked against aws-valid-values.json; add the type to this test"
+                    ));
+                }
+            }
+        }
+    }
+    bad.into_inner()
+}
+
+#[test]
+fn every_engine_version_runtime_and_instance_class_is_one_aws_offers() {
+    let bad = invalid_values(&template(), &samconfig(), &valid_values());
+    assert!(bad.is_empty(), "template.yaml:\n{}", bad.join("\n"));
+}
+
+/// The check itself: the ElastiCache version that once shipped (the PostgreSQL
+/// version, "17.6") and an unknown override are both caught.
+#[test]
+fn the_values_check_catches_a_version_aws_does_not_offer() {
+    let valid = valid_values();
+    let mut t = template();
+    t["Resources"]["RedisGroup"]["Properties"]["EngineVersion"] = Value::String("17.6".into());
+    let bad = invalid_values(&t, &samconfig(), &valid);
+    assert!(
+        bad.iter().any(|b| b.contains("RedisGroup.EngineVersion") && b.contains("\"17.6\"")),
+        "{bad:?}"
+    );
+    let bad = invalid_values(
+        &template(),
+        "parameter_overrides = \"Stage=prod CacheNodeType=cache.r5.huge\"",
+        &valid,
+    );
+    assert!(bad.iter().any(|b| b.contains("cache.r5.huge")), "{bad:?}");
+}
+
+#[test]
+fn the_valid_values_name_their_sources() {
+    let valid = valid_values();
+    for section in ["lambda", "rds", "elasticache"] {
+        let sources = valid_list(&valid, &[section, "sources"]);
+        assert!(!sources.is_empty(), "{section} has no sources");
+        assert!(
+            sources.iter().any(|s| s.starts_with("https://docs.aws.amazon.com/")),
+            "{section}: name the AWS documentation page"
+        );
+    }
+    assert!(valid["checked"].as_str().is_some_and(|d| d.len() == 10));
+}
