@@ -95,8 +95,8 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     assert_eq!(from_redis.json()["cache_tier"], "redis");
 
     // Redis lost its copy: Postgres answers and backfills Redis.
-    let outcome = t.app.redis.get_by_task(task_uuid).await.unwrap().unwrap();
-    let prefix = t.app.redis.prefix().to_owned();
+    let outcome = t.app.outcomes.redis.get_by_task(task_uuid).await.unwrap().unwrap();
+    let prefix = t.app.outcomes.redis.prefix().to_owned();
     let mut conn = t.redis().await;
     let _: i64 = redis::cmd("DEL")
         .arg(format!(
@@ -111,7 +111,7 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     let from_pg = submit_to(&third, Some("tenant-a"), &form).await;
     assert_eq!(from_pg.json()["cache_tier"], "postgres");
     assert!(
-        t.app.redis.get_by_task(task_uuid).await.unwrap().is_some(),
+        t.app.outcomes.redis.get_by_task(task_uuid).await.unwrap().is_some(),
         "backfilled"
     );
 
@@ -125,7 +125,7 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
         .unwrap()
         .get(0);
     assert_eq!(hits, 0);
-    let pending = t.app.redis.take_hits().await.unwrap();
+    let pending = t.app.outcomes.redis.take_hits().await.unwrap();
     assert_eq!(pending, vec![(task_uuid, 3)]);
 }
 
@@ -390,6 +390,7 @@ async fn deterministic_render_errors_are_cached_failures() {
     assert_eq!(s["error"]["retryable"], false);
     assert!(
         t.app
+            .outcomes
             .redis
             .get_by_task(row.task_id)
             .await

@@ -49,6 +49,7 @@ impl ApiError {
                 let status = match e.kind {
                     InputErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                     InputErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    InputErrorKind::TooComplex => StatusCode::UNPROCESSABLE_ENTITY,
                     InputErrorKind::Missing | InputErrorKind::Invalid => StatusCode::BAD_REQUEST,
                 };
                 (status, e.kind.code(), Some(e.field))
@@ -101,6 +102,13 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
         header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// When the invocation carrying `req` ends, as far as its Lambda context says.
+pub fn invocation_deadline(req: &Request) -> Option<std::time::Instant> {
+    use lambda_http::RequestExt;
+    req.lambda_context_ref()
+        .and_then(|c| crate::deadline::from_epoch_ms(c.deadline))
 }
 
 /// The route part of a request path, whatever stage or local prefix precedes it.

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::{auth, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES};
 use crate::app::App;
-use crate::cache::OutcomeTier;
 use crate::tasks::{Outcome, TaskRow, TaskStatus};
 
 pub async fn status(app: &App, req: Request) -> Response<Body> {
-    match route(app, &req).await {
+    let deadline = super::invocation_deadline(&req);
+    match crate::deadline::scope(deadline, route(app, &req)).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -86,7 +86,7 @@ async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body
         .stats(tenant, days)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let counts = match app.redis.request_counts(tenant, days).await {
+    let counts = match app.outcomes.redis.request_counts(tenant, days).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "request counts unavailable");
@@ -146,40 +146,24 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such task".into()))
 }
 
-/// What is known of a task: a finished outcome from a cache, or its row.
+/// What is known of a task: a finished outcome, or its row.
 enum Found {
     Outcome(Outcome),
     Row(TaskRow),
 }
 
 async fn find(app: &App, tenant: &str, task_id: Uuid) -> Result<Found, ApiError> {
-    if let Ok(Some(o)) = app.l0.get_by_task(task_id).await {
-        if o.tenant == tenant {
-            return Ok(Found::Outcome(o));
-        }
-    }
-    match app.redis.get_by_task(task_id).await {
-        Ok(Some(o)) if o.tenant == tenant => {
-            let _ = app.l0.put(&o).await;
-            return Ok(Found::Outcome(o));
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "redis lookup skipped"),
-    }
-    let row = app
-        .tasks
-        .get(tenant, task_id)
+    use crate::cache::outcomes::Found as Tiers;
+    match app
+        .outcomes
+        .by_task(&app.tasks, tenant, task_id)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
-    if let Some(o) = row.outcome() {
-        if let Err(e) = app.redis.put(&o).await {
-            tracing::warn!(error = %e, "redis backfill skipped");
-        }
-        let _ = app.l0.put(&o).await;
-        return Ok(Found::Outcome(o));
+    {
+        Tiers::Hit(o, _) => Ok(Found::Outcome(o)),
+        Tiers::Row(row) => Ok(Found::Row(row)),
+        Tiers::Absent => Err(ApiError::NotFound("no such task".into())),
     }
-    Ok(Found::Row(row))
 }
 
 async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
@@ -257,7 +241,7 @@ async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, A
 pub async fn health(app: &App) -> Response<Body> {
     let (pg, redis, s3, sqs) = tokio::join!(
         check(async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.redis.ping().await.map_err(|e| e.to_string()) }),
+        check(async { app.outcomes.redis.ping().await.map_err(|e| e.to_string()) }),
         check(async { app.objects.ping().await.map_err(|e| e.to_string()) }),
         check(async { app.queue.ping().await.map_err(|e| e.to_string()) }),
     );

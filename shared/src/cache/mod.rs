@@ -11,6 +11,7 @@
 
 pub mod breaker;
 pub mod memory;
+pub mod outcomes;
 pub mod redis;
 
 use async_trait::async_trait;

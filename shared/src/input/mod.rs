@@ -34,6 +34,8 @@ pub enum InputErrorKind {
     Invalid,
     TooLarge,
     UnsupportedMediaType,
+    /// Well-formed, but more work to render than the budget allows (422).
+    TooComplex,
 }
 
 impl InputErrorKind {
@@ -43,6 +45,7 @@ impl InputErrorKind {
             InputErrorKind::Invalid => "invalid_field",
             InputErrorKind::TooLarge => "too_large",
             InputErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            InputErrorKind::TooComplex => "too_complex",
         }
     }
 }
@@ -67,6 +70,13 @@ impl InputError {
             field,
             kind: InputErrorKind::TooLarge,
             message: message.into(),
+        }
+    }
+    pub fn too_complex(field: &'static str, e: crate::render::budget::BudgetError) -> Self {
+        InputError {
+            field,
+            kind: InputErrorKind::TooComplex,
+            message: e.to_string(),
         }
     }
     pub fn unsupported(field: &'static str, message: impl Into<String>) -> Self {
@@ -223,18 +233,23 @@ impl<'a> Submission<'a> {
         })
     }
 
+    ///
+    /// A map whose borders alone break the render budget is refused here, after one
+    /// pass over its pixels, so that it is never queued.
     pub fn decode_label_map(&self, limits: &Limits) -> Result<Option<LabelMap>, InputError> {
-        self.segmentation_png
-            .map(|png| {
-                segmentation::decode_scheme(
-                    png,
-                    self.image_info.width,
-                    self.image_info.height,
-                    self.params.label_scheme,
-                    limits,
-                )
-            })
-            .transpose()
+        let Some(png) = self.segmentation_png else {
+            return Ok(None);
+        };
+        let map = segmentation::decode_scheme(
+            png,
+            self.image_info.width,
+            self.image_info.height,
+            self.params.label_scheme,
+            limits,
+        )?;
+        crate::render::budget::count_edges(&map, &limits.render)
+            .map_err(|e| InputError::too_complex("segmentation_map", e))?;
+        Ok(Some(map))
     }
 }
 

@@ -6,6 +6,7 @@
 //! viewBox is the frontal crop: the landmarks' face box with a margin, clamped to
 //! the image; path coordinates stay in image pixels so they overlay the photo.
 
+pub mod budget;
 pub mod landmark_regions;
 pub mod simplify;
 pub mod synthetic;
@@ -15,6 +16,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use self::budget::{BudgetError, Limit, RenderBudget};
 use crate::input::{LabelMap, Landmarks, RenderParams};
 use crate::labels;
 use crate::RENDERER_VERSION;
@@ -71,21 +73,52 @@ pub struct RenderInput<'a> {
     pub params: RenderParams,
 }
 
+/// Renders with no limits (trusted inputs, tests); the service uses [`render_within`].
 pub fn render(input: &RenderInput<'_>) -> Rendered {
+    match render_within(input, &RenderBudget::UNLIMITED) {
+        Ok(r) => r,
+        Err(e) => unreachable!("an unlimited budget cannot be exceeded: {e}"),
+    }
+}
+
+/// Renders the SVG and its result, stopping as soon as the work exceeds `budget`.
+pub fn render_within(
+    input: &RenderInput<'_>,
+    budget: &RenderBudget,
+) -> Result<Rendered, BudgetError> {
     let crop = crop_box(input.landmarks, input.width, input.height);
-    let mut body = String::with_capacity(16 * 1024);
+    // One buffer, header first: the SVG is never copied, so its budget is its size.
+    let mut svg = String::with_capacity(16 * 1024);
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
+        num(crop.x),
+        num(crop.y),
+        num(crop.width),
+        num(crop.height),
+        num(crop.width),
+        num(crop.height),
+        RENDERER_VERSION
+    );
+    let _ = writeln!(
+        svg,
+        "<g class=\"regions\" fill-rule=\"evenodd\" fill-opacity=\"{}\">",
+        num(input.params.opacity())
+    );
+    let written = |svg: &String| budget.check(Limit::SvgBytes, svg.len() as u64);
     let mut regions = Vec::new();
     let source = match input.label_map {
         Some(map) => {
-            for region in trace::trace(map) {
+            for region in trace::trace_within(map, budget)? {
                 let name = labels::name(region.label).unwrap_or("unknown");
-                open_path(&mut body, name, region.label);
+                open_path(&mut svg, name, region.label);
                 let mut points = 0;
                 for ring in &region.loops {
                     points += ring.len();
-                    write_ring(&mut body, ring);
+                    write_ring(&mut svg, ring);
+                    written(&svg)?;
                 }
-                body.push_str("\"/>\n");
+                svg.push_str("\"/>\n");
                 let [x0, y0, x1, y1] = region.bbox;
                 regions.push(RegionInfo {
                     name: name.to_owned(),
@@ -106,10 +139,10 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
         }
         None => {
             for region in landmark_regions::regions(input.landmarks) {
-                open_path(&mut body, region.name, region.label);
+                open_path(&mut svg, region.name, region.label);
                 let (mut area, mut cx, mut cy, mut points) = (0.0, 0.0, 0.0, 0);
                 for (i, ring) in region.rings.iter().enumerate() {
-                    write_polygon(&mut body, ring);
+                    write_polygon(&mut svg, ring);
                     points += ring.len();
                     // The first ring is the outline, later ones are holes.
                     let (a, x, y) = landmark_regions::ring_moments(ring);
@@ -118,7 +151,8 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
                     cx += sign * x;
                     cy += sign * y;
                 }
-                body.push_str("\"/>\n");
+                svg.push_str("\"/>\n");
+                written(&svg)?;
                 let (x0, y0, x1, y1) =
                     landmark_regions::bounds(region.rings.iter().flatten().copied());
                 let centroid = if area.abs() > 1e-9 {
@@ -144,25 +178,6 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
             "landmarks"
         }
     };
-
-    let mut svg = String::with_capacity(body.len() + 512);
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
-        num(crop.x),
-        num(crop.y),
-        num(crop.width),
-        num(crop.height),
-        num(crop.width),
-        num(crop.height),
-        RENDERER_VERSION
-    );
-    let _ = writeln!(
-        svg,
-        "<g class=\"regions\" fill-rule=\"evenodd\" fill-opacity=\"{}\">",
-        num(input.params.opacity())
-    );
-    svg.push_str(&body);
     svg.push_str("</g>\n");
     if input.params.show_landmarks {
         let r = (crop.width.max(crop.height) * 0.004).max(1.0);
@@ -179,6 +194,7 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
         svg.push_str("</g>\n");
     }
     svg.push_str("</svg>\n");
+    written(&svg)?;
 
     let result = RenderResult {
         renderer_version: RENDERER_VERSION.to_owned(),
@@ -191,7 +207,7 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
         regions,
         svg_bytes: svg.len(),
     };
-    Rendered { svg, result }
+    Ok(Rendered { svg, result })
 }
 
 /// The landmarks' box grown by [`CROP_MARGIN`] on every side, in whole pixels,
