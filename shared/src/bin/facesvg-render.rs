@@ -1,7 +1,8 @@
 //! facesvg without a service: render files, make synthetic label maps, time the renderer.
 //!
 //!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png] [--scheme lapa]
-//!                  [--show-landmarks] [--opacity 0.5] [--svg OUT.svg] [--json OUT.json]
+//!                  [--show-landmarks] [--opacity 0.5] [--crop landmarks|face|none]
+//!                  [--svg OUT.svg] [--json OUT.json]
 //!   facesvg-render synth --size N [--seed S] --out MAP.png
 //!   facesvg-render synth --kind checker|stripes|sieve --width W --height H --out MAP.png
 //!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg] [--unlimited]
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use facesvg::config::Limits;
-use facesvg::input::{image, segmentation, LabelMap, Landmarks, RenderParams};
+use facesvg::input::{image, segmentation, CropMode, LabelMap, Landmarks, RenderParams};
 use facesvg::labels::LabelScheme;
 use facesvg::render::budget::RenderBudget;
 use facesvg::render::{render_within, synthetic, RenderInput};
@@ -105,6 +106,10 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
         show_landmarks: flags.iter().any(|f| f == "show-landmarks"),
         opacity_milli: (opacity * 1000.0).round() as u16,
         label_scheme,
+        crop: match opts.get("crop") {
+            Some(c) => CropMode::parse(c).ok_or(format!("--crop: one of {}", CropMode::NAMES))?,
+            None => CropMode::default(),
+        },
     };
     let out = render_within(
         &RenderInput {

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use self::budget::{BudgetError, Limit, RenderBudget};
-use crate::input::{LabelMap, Landmarks, RenderParams};
+use crate::input::{CropMode, LabelMap, Landmarks, RenderParams};
 use crate::labels;
 use crate::RENDERER_VERSION;
 
@@ -86,7 +86,23 @@ pub fn render_within(
     input: &RenderInput<'_>,
     budget: &RenderBudget,
 ) -> Result<Rendered, BudgetError> {
-    let crop = crop_box(input.landmarks, input.width, input.height);
+    let traced = match input.label_map {
+        Some(map) => Some(trace::trace_within(map, budget)?),
+        None => None,
+    };
+    let crop = match input.params.crop {
+        CropMode::Landmarks => crop_box(input.landmarks, input.width, input.height),
+        CropMode::None => BoxPx {
+            x: 0.0,
+            y: 0.0,
+            width: input.width.into(),
+            height: input.height.into(),
+        },
+        CropMode::Face => traced
+            .as_deref()
+            .and_then(|regions| face_box(regions, input.width, input.height))
+            .unwrap_or_else(|| crop_box(input.landmarks, input.width, input.height)),
+    };
     // One buffer, header first: the SVG is never copied, so its budget is its size.
     let mut svg = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -107,9 +123,9 @@ pub fn render_within(
     );
     let written = |svg: &String| budget.check(Limit::SvgBytes, svg.len() as u64);
     let mut regions = Vec::new();
-    let source = match input.label_map {
-        Some(map) => {
-            for region in trace::trace_within(map, budget)? {
+    let source = match traced {
+        Some(traced) => {
+            for region in traced {
                 let name = labels::name(region.label).unwrap_or("unknown");
                 open_path(&mut svg, name, region.label);
                 let mut points = 0;
@@ -214,6 +230,27 @@ pub fn render_within(
 /// clamped to the image.
 pub fn crop_box(landmarks: &Landmarks, width: u32, height: u32) -> BoxPx {
     let (x0, y0, x1, y1) = landmark_regions::bounds(landmarks.iter_px());
+    margin_box(x0, y0, x1, y1, width, height)
+}
+
+/// The pixel box of the face classes among `regions`, grown and clamped as the
+/// landmarks' box is; `None` if there are no face pixels.
+pub fn face_box(regions: &[trace::TracedRegion], width: u32, height: u32) -> Option<BoxPx> {
+    let face = regions.iter().filter(|r| labels::is_face_class(r.label));
+    let [x0, y0, x1, y1] = face.map(|r| r.bbox).reduce(|a, b| {
+        [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+    })?;
+    Some(margin_box(
+        x0.into(),
+        y0.into(),
+        x1.into(),
+        y1.into(),
+        width,
+        height,
+    ))
+}
+
+fn margin_box(x0: f64, y0: f64, x1: f64, y1: f64, width: u32, height: u32) -> BoxPx {
     let margin = (x1 - x0).max(y1 - y0) * CROP_MARGIN;
     let (w, h) = (f64::from(width), f64::from(height));
     let cx0 = (x0 - margin).floor().clamp(0.0, w - 1.0);
