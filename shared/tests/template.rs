@@ -542,3 +542,143 @@ fn the_valid_values_name_their_sources() {
     }
     assert!(valid["checked"].as_str().is_some_and(|d| d.len() == 10));
 }
+
+// ------------------------------------------------------------------ logs, schedule, lint
+
+fn resource(t: &Value, name: &str) -> Value {
+    let r = t["Resources"][name].clone();
+    assert!(!r.is_null(), "no resource {name}");
+    r
+}
+
+/// The logical id behind `!Ref X`, `!GetAtt X.Attr` or `${X}` / `${X.Attr}` in a `!Sub`.
+fn referenced(v: &Value) -> Vec<String> {
+    match v {
+        Value::Tagged(tv) if tv.tag == "Ref" => vec![tagged(&tv.value)],
+        Value::Tagged(tv) if tv.tag == "GetAtt" => {
+            vec![tagged(&tv.value).split(['.', ',']).next().unwrap_or_default().to_owned()]
+        }
+        Value::Tagged(tv) if tv.tag == "Sub" => {
+            let text = match &tv.value {
+                Value::Sequence(s) => tagged(&s[0]),
+                other => tagged(other),
+            };
+            text.split("${")
+                .skip(1)
+                .filter_map(|p| p.split('}').next())
+                .map(|p| p.split('.').next().unwrap_or_default().to_owned())
+                .collect()
+        }
+        _ => vec![],
+    }
+}
+
+#[test]
+fn every_function_logs_to_its_own_log_group_with_retention() {
+    let t = template();
+    let groups: Vec<(String, Value)> = resources(&t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"] == "AWS::Logs::LogGroup")
+        .collect();
+    for (name, f) in functions(&t) {
+        // Lambda writes to /aws/lambda/<function name>: the group must carry that name.
+        let mine: Vec<&(String, Value)> = groups
+            .iter()
+            .filter(|(_, g)| {
+                let n = &g["Properties"]["LogGroupName"];
+                tagged(n).contains("/aws/lambda/${") && referenced(n) == vec![name.clone()]
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{name}: one log group named after it");
+        let (group, g) = mine[0];
+        assert!(
+            !g["Properties"]["RetentionInDays"].is_null(),
+            "{group} keeps {name}'s logs forever"
+        );
+        // The function's own name is fixed, so that its role can name the group
+        // without a dependency cycle (role -> group -> function -> role).
+        assert_eq!(
+            tagged(&f["Properties"]["FunctionName"]),
+            format!("!Sub ${{AWS::StackName}}-{}", binary(&f)),
+            "{name}"
+        );
+    }
+    // Migrations run at deploy: their logs go to the group with retention too.
+    let migrations = resource(&t, "DatabaseMigrations");
+    assert!(tagged(&migrations["DependsOn"]).contains("CacheCleanupLogGroup"));
+}
+
+#[test]
+fn the_schedule_retries_then_dead_letters_and_failed_sweeps_are_kept() {
+    let t = template();
+    let (name, cleanup) = functions(&t)
+        .into_iter()
+        .find(|(_, f)| binary(f) == "cache-cleanup")
+        .unwrap();
+    let events = cleanup["Properties"]["Events"].as_mapping().unwrap();
+    let schedule = &events
+        .values()
+        .find(|e| e["Type"] == "Schedule")
+        .expect("a schedule")["Properties"];
+    assert!(number(&schedule["RetryPolicy"]["MaximumRetryAttempts"]) >= 1.0);
+    assert!(number(&schedule["RetryPolicy"]["MaximumEventAgeInSeconds"]) <= 3600.0);
+    let dlq = referenced(&schedule["DeadLetterConfig"]["Arn"]);
+    assert_eq!(dlq.len(), 1, "the schedule's DLQ is a queue of this template");
+    assert_eq!(resource(&t, &dlq[0])["Type"], "AWS::SQS::Queue");
+    // Lambda's own async retries end in the same queue.
+    let on_failure = &cleanup["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+    assert_eq!(on_failure["Type"], "SQS");
+    assert_eq!(referenced(&on_failure["Destination"]), dlq, "{name}");
+    // EventBridge may send to that queue only for this function's rule.
+    let (_, policy) = resources(&t)
+        .into_iter()
+        .find(|(_, r)| {
+            r["Type"] == "AWS::SQS::QueuePolicy"
+                && tagged(&r["Properties"]["Queues"]) == format!("!Ref {}", dlq[0])
+        })
+        .expect("a queue policy on the schedule's DLQ");
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(tagged(&s["Action"]), "sqs:SendMessage");
+    let source = tagged(&s["Condition"]["ArnEquals"]["aws:SourceArn"]);
+    assert!(source.contains(&format!("{name}Hourly")), "{source}");
+}
+
+/// `cfn-lint -a cfn_lint_serverless.rules` and `sam validate --lint` run in
+/// infra/test.sh and must be clean: every check switched off in the template is
+/// written down with its reason, in a comment right above it.
+#[test]
+fn every_lint_exception_has_its_reason() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut exceptions = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("ignore_checks") {
+            exceptions += 1;
+            let above = lines[..i].iter().rev().find(|l| !l.trim().is_empty()).unwrap();
+            assert!(
+                above.trim_start().starts_with('#'),
+                "template.yaml:{}: an ignored check needs its reason above it",
+                i + 1
+            );
+            let ids = line.split('[').nth(1).unwrap_or_default();
+            for id in ids.trim_end_matches(']').split(',').map(str::trim) {
+                let reason: String = lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|l| l.trim_start().starts_with('#'))
+                    .copied()
+                    .collect();
+                assert!(reason.contains(id), "template.yaml:{}: {id} has no reason", i + 1);
+            }
+        }
+    }
+    assert!(exceptions <= 4, "{exceptions} lint exceptions: fix the template instead");
+    let test_sh = std::fs::read_to_string(root().join("infra/test.sh")).unwrap();
+    assert!(test_sh.contains("cfn-lint\" template.yaml -a cfn_lint_serverless.rules"));
+    assert!(test_sh.contains("validate --lint"));
+}
