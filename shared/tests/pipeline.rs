@@ -413,16 +413,21 @@ async fn redis_down_costs_nothing_but_speed() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["cache_tier"], "postgres");
     assert_eq!(again.json()["task_id"], first["task_id"]);
-    let health = t.get_as(None, "/health").await;
+    let health = t.get("/health").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "degraded");
     assert_eq!(health.json()["checks"]["postgres"]["ok"], true);
+    assert_eq!(health.json()["checks"]["redis"]["ok"], false);
 }
 
 #[tokio::test]
 async fn health_reports_every_backend() {
     let t = TestApp::spawn().await;
-    let h = t.get_as(None, "/health").await;
+    // In public only the verdict; the admin scope sees each backend.
+    let public = t.get_as(None, "/health").await;
+    assert_eq!(public.status, 200, "{}", public.body);
+    assert_eq!(public.json(), serde_json::json!({"status": "ok"}));
+    let h = t.get("/health").await;
     assert_eq!(h.status, 200, "{}", h.body);
     let j = h.json();
     assert_eq!(j["status"], "ok");

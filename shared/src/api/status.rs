@@ -31,7 +31,9 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         return Err(ApiError::MethodNotAllowed("use GET".into()));
     }
     if path == "/health" {
-        return Ok(health(app).await);
+        // Public: only the verdict. The admin scope also sees each backend.
+        let admin = auth::caller(&app.config, req).is_ok_and(|c| c.admin);
+        return Ok(health(app, admin).await);
     }
     let caller = auth::caller(&app.config, req)?;
     if path == "/api/v1/cache/stats" {
@@ -238,16 +240,17 @@ async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, A
 }
 
 /// Reachability of every backend. Redis down is `degraded`: requests still work.
-pub async fn health(app: &App) -> Response<Body> {
+/// Failures are logged with their detail; the answer carries the detail (without
+/// error text) only for `admin`.
+pub async fn health(app: &App, admin: bool) -> Response<Body> {
     let (pg, redis, s3, sqs) = tokio::join!(
-        check(async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.outcomes.redis.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.objects.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.queue.ping().await.map_err(|e| e.to_string()) }),
+        check("postgres", async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
+        check("redis", async { app.outcomes.redis.ping().await.map_err(|e| e.to_string()) }),
+        check("s3", async { app.objects.ping().await.map_err(|e| e.to_string()) }),
+        check("sqs", async { app.queue.ping().await.map_err(|e| e.to_string()) }),
     );
-    let ok = |v: &serde_json::Value| v["ok"] == json!(true);
-    let essential = ok(&pg) && ok(&s3) && ok(&sqs);
-    let status = match (essential, ok(&redis)) {
+    let essential = pg && s3 && sqs;
+    let status = match (essential, redis) {
         (true, true) => "ok",
         (true, false) => "degraded",
         _ => "down",
@@ -257,20 +260,29 @@ pub async fn health(app: &App) -> Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
-        code,
-        &json!({
-            "status": status,
-            "renderer_version": crate::RENDERER_VERSION,
-            "checks": {"postgres": pg, "redis": redis, "s3": s3, "sqs": sqs},
-        }),
-    )
+    let mut body = json!({ "status": status });
+    if admin {
+        body["renderer_version"] = json!(crate::RENDERER_VERSION);
+        body["checks"] = json!({
+            "postgres": {"ok": pg}, "redis": {"ok": redis}, "s3": {"ok": s3}, "sqs": {"ok": sqs},
+        });
+    }
+    json_response(code, &body)
 }
 
-async fn check(probe: impl std::future::Future<Output = Result<(), String>>) -> serde_json::Value {
+async fn check(
+    backend: &'static str,
+    probe: impl std::future::Future<Output = Result<(), String>>,
+) -> bool {
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(())) => json!({"ok": true}),
-        Ok(Err(e)) => json!({"ok": false, "error": e}),
-        Err(_) => json!({"ok": false, "error": "timed out"}),
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(backend, error = %e, "health check failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(backend, "health check timed out");
+            false
+        }
     }
 }
