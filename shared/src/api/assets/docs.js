@@ -113,7 +113,7 @@
       const fill = () => {
         if (filled || !target) return;
         filled = true;
-        details.append(schemaBody(target, depth + 1));
+        details.append(...schemaBody(target, depth + 1));
       };
       if (depth === 0) fill();
       details.addEventListener("toggle", fill);
@@ -147,7 +147,9 @@
     const required = new Set(s.required || []);
     for (const [name, p] of Object.entries(s.properties)) {
       const pc = constraints(p);
-      const nested = p.$ref || p.properties || p.oneOf || p.anyOf ||
+      const target = p.$ref ? resolve(p.$ref) : null;
+      const expandable = (t) => t && (t.properties || t.oneOf || t.anyOf || t.items || t.additionalProperties);
+      const nested = (p.$ref && expandable(target)) || p.properties || p.oneOf || p.anyOf ||
         (p.type === "array" && p.items && (p.items.$ref || p.items.properties));
       parts.push(el("div", { class: "prop" },
         el("span", { class: "name", text: name }),
@@ -180,7 +182,7 @@
     if (!sec.length) return el("span", { class: "lock", text: "public" });
     const parts = sec.map((req) => Object.entries(req).map(([name, scopes]) =>
       scopes.length ? `${name} + scope ${scopes.join(", ")}` : name).join(" & "));
-    return el("span", { class: "lock", title: "authentication", text: `🔒 ${parts.join(" or ")}` });
+    return el("span", { class: "lock", title: "authentication", text: `auth: ${parts.join(" or ")}` });
   }
 
   function paramsTable(params) {
@@ -213,7 +215,7 @@
           Object.entries(schema.properties).map(([name, p]) => {
             const enc = media.encoding && media.encoding[name];
             const cons = constraints(p);
-            if (enc && enc.contentType) cons.push(enc.contentType);
+            if (enc && enc.contentType && !cons.includes(enc.contentType)) cons.push(enc.contentType);
             return el("tr", { id: `field-${slug(name)}` },
               el("td", {}, el("code", { text: name }), required.has(name) ? el("span", { class: "req", text: " *" }) : null),
               el("td", { text: p.format === "binary" ? "file" : typeLabel(p) }),
@@ -232,9 +234,11 @@
     for (const [code, r0] of Object.entries(responses || {})) {
       const r = r0.$ref ? resolve(r0.$ref) : r0;
       const cls = `code c${code[0]}`;
+      // The first paragraph is the summary line; any others open with the schema.
+      const [first, ...rest] = String(r.description || "").split(/\n\s*\n/);
       const details = el("details", { class: "resp" },
-        el("summary", {}, el("span", { class: cls, text: code }), inline(firstSentence(r.description || ""))));
-      details.append(prose(r.description));
+        el("summary", {}, el("span", { class: cls, text: code }), inline(first)));
+      if (rest.length) details.append(prose(rest.join("\n\n")));
       for (const [name, h] of Object.entries(r.headers || {})) {
         details.append(el("div", {}, "Header ", el("code", { text: name }), " — ", inline(h.description || "")));
       }
@@ -245,11 +249,6 @@
       out.push(details);
     }
     return out;
-  }
-
-  function firstSentence(text) {
-    const s = String(text).split(/\n/)[0];
-    return s.length > 140 ? s.slice(0, 137) + "…" : s;
   }
 
   // --- try it ----------------------------------------------------------------------

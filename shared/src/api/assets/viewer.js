@@ -159,9 +159,10 @@
       const scheme = $("label-scheme").value;
       if (scheme !== "bisenet") data.append("label_scheme", scheme);
     }
-    // Dots are drawn by the service from the numbers it parsed; the page only shows or hides them.
+    // Dots are drawn by the service from the numbers it parsed; the page only shows or
+    // hides them. Opacity is left at the service's default: the slider is a view
+    // control, and sending it would make every position a new cache key.
     data.append("show_landmarks", "true");
-    data.append("region_opacity", $("opacity").value);
     if ($("crop").value) data.append("crop", $("crop").value);
 
     setState("submitting");
