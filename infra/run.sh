@@ -67,12 +67,18 @@ else
   cargo build -q -j 2 --workspace --bins
   BIN="$TARGET/debug"
 fi
+# A private copy: other builds in the same target dir replace its binaries, and a
+# restarted instance must run the code this run was started with.
+mkdir -p "$RUN/bin"
+for fn in "${FUNCTIONS[@]}"; do cp "$BIN/$fn" "$RUN/bin/$fn.new" && mv -f "$RUN/bin/$fn.new" "$RUN/bin/$fn"; done
+BIN="$RUN/bin"
 
 pids=()
 stop_all() {
   for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
 }
 trap stop_all EXIT
+trap 'exit 143' TERM INT   # so that a stopped run stops its instances too
 
 log "starting the Lambda runtime API (cargo lambda watch --only-lambda-apis) on 127.0.0.1:$LAMBDA_PORT"
 setsid "$STATE/venv/bin/cargo-lambda" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$LAMBDA_PORT" \
