@@ -39,12 +39,23 @@ pub struct Limits {
     pub render: RenderBudget,
 }
 
+/// Lambda's limit on a synchronous invocation's payload. API Gateway sends the
+/// multipart body base64-encoded inside the event, so the body itself can be at most
+/// about three quarters of it.
+pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Room kept in the event for everything that is not the body (headers, context).
+const EVENT_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// The largest body whose base64 form still fits a synchronous invocation.
+pub const fn max_body_for_lambda() -> usize {
+    (LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_OVERHEAD_BYTES) / 4 * 3
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            // API Gateway HTTP APIs accept 10 MB payloads.
-            max_body_bytes: 10 * 1024 * 1024,
-            max_image_bytes: 8 * 1024 * 1024,
+            max_body_bytes: max_body_for_lambda(),
+            max_image_bytes: 4 * 1024 * 1024,
             max_image_side: 8192,
             max_image_pixels: 40_000_000,
             max_landmarks_bytes: 64 * 1024,
@@ -212,6 +223,18 @@ impl Config {
                 problem: format!("{batch_percent} is not between 10 and 90"),
             });
         }
+        if limits.max_body_bytes > max_body_for_lambda() {
+            return Err(ConfigError {
+                name: "MAX_BODY_BYTES",
+                problem: format!(
+                    "{} bytes cannot reach the function: base64-encoded in the event it \
+                     exceeds Lambda's {} byte payload limit (at most {})",
+                    limits.max_body_bytes,
+                    LAMBDA_SYNC_PAYLOAD_BYTES,
+                    max_body_for_lambda()
+                ),
+            });
+        }
         let ttl_hours = n("CACHE_TTL_HOURS", 24)?;
         if ttl_hours == 0 {
             return Err(ConfigError {
@@ -291,5 +314,15 @@ mod tests {
         assert_eq!(err.name, "DB_POOL_SIZE");
         assert!(Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "open".to_owned())).is_err());
         assert!(Config::from_lookup(|k| (k == "CACHE_TTL_HOURS").then(|| "0".to_owned())).is_err());
+        let too_big = Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
+        assert_eq!(too_big.unwrap_err().name, "MAX_BODY_BYTES");
+    }
+
+    #[test]
+    fn the_largest_body_fits_lambdas_payload_once_base64_encoded() {
+        let body = Limits::default().max_body_bytes;
+        let encoded = body.div_ceil(3) * 4;
+        assert!(encoded + EVENT_OVERHEAD_BYTES <= LAMBDA_SYNC_PAYLOAD_BYTES);
+        assert!(Limits::default().max_image_bytes < body);
     }
 }
