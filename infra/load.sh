@@ -14,7 +14,8 @@
 # and exits non-zero when a check fails.
 #
 # Options: --release (optimised functions), --instances N (processes per function),
-# --users N, --seconds S (per scenario, not soak; default 30).
+# --max-concurrency N (invocations per process), --users N, --seconds S (per
+# scenario, not soak; default 30).
 # It uses the system on FACESVG_GATEWAY_PORT (default 8180) if one answers there, or
 # starts one with `infra/run.sh --no-demo` on that port and FACESVG_LAMBDA_PORT
 # (default 9100) and stops it at the end. Results: .local/load/<scenario>/.
@@ -34,13 +35,14 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --release) RUN_ARGS+=(--release) ;;
     --instances) RUN_ARGS+=(--instances "$2"); shift ;;
+    --max-concurrency) RUN_ARGS+=(--max-concurrency "$2"); shift ;;
     --users) USERS=$2; shift ;;
     --seconds) SECONDS_EACH=$2; shift ;;
     cached|misses|status|storm) SCENARIOS+=("$1") ;;
     soak)
       SCENARIOS+=(soak)
       if [[ "${2:-}" =~ ^[0-9.]+$ ]]; then SOAK_MINUTES=$2; shift; fi ;;
-    *) echo "usage: $0 [cached|misses|status|storm|soak [minutes]] [--release] [--instances N] [--users N] [--seconds S]" >&2
+    *) echo "usage: $0 [cached|misses|status|storm|soak [minutes]] [--release] [--instances N] [--max-concurrency N] [--users N] [--seconds S]" >&2
        exit 2 ;;
   esac
   shift
