@@ -22,6 +22,7 @@ pub mod input;
 pub mod key;
 pub mod labels;
 pub mod message;
+pub mod metrics;
 pub mod migrate;
 pub mod objects;
 pub mod queue;

@@ -70,6 +70,7 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
             .delete_sweepable(FAILURE_MAX_AGE, unused_age, app.config.sweep_batch)
             .await?;
         if swept.is_empty() {
+            report_entries(app).await;
             return Ok(report);
         }
         let mut keys = Vec::new();
@@ -100,7 +101,16 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
         }
     }
     report.more = true;
+    report_entries(app).await;
     Ok(report)
+}
+
+/// The cache's size after a sweep, as the `CachedEntries` metric.
+async fn report_entries(app: &App) {
+    match app.tasks.entries().await {
+        Ok(n) => crate::metrics::count("CachedEntries", n as f64),
+        Err(e) => tracing::warn!(error = %e, "entries not counted"),
+    }
 }
 
 /// Unconfirmed sends older than this are the relay's: younger ones may still be in
@@ -169,7 +179,7 @@ pub async fn handle_event(app: &App, event: Value) -> Value {
         Err(e) => {
             crate::api::ApiError::Internal(format!("unreadable request: {e}")).into_response()
         }
-        Ok(req) => admin_cleanup(app, req).await,
+        Ok(req) => crate::api::observe(req, async |req| admin_cleanup(app, req).await).await,
     };
     http_event_response(response)
 }

@@ -193,6 +193,7 @@ async fn run_claimed(
         .await
         .map_err(|_| RetryError::Malformed("render memory semaphore closed".into()))?;
 
+    let decode_start = Instant::now();
     let label_map = match inputs.segmentation_bytes() {
         Err(e) => return Err(RetryError::Malformed(format!("segmentation_png: {e}"))),
         Ok(None) => None,
@@ -213,6 +214,7 @@ async fn run_claimed(
         }
     };
 
+    let decode_ms = decode_start.elapsed().as_secs_f64() * 1000.0;
     let render_start = Instant::now();
     let rendered = render_within(
         &RenderInput {
@@ -236,9 +238,12 @@ async fn run_claimed(
 
     let key = svg_key(&owner.tenant, task_id);
     let svg_bytes = rendered.svg.len() as i64;
+    let (trace_ms, svg_ms) = (rendered.trace_ms, rendered.svg_ms);
+    let put_start = Instant::now();
     app.objects
         .put(&key, rendered.svg.into_bytes(), "image/svg+xml")
         .await?;
+    let s3_put_ms = put_start.elapsed().as_secs_f64() * 1000.0;
 
     let result =
         serde_json::to_value(&rendered.result).map_err(|e| RetryError::Malformed(e.to_string()))?;
@@ -260,7 +265,25 @@ async fn run_claimed(
             name: "regions",
             value: rendered.result.regions.len() as f64,
         },
+        // Per stage, recorded once here and read by the metrics below.
+        Metric {
+            name: "stage_decode_ms",
+            value: decode_ms,
+        },
+        Metric {
+            name: "stage_trace_ms",
+            value: trace_ms,
+        },
+        Metric {
+            name: "stage_svg_ms",
+            value: svg_ms,
+        },
+        Metric {
+            name: "stage_s3_put_ms",
+            value: s3_put_ms,
+        },
     ];
+    let commit_start = Instant::now();
     let finished = app
         .tasks
         .complete_success(
@@ -273,9 +296,24 @@ async fn run_claimed(
             &metrics,
         )
         .await?;
+    let commit_ms = commit_start.elapsed().as_secs_f64() * 1000.0;
     match finished {
         Some(row) => {
             backfill(app, &row).await;
+            let regions: Vec<&str> = rendered.result.regions.iter().map(|r| r.name.as_str()).collect();
+            crate::metrics::task_completed(
+                "SUCCESS",
+                &[
+                    ("decode", decode_ms),
+                    ("trace", trace_ms),
+                    ("svg", svg_ms),
+                    ("s3_put", s3_put_ms),
+                    ("commit", commit_ms),
+                    ("total", started.elapsed().as_secs_f64() * 1000.0),
+                ],
+                &regions,
+                inputs.landmarks.len(),
+            );
             Ok(Handled::Rendered)
         }
         None => {
@@ -302,6 +340,8 @@ async fn fail_deterministically(
         retryable: false,
     };
     let elapsed = started.elapsed().as_millis() as i32;
+    crate::metrics::task_completed("FAILURE", &[], &[], 0);
+    crate::metrics::error(input_error.kind.code());
     if let Some(row) = app
         .tasks
         .complete_failure(task_id, &error, elapsed, app.config.cache_ttl)

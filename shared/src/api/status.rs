@@ -15,6 +15,10 @@ use crate::app::App;
 use crate::tasks::{Outcome, TaskRow, TaskStatus};
 
 pub async fn status(app: &App, req: Request) -> Response<Body> {
+    super::observe(req, async |req| answer(app, req).await).await
+}
+
+async fn answer(app: &App, req: Request) -> Response<Body> {
     let deadline = super::invocation_deadline(&req);
     match crate::deadline::scope(deadline, route(app, &req)).await {
         Ok(resp) => resp,
@@ -36,6 +40,16 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         return Ok(health(app, admin).await);
     }
     let caller = auth::caller(&app.config, req)?;
+    let resp = tenant_route(app, req, &caller, &path).await?;
+    Ok(super::served(resp, &caller.tenant, None))
+}
+
+async fn tenant_route(
+    app: &App,
+    req: &Request,
+    caller: &auth::Caller,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
     if path == "/api/v1/cache/stats" {
         let days = query_number(req, "days", 7, 1..=90)?;
         return cache_stats(app, &caller.tenant, days as u32).await;

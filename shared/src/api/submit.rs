@@ -15,6 +15,10 @@ use crate::services::submit::{SubmitError, SubmitOutcome};
 use crate::tasks::{Outcome, TaskStatus};
 
 pub async fn submit(app: &App, req: Request) -> Response<Body> {
+    super::observe(req, async |req| answer(app, req).await).await
+}
+
+async fn answer(app: &App, req: Request) -> Response<Body> {
     let span = info_span!(
         "submit",
         tenant = tracing::field::Empty,
@@ -67,14 +71,17 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     let form = multipart::parse(body, boundary)?;
     let sub = Submission::from_form(&form, limits)?;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
-    match crate::services::submit::submit(app, &caller.tenant, &sub).await? {
-        SubmitOutcome::Cached { outcome, tier } => Ok(answer_hit(app, &outcome, tier).await),
+    let (resp, tier) = match crate::services::submit::submit(app, &caller.tenant, &sub).await? {
+        SubmitOutcome::Cached { outcome, tier } => {
+            (answer_hit(app, &outcome, tier).await, Some(tier.as_str()))
+        }
         SubmitOutcome::Accepted {
             task_id,
             status,
             deduplicated,
-        } => Ok(accepted(task_id, status, deduplicated)),
-    }
+        } => (accepted(task_id, status, deduplicated), None),
+    };
+    Ok(super::served(resp, &caller.tenant, tier))
 }
 
 async fn answer_hit(app: &App, outcome: &Outcome, tier: Tier) -> Response<Body> {

@@ -189,6 +189,7 @@ impl OutcomeCache {
     /// Counts a request of `tenant` in its statistics, and a hit on its task (which
     /// the sweep folds into Postgres). Counting never fails a request.
     pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
+        crate::metrics::cache_request(answer.as_str());
         if let Err(e) = self
             .redis
             .record_request(tenant, answer.as_str(), hit_task)

@@ -63,6 +63,10 @@ pub struct ImageSize {
 pub struct Rendered {
     pub svg: String,
     pub result: RenderResult,
+    /// Where the time went: tracing the label map (simplification included), and
+    /// writing the SVG and the result.
+    pub trace_ms: f64,
+    pub svg_ms: f64,
 }
 
 pub struct RenderInput<'a> {
@@ -86,10 +90,12 @@ pub fn render_within(
     input: &RenderInput<'_>,
     budget: &RenderBudget,
 ) -> Result<Rendered, BudgetError> {
+    let started = std::time::Instant::now();
     let traced = match input.label_map {
         Some(map) => Some(trace::trace_within(map, budget)?),
         None => None,
     };
+    let trace_ms = started.elapsed().as_secs_f64() * 1000.0;
     let crop = match input.params.crop {
         CropMode::Landmarks => crop_box(input.landmarks, input.width, input.height),
         CropMode::None => BoxPx {
@@ -223,7 +229,12 @@ pub fn render_within(
         regions,
         svg_bytes: svg.len(),
     };
-    Ok(Rendered { svg, result })
+    Ok(Rendered {
+        svg,
+        result,
+        trace_ms,
+        svg_ms: started.elapsed().as_secs_f64() * 1000.0 - trace_ms,
+    })
 }
 
 /// The landmarks' box grown by [`CROP_MARGIN`] on every side, in whole pixels,

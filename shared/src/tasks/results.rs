@@ -326,6 +326,22 @@ impl TaskStore {
         .await
     }
 
+    /// Finished entries held (the cache's size in rows).
+    #[instrument(skip(self), err)]
+    pub async fn entries(&self) -> Result<i64, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM task_results WHERE status IN ('SUCCESS', 'FAILURE')",
+                    &[],
+                )
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+        .await
+    }
+
     /// Tasks whose message was recorded but never confirmed sent, oldest first.
     #[instrument(skip(self), err)]
     pub async fn unsent(
