@@ -402,9 +402,13 @@ async fn every_route_answers_as_described() {
     let served: Value = serde_json::from_str(&t.get_as(None, "/openapi.json").await.body).unwrap();
     assert_eq!(served, spec.doc, "GET /openapi.json serves the description");
 
+    // Health: the verdict for anyone, each backend for the admin scope.
     let r = t.get_as(None, "/health").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "ok");
+    spec.check("get", "/health", &r);
+    let r = t.get("/health").await;
+    assert_eq!(r.json()["checks"]["postgres"]["ok"], true, "{}", r.body);
     spec.check("get", "/health", &r);
 
     // A miss, the same task again while open, and its SVG before it is ready.
@@ -824,6 +828,12 @@ fn limits_and_enums_are_the_codes() {
     );
     let schemes: Vec<&str> = facesvg::labels::LabelScheme::NAMES.split(", ").collect();
     assert_eq!(field("label_scheme")["enum"], json!(schemes));
+    let crops: Vec<&str> = facesvg::input::CropMode::NAMES.split(", ").collect();
+    assert_eq!(field("crop")["enum"], json!(crops));
+    assert_eq!(
+        field("crop")["default"],
+        json!(facesvg::input::CropMode::default().as_str())
+    );
     for name in &schemes {
         assert!(facesvg::labels::LabelScheme::parse(name).is_some());
     }

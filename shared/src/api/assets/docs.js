@@ -53,8 +53,8 @@
   }
 
   function bytes(n) {
-    if (n >= 1048576 && n % 1048576 === 0) return `${n / 1048576} MiB`;
-    if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+    if (n >= 1048576) return `${+(n / 1048576).toFixed(2)} MiB`;
+    if (n >= 1024) return `${+(n / 1024).toFixed(2)} KiB`;
     return `${n} bytes`;
   }
 
