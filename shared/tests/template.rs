@@ -1,6 +1,6 @@
 //! The SAM template checked against the code: what cfn-lint cannot see.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_yaml::Value;
@@ -681,4 +681,270 @@ fn every_lint_exception_has_its_reason() {
     let test_sh = std::fs::read_to_string(root().join("infra/test.sh")).unwrap();
     assert!(test_sh.contains("cfn-lint\" template.yaml -a cfn_lint_serverless.rules"));
     assert!(test_sh.contains("validate --lint"));
+}
+
+// ------------------------------------------------------------------ alarms and dashboard
+
+/// Every HttpApi route as API Gateway's routeKey ("GET /health"), with its function.
+fn api_routes(t: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, f) in functions(t) {
+        for e in f["Properties"]["Events"].as_mapping().unwrap().values() {
+            if e["Type"] == "HttpApi" {
+                let p = &e["Properties"];
+                out.push((
+                    format!("{} {}", p["Method"].as_str().unwrap(), p["Path"].as_str().unwrap()),
+                    name.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn alarms(t: &Value) -> Vec<(String, Value)> {
+    resources(t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .map(|(n, r)| (n, r["Properties"].clone()))
+        .collect()
+}
+
+fn dims(dimensions: &Value) -> BTreeMap<String, String> {
+    dimensions
+        .as_sequence()
+        .map(|ds| {
+            ds.iter()
+                .map(|d| (tagged(&d["Name"]), tagged(&d["Value"])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (namespace, metric name, dimensions, statistic) of an alarm's metric or of each
+/// metric in its metric math.
+fn alarm_metrics(a: &Value) -> Vec<(String, String, BTreeMap<String, String>, String)> {
+    if let Some(metrics) = a["Metrics"].as_sequence() {
+        metrics
+            .iter()
+            .filter(|m| !m["MetricStat"].is_null())
+            .map(|m| {
+                let ms = &m["MetricStat"];
+                (
+                    tagged(&ms["Metric"]["Namespace"]),
+                    tagged(&ms["Metric"]["MetricName"]),
+                    dims(&ms["Metric"]["Dimensions"]),
+                    tagged(&ms["Stat"]),
+                )
+            })
+            .collect()
+    } else {
+        let stat = a
+            .get("ExtendedStatistic")
+            .or_else(|| a.get("Statistic"))
+            .map(tagged)
+            .unwrap_or_default();
+        vec![(
+            tagged(&a["Namespace"]),
+            tagged(&a["MetricName"]),
+            dims(&a["Dimensions"]),
+            stat,
+        )]
+    }
+}
+
+/// The 5xx statuses the HTTP edge can answer, read from its source.
+fn server_error_statuses_in_code() -> BTreeSet<String> {
+    let names = [
+        ("INTERNAL_SERVER_ERROR", "500"),
+        ("NOT_IMPLEMENTED", "501"),
+        ("BAD_GATEWAY", "502"),
+        ("SERVICE_UNAVAILABLE", "503"),
+        ("GATEWAY_TIMEOUT", "504"),
+        ("INSUFFICIENT_STORAGE", "507"),
+    ];
+    let mut found = BTreeSet::new();
+    let dir = root().join("shared/src/api");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (name, code) in names {
+                if text.contains(&format!("StatusCode::{name}")) {
+                    found.insert(code.to_owned());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_route_has_a_server_error_rate_and_a_p99_alarm() {
+    let t = template();
+    let all = alarms(&t);
+    let statuses = server_error_statuses_in_code();
+    assert!(statuses.contains("503"), "the edge answers 503: {statuses:?}");
+    for (route, function) in api_routes(&t) {
+        let fn_ref = format!("!Ref {function}");
+        let on_route = |d: &BTreeMap<String, String>| {
+            d.get("Function") == Some(&fn_ref) && d.get("Route") == Some(&route)
+        };
+        let rate = all.iter().find(|(_, a)| {
+            let ms = alarm_metrics(a);
+            ms.iter().any(|(ns, m, d, _)| ns == "facesvg" && m == "Requests" && on_route(d))
+        });
+        let (name, a) = rate.unwrap_or_else(|| panic!("{route}: no 5xx rate alarm"));
+        let ms = alarm_metrics(a);
+        let counted: BTreeSet<String> = ms
+            .iter()
+            .filter(|(_, m, d, _)| m == "Requests" && on_route(d))
+            .filter_map(|(_, _, d, _)| d.get("Status").cloned())
+            .collect();
+        assert!(
+            statuses.is_subset(&counted),
+            "{name} counts {counted:?}, the code can answer {statuses:?}"
+        );
+        // The rate's denominator: every answer of the route.
+        assert!(
+            ms.iter()
+                .any(|(_, m, d, s)| m == "Latency" && s == "SampleCount" && on_route(d)),
+            "{name}: no denominator"
+        );
+        let expr = a["Metrics"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| !m["Expression"].is_null())
+            .map(|m| tagged(&m["Expression"]))
+            .unwrap_or_default();
+        assert!(expr.contains("100 *"), "{name}: {expr}");
+        let p99 = all.iter().find(|(_, a)| {
+            alarm_metrics(a)
+                .iter()
+                .any(|(ns, m, d, s)| ns == "facesvg" && m == "Latency" && s == "p99" && on_route(d))
+        });
+        assert!(p99.is_some(), "{route}: no p99 latency alarm");
+    }
+}
+
+#[test]
+fn queues_functions_and_the_gateway_have_alarms_that_notify() {
+    let t = template();
+    let all = alarms(&t);
+    let has = |ns: &str, metric: &str, dim: &str, value: &str| {
+        all.iter().any(|(_, a)| {
+            alarm_metrics(a).iter().any(|(n, m, d, _)| {
+                n == ns && m == metric && d.get(dim).map(String::as_str) == Some(value)
+            })
+        })
+    };
+    // The queue that process consumes: its oldest message's age. Every other queue is
+    // a dead-letter queue: its depth.
+    let consumed: BTreeSet<String> = functions(&t)
+        .iter()
+        .flat_map(|(_, f)| {
+            f["Properties"]["Events"]
+                .as_mapping()
+                .unwrap()
+                .values()
+                .filter(|e| e["Type"] == "SQS")
+                .flat_map(|e| referenced(&e["Properties"]["Queue"]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!consumed.is_empty());
+    for (name, r) in resources(&t) {
+        if r["Type"] != "AWS::SQS::Queue" {
+            continue;
+        }
+        let queue_name = format!("!GetAtt {name}.QueueName");
+        if consumed.contains(&name) {
+            assert!(
+                has("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", &queue_name),
+                "{name}: no age alarm"
+            );
+        } else {
+            assert!(
+                has("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &queue_name),
+                "dead-letter queue {name}: no depth alarm"
+            );
+        }
+    }
+    for (name, _) in functions(&t) {
+        let f = format!("!Ref {name}");
+        assert!(has("AWS/Lambda", "Throttles", "FunctionName", &f), "{name}: throttles");
+        assert!(has("AWS/Lambda", "Errors", "FunctionName", &f), "{name}: errors");
+    }
+    assert!(has("AWS/ApiGateway", "5xx", "ApiId", "!Ref HttpApi"));
+    for (name, a) in &all {
+        assert!(
+            tagged(&a["AlarmActions"]).contains("!Ref AlarmTopic"),
+            "{name} notifies no one"
+        );
+        assert_eq!(a["TreatMissingData"], "notBreaching", "{name}");
+    }
+}
+
+#[test]
+fn the_dashboard_shows_hit_ratio_latency_queues_and_render_time() {
+    let t = template();
+    let (_, dashboard) = resources(&t)
+        .into_iter()
+        .find(|(_, r)| r["Type"] == "AWS::CloudWatch::Dashboard")
+        .expect("a dashboard");
+    let body = &dashboard["Properties"]["DashboardBody"];
+    let Value::Tagged(sub) = body else { panic!("DashboardBody is a !Sub") };
+    let text = sub.value.as_str().unwrap();
+    // What CloudFormation substitutes: `${X}` and `${X.Attr}` become plain strings.
+    let mut substituted = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        substituted.push_str(&rest[..i]);
+        let end = rest[i..].find('}').unwrap() + i;
+        let name = &rest[i + 2..end];
+        if name != "AWS::Region" {
+            assert!(
+                !t["Resources"][name.split('.').next().unwrap()].is_null() || name == "Stage",
+                "the dashboard names {name}, which is not in the template"
+            );
+        }
+        substituted.push_str(name);
+        rest = &rest[end + 1..];
+    }
+    substituted.push_str(rest);
+    let json: serde_json::Value =
+        serde_json::from_str(&substituted).expect("the dashboard body is JSON");
+    let widgets = json["widgets"].as_array().unwrap();
+    let flat = substituted.as_str();
+    for metric in ["CacheHits", "CacheRequests", "RenderTime", "TasksCompleted"] {
+        assert!(flat.contains(metric), "dashboard: no {metric}");
+    }
+    for (route, function) in api_routes(&t) {
+        for stat in ["p50", "p99"] {
+            let shown = widgets.iter().any(|w| {
+                w["properties"]["metrics"].as_array().is_some_and(|ms| {
+                    ms.iter().any(|m| {
+                        let m = m.as_array().unwrap();
+                        let s: Vec<String> = m.iter().map(|x| x.to_string()).collect();
+                        let s = s.join(" ");
+                        s.contains("\"Latency\"")
+                            && s.contains(&format!("\"{function}\""))
+                            && s.contains(&format!("\"{route}\""))
+                            && s.contains(&format!("\"stat\":\"{stat}\""))
+                    })
+                })
+            });
+            assert!(shown, "dashboard: no {stat} latency for {route}");
+        }
+    }
+    for (name, r) in resources(&t) {
+        if r["Type"] == "AWS::SQS::Queue" {
+            assert!(
+                flat.contains(&format!("\"ApproximateNumberOfMessagesVisible\", \"QueueName\", \"{name}.QueueName\"")),
+                "dashboard: no depth of {name}"
+            );
+        }
+    }
+    assert!(flat.contains("\"ApproximateAgeOfOldestMessage\", \"QueueName\", \"TaskQueue.QueueName\""));
 }
