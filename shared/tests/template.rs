@@ -134,7 +134,17 @@ fn statements(t: &Value) -> Vec<(String, Value)> {
                 .as_sequence()
                 .map(|ps| ps.iter().map(|p| p["PolicyDocument"].clone()).collect())
                 .unwrap_or_default(),
-            "AWS::S3::BucketPolicy" => vec![r["Properties"]["PolicyDocument"].clone()],
+            "AWS::S3::BucketPolicy"
+            | "AWS::SQS::QueuePolicy"
+            | "AWS::IAM::ManagedPolicy"
+            | "AWS::EC2::VPCEndpoint" => {
+                let doc = &r["Properties"]["PolicyDocument"];
+                if doc.is_null() {
+                    vec![]
+                } else {
+                    vec![doc.clone()]
+                }
+            }
             _ => vec![],
         };
         for doc in docs {
@@ -947,4 +957,384 @@ fn the_dashboard_shows_hit_ratio_latency_queues_and_render_time() {
         }
     }
     assert!(flat.contains("\"ApproximateAgeOfOldestMessage\", \"QueueName\", \"TaskQueue.QueueName\""));
+}
+
+// ------------------------------------------------------------------ evaluating the template
+
+/// The template as CloudFormation deploys it for some parameter values: conditions
+/// evaluated, resources whose condition is false dropped, each `!If` replaced by its
+/// chosen side and `AWS::NoValue` removed. Other intrinsics stay as they are.
+struct Stack {
+    t: Value,
+    conditions: BTreeMap<String, bool>,
+}
+
+impl Stack {
+    fn new(overrides: &[(&str, &str)]) -> Stack {
+        let t = template();
+        let mut params = BTreeMap::new();
+        if let Some(ps) = t["Parameters"].as_mapping() {
+            for (k, p) in ps {
+                let name = k.as_str().unwrap().to_owned();
+                let value = overrides
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+                    .or_else(|| p.get("Default").map(tagged));
+                if let Some(v) = value {
+                    if let Some(allowed) = p["AllowedValues"].as_sequence() {
+                        assert!(
+                            allowed.iter().any(|a| tagged(a) == v),
+                            "{name}={v} is not an allowed value"
+                        );
+                    }
+                    params.insert(name, v);
+                }
+            }
+        }
+        let mut conditions = BTreeMap::new();
+        let defs = t["Conditions"].as_mapping().cloned().unwrap_or_default();
+        // Conditions may refer to each other: evaluate until all are known.
+        for _ in 0..defs.len() + 1 {
+            for (k, v) in &defs {
+                let name = k.as_str().unwrap().to_owned();
+                if let Some(b) = eval_condition(v, &params, &conditions) {
+                    conditions.insert(name, b);
+                }
+            }
+        }
+        assert_eq!(conditions.len(), defs.len(), "unresolvable conditions");
+        let mut stack = Stack { t: Value::Null, conditions };
+        let mut resolved = stack.resolve(&t);
+        if let Some(res) = resolved["Resources"].as_mapping_mut() {
+            let dropped: Vec<Value> = res
+                .iter()
+                .filter(|(_, r)| {
+                    r.get("Condition")
+                        .is_some_and(|c| !stack.conditions[c.as_str().unwrap()])
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in dropped {
+                res.remove(&k);
+            }
+        }
+        stack.t = resolved;
+        stack
+    }
+
+    fn resolve(&self, v: &Value) -> Value {
+        match v {
+            Value::Tagged(tv) if tv.tag == "If" => {
+                let args = tv.value.as_sequence().expect("!If takes a list");
+                let cond = args[0].as_str().unwrap();
+                let chosen = if self.conditions[cond] { &args[1] } else { &args[2] };
+                self.resolve(chosen)
+            }
+            Value::Tagged(tv) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                tag: tv.tag.clone(),
+                value: self.resolve(&tv.value),
+            })),
+            Value::Sequence(items) => Value::Sequence(
+                items
+                    .iter()
+                    .filter(|i| !is_no_value(i))
+                    .map(|i| self.resolve(i))
+                    .filter(|i| !is_no_value(i))
+                    .collect(),
+            ),
+            Value::Mapping(m) => Value::Mapping(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.resolve(v)))
+                    .filter(|(_, v)| !is_no_value(v))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+fn is_no_value(v: &Value) -> bool {
+    matches!(v, Value::Tagged(tv) if tv.tag == "Ref" && tv.value == "AWS::NoValue")
+}
+
+fn eval_condition(
+    v: &Value,
+    params: &BTreeMap<String, String>,
+    known: &BTreeMap<String, bool>,
+) -> Option<bool> {
+    let Value::Tagged(tv) = v else {
+        panic!("a condition is an intrinsic: {v:?}")
+    };
+    let args = || tv.value.as_sequence().cloned().unwrap_or_default();
+    let operand = |x: &Value| -> Option<String> {
+        match x {
+            Value::Tagged(r) if r.tag == "Ref" => params.get(r.value.as_str()?).cloned(),
+            other => Some(tagged(other)),
+        }
+    };
+    if tv.tag == "Equals" {
+        let a = args();
+        Some(operand(&a[0])? == operand(&a[1])?)
+    } else if tv.tag == "Not" {
+        Some(!eval_condition(&args()[0], params, known)?)
+    } else if tv.tag == "And" {
+        args().iter().map(|c| eval_condition(c, params, known)).try_fold(true, |acc, b| Some(acc && b?))
+    } else if tv.tag == "Or" {
+        args().iter().map(|c| eval_condition(c, params, known)).try_fold(false, |acc, b| Some(acc || b?))
+    } else if tv.tag == "Condition" {
+        known.get(tv.value.as_str()?).copied()
+    } else {
+        panic!("unknown condition function {}", tv.tag)
+    }
+}
+
+// ------------------------------------------------------------------ least privilege
+
+/// Every `Allow` grant as (holder, action, resource), one per action and resource.
+fn grants(t: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (holder, s) in statements(t) {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        let list = |v: &Value| -> Vec<String> {
+            match v {
+                Value::Sequence(items) => items.iter().map(tagged).collect(),
+                other => vec![tagged(other)],
+            }
+        };
+        for a in list(&s["Action"]) {
+            for r in list(&s["Resource"]) {
+                out.push((holder.clone(), a.clone(), r.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The only grants on "*", with the reason AWS gives them no narrower resource.
+const GRANTS_ON_STAR: &[(&str, &str)] = &[
+    (
+        "ec2:DescribeNetworkInterfaces",
+        "Lambda's VPC access (Hyperplane ENIs); EC2 Describe actions support no resource-level permissions",
+    ),
+    (
+        "ec2:DescribeSubnets",
+        "Lambda's VPC access; EC2 Describe actions support no resource-level permissions",
+    ),
+    (
+        "xray:PutTraceSegments",
+        "active tracing; X-Ray defines no resource types for this action",
+    ),
+    (
+        "xray:PutTelemetryRecords",
+        "active tracing; X-Ray defines no resource types for this action",
+    ),
+];
+
+fn role_of(f: &Value) -> String {
+    let role = tagged(&f["Properties"]["Role"]);
+    role.strip_prefix("!GetAtt ")
+        .and_then(|r| r.strip_suffix(".Arn"))
+        .unwrap_or_else(|| panic!("Role is !GetAtt <role>.Arn, got {role:?}"))
+        .to_owned()
+}
+
+#[test]
+fn every_function_has_a_role_of_its_own_without_aws_managed_policies() {
+    let t = template();
+    let mut roles = BTreeSet::new();
+    for (name, f) in functions(&t) {
+        // With Policies (or no Role), SAM creates a role with AWS managed policies whose
+        // statements are on "*" (logs, ENIs, X-Ray).
+        assert!(f["Properties"]["Policies"].is_null(), "{name}: use its role, not Policies");
+        let role = role_of(&f);
+        assert!(roles.insert(role.clone()), "{name} shares {role}");
+        let r = resource(&t, &role);
+        assert_eq!(r["Type"], "AWS::IAM::Role");
+        let trust = &r["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+        assert_eq!(tagged(&trust[0]["Principal"]["Service"]), "lambda.amazonaws.com");
+        assert_eq!(trust.as_sequence().unwrap().len(), 1);
+        for arn in r["Properties"]["ManagedPolicyArns"].as_sequence().cloned().unwrap_or_default() {
+            let target = referenced(&arn);
+            assert_eq!(target.len(), 1, "{role}: {} is not a policy of this template", tagged(&arn));
+            assert_eq!(resource(&t, &target[0])["Type"], "AWS::IAM::ManagedPolicy");
+        }
+    }
+}
+
+/// What each function may do, as (action, resource). A change here is a change of
+/// the attack surface: make it in the template and in this table together.
+fn expected_grants(binary: &str, redis: bool) -> BTreeSet<(String, String)> {
+    let logs = format!(
+        "!Sub arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/lambda/${{AWS::StackName}}-{binary}:*"
+    );
+    let inputs = "!Sub ${ResultsBucket.Arn}/inputs/*";
+    let results = "!Sub ${ResultsBucket.Arn}/results/*";
+    let queue = "!GetAtt TaskQueue.Arn";
+    let mut g: Vec<(&str, &str)> = match binary {
+        "submit" => vec![
+            ("s3:PutObject", inputs),
+            ("s3:DeleteObject", inputs),
+            ("s3:GetObject", results),
+            ("sqs:SendMessage", queue),
+        ],
+        "process" => vec![
+            ("sqs:ReceiveMessage", queue),
+            ("sqs:DeleteMessage", queue),
+            ("sqs:GetQueueAttributes", queue),
+            ("s3:GetObject", inputs),
+            ("s3:DeleteObject", inputs),
+            ("s3:PutObject", results),
+        ],
+        "status" => vec![
+            ("s3:GetObject", results),
+            ("s3:ListBucket", "!GetAtt ResultsBucket.Arn"),
+            ("sqs:GetQueueAttributes", queue),
+        ],
+        "cache-cleanup" => vec![
+            ("s3:DeleteObject", results),
+            ("s3:DeleteObject", inputs),
+            ("sqs:SendMessage", queue),
+            ("sqs:SendMessage", "!GetAtt SweepDeadLetterQueue.Arn"),
+        ],
+        other => panic!("no grants listed for {other}"),
+    };
+    g.push(("secretsmanager:GetSecretValue", "!Ref DatabaseSecret"));
+    if redis {
+        g.push(("secretsmanager:GetSecretValue", "!Ref RedisAuthSecret"));
+    }
+    let mut out: BTreeSet<(String, String)> =
+        g.into_iter().map(|(a, r)| (a.to_owned(), r.to_owned())).collect();
+    out.insert(("logs:CreateLogStream".into(), logs.clone()));
+    out.insert(("logs:PutLogEvents".into(), logs));
+    out
+}
+
+fn check_grants(stack: &Stack, redis: bool) {
+    let t = &stack.t;
+    let all = grants(t);
+    for (name, f) in functions(t) {
+        let role = role_of(&f);
+        let mine: BTreeSet<(String, String)> = all
+            .iter()
+            .filter(|(h, _, _)| *h == role)
+            .map(|(_, a, r)| (a.clone(), r.clone()))
+            .collect();
+        assert_eq!(mine, expected_grants(&binary(&f), redis), "{name} ({role})");
+    }
+}
+
+#[test]
+fn each_function_may_do_exactly_what_its_code_calls() {
+    check_grants(&Stack::new(&[]), true);
+}
+
+#[test]
+fn every_grant_on_star_is_one_aws_requires() {
+    let t = template();
+    let mut on_star = BTreeSet::new();
+    for (holder, action, resource) in grants(&t) {
+        if resource == "*" {
+            let reason = GRANTS_ON_STAR.iter().find(|(a, _)| *a == action);
+            assert!(reason.is_some(), "{holder} grants {action} on *: scope it");
+            on_star.insert(action);
+        }
+    }
+    // No stale entry: every listed exception is still needed.
+    let listed: BTreeSet<String> = GRANTS_ON_STAR.iter().map(|(a, _)| a.to_string()).collect();
+    assert_eq!(on_star, listed);
+    for (action, reason) in GRANTS_ON_STAR {
+        eprintln!("on *: {action}: {reason}");
+    }
+}
+
+#[test]
+fn the_s3_endpoint_admits_only_our_bucket_and_cloudformations_answers() {
+    let t = template();
+    let (name, endpoint) = resources(&t)
+        .into_iter()
+        .find(|(_, r)| {
+            r["Type"] == "AWS::EC2::VPCEndpoint" && tagged(&r["Properties"]["ServiceName"]).ends_with(".s3")
+        })
+        .expect("the S3 gateway endpoint");
+    let statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name} has no policy: any bucket is reachable"));
+    for s in statements {
+        assert_eq!(s["Effect"], "Allow");
+        let resources: Vec<String> = match &s["Resource"] {
+            Value::Sequence(items) => items.iter().map(tagged).collect(),
+            other => vec![tagged(other)],
+        };
+        for r in resources {
+            let ours = r == "!GetAtt ResultsBucket.Arn" || r == "!Sub ${ResultsBucket.Arn}/*";
+            let answers = r.contains("s3:::cloudformation-custom-resource-response-")
+                && tagged(&s["Action"]) == "s3:PutObject";
+            assert!(ours || answers, "{name} admits {r}");
+        }
+        assert!(!tagged(&s["Action"]).contains('*'));
+    }
+}
+
+#[test]
+fn auth_mode_none_is_impossible_in_the_deployed_stack() {
+    let t = template();
+    let globals = &t["Globals"]["Function"]["Environment"]["Variables"];
+    // A literal, not a parameter or a condition: no deploy-time value can change it.
+    assert_eq!(globals["AUTH_MODE"], Value::String("jwt".into()));
+    for (name, f) in functions(&t) {
+        assert!(
+            f["Properties"]["Environment"]["Variables"]["AUTH_MODE"].is_null(),
+            "{name} overrides AUTH_MODE"
+        );
+    }
+    // And the value is one the code accepts as the JWT mode.
+    let config = facesvg::config::Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "jwt".into()))
+        .unwrap();
+    assert_eq!(config.auth_mode, facesvg::config::AuthMode::Jwt);
+    // Every route but /health is behind the JWT authorizer (routes test) and the
+    // API's default authorizer is the JWT one.
+    let api = resource(&t, "HttpApi");
+    assert_eq!(api["Properties"]["Auth"]["DefaultAuthorizer"], "Jwt");
+}
+
+fn lifecycle_days(t: &Value, prefix: &str) -> f64 {
+    let rules = resource(t, "ResultsBucket")["Properties"]["LifecycleConfiguration"]["Rules"].clone();
+    let rule = rules
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["Prefix"] == prefix && r["Status"] == "Enabled")
+        .unwrap_or_else(|| panic!("no lifecycle rule for {prefix}"))
+        .clone();
+    number(&rule["ExpirationInDays"])
+}
+
+#[test]
+fn objects_outlive_the_rows_and_messages_that_point_to_them() {
+    let t = template();
+    // CACHE_TTL_HOURS comes from the parameter, whose maximum the lifecycle outlasts
+    // by at least a day (the sweep deletes the SVG with its row before that).
+    let ttl = &t["Globals"]["Function"]["Environment"]["Variables"]["CACHE_TTL_HOURS"];
+    assert_eq!(tagged(ttl), "!Ref CacheTtlHours");
+    let param = &t["Parameters"]["CacheTtlHours"];
+    let max_ttl_hours = number(&param["MaxValue"]);
+    let results_days = lifecycle_days(&t, "results/");
+    assert!(
+        results_days * 24.0 >= max_ttl_hours + 24.0,
+        "results/ expire after {results_days} days, a cache entry may live {max_ttl_hours} h"
+    );
+    for (k, v) in samconfig_overrides(&samconfig()) {
+        if k == "CacheTtlHours" {
+            assert!(v.parse::<f64>().unwrap() <= max_ttl_hours, "samconfig CacheTtlHours={v}");
+        }
+    }
+    // A claim-checked input outlives its message, in the queue and in the DLQ.
+    let inputs_secs = lifecycle_days(&t, "inputs/") * 86400.0;
+    for q in ["TaskQueue", "TaskDeadLetterQueue"] {
+        let retention = number(&resource(&t, q)["Properties"]["MessageRetentionPeriod"]);
+        assert!(inputs_secs >= retention, "inputs/ expire before a message of {q}");
+    }
 }
