@@ -14,7 +14,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 URL=${FACESVG_URL:-http://127.0.0.1:8080}
-EXAMPLES=${FACESVG_ST_EXAMPLES:-40}
+EXAMPLES=${FACESVG_ST_EXAMPLES:-100}
 VERSION=4.32.5
 VENV="$ROOT/.local/venv"
 OUT="$ROOT/.local/schemathesis"
@@ -67,20 +67,22 @@ PY
 tenant="schemathesis-$(date +%s)-$$"
 log "running against $URL as tenant $tenant, up to $EXAMPLES cases per operation"
 set +e
-# A fixed seed: the same cases every run, so a failure in CI reproduces here.
+# A fixed seed: the same cases every run, so a failure in CI reproduces here. No
+# generated Authorization headers: locally the tenant is X-Tenant, and random header
+# bytes only test the local gateway's HTTP parsing (API Gateway checks headers itself).
 PYTHONPATH="$OUT" SCHEMATHESIS_HOOKS=facesvg_hooks "$VENV/bin/st" run "$URL/openapi.json" --url "$URL" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "$EXAMPLES" --seed 8 --workers 2 --request-timeout 30 \
   --header "X-Tenant: $tenant" \
-  --generation-database none --no-color \
+  --generation-database none --generation-with-security-parameters false --no-color \
   --report junit --report-junit-path "$OUT/junit.xml" 2>&1 | tee "$OUT/run.log"
 status=${PIPESTATUS[0]}
 set -e
 
 # The number of requests Schemathesis made, from its own report.
-cases=$(grep -Eo 'Test cases:[^[:cntrl:]]*' "$OUT/run.log" | tail -n 1 || true)
+cases=$(grep -A1 '^Test cases:' "$OUT/run.log" | tail -n 1 | xargs || true)
 operations=$(grep -c '<testcase ' "$OUT/junit.xml" 2>/dev/null || echo 0)
-log "${cases:-Test cases: unknown} over $operations operations (log: .local/schemathesis/run.log)"
+log "test cases: ${cases:-unknown}, over $operations operations (log: .local/schemathesis/run.log)"
 if [ "$status" -ne 0 ]; then
   log "FAILED: Schemathesis found problems (exit $status)"
   exit "$status"
