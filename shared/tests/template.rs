@@ -103,21 +103,49 @@ fn every_function_is_a_workspace_binary_on_arm64_al2023() {
     }
 }
 
-#[test]
-fn every_variable_the_code_reads_is_set() {
-    let t = template();
+/// The environment each function gets in a deployed stack (Globals merged with its own).
+fn environments(stack: &Stack) -> Vec<(String, BTreeMap<String, Value>)> {
+    let t = &stack.t;
     let globals = t["Globals"]["Function"]["Environment"]["Variables"]
         .as_mapping()
-        .unwrap();
-    for (name, f) in functions(&t) {
-        let local = f["Properties"]["Environment"]["Variables"].as_mapping();
-        for var in facesvg::config::VARIABLES {
-            let key = Value::String((*var).to_owned());
-            let set = globals.contains_key(&key) || local.is_some_and(|m| m.contains_key(&key));
-            assert!(
-                set,
-                "{name}: {var} is read by the code but not set in template.yaml"
-            );
+        .cloned()
+        .unwrap_or_default();
+    functions(t)
+        .into_iter()
+        .map(|(name, f)| {
+            let mut env: BTreeMap<String, Value> = globals
+                .iter()
+                .map(|(k, v)| (k.as_str().unwrap().to_owned(), v.clone()))
+                .collect();
+            if let Some(local) = f["Properties"]["Environment"]["Variables"].as_mapping() {
+                for (k, v) in local {
+                    env.insert(k.as_str().unwrap().to_owned(), v.clone());
+                }
+            }
+            (name, env)
+        })
+        .collect()
+}
+
+/// Settings that only configure the Redis tier: absent when there is none.
+const REDIS_ONLY: &[&str] = &["REDIS_AUTH_SECRET_ARN", "REDIS_TIMEOUT_MS", "REDIS_PREFIX"];
+
+#[test]
+fn every_variable_the_code_reads_is_set() {
+    for (tier, stack) in [
+        ("redis", Stack::new(&[])),
+        ("none", Stack::new(&[("CacheTier", "none")])),
+    ] {
+        for (name, env) in environments(&stack) {
+            for var in facesvg::config::VARIABLES {
+                if tier == "none" && REDIS_ONLY.contains(var) {
+                    continue;
+                }
+                assert!(
+                    env.contains_key(*var),
+                    "{name} (CacheTier={tier}): {var} is read by the code but not set in template.yaml"
+                );
+            }
         }
     }
 }
@@ -356,7 +384,11 @@ fn samconfig_overrides(text: &str) -> Vec<(String, String)> {
 /// `!Ref` to a parameter its default, each of its AllowedValues and each samconfig
 /// override. A parameter without AllowedValues is reported (as `Err`): any string
 /// could be passed at deploy time.
-fn possible_values(t: &Value, overrides: &[(String, String)], v: &Value) -> Result<Vec<String>, String> {
+fn possible_values(
+    t: &Value,
+    overrides: &[(String, String)],
+    v: &Value,
+) -> Result<Vec<String>, String> {
     match v {
         Value::String(_) | Value::Number(_) => Ok(vec![tagged(v)]),
         Value::Sequence(items) => {
@@ -386,7 +418,12 @@ fn possible_values(t: &Value, overrides: &[(String, String)], v: &Value) -> Resu
                 .ok_or_else(|| format!("parameter {name} has no AllowedValues"))?;
             let mut out: Vec<String> = allowed.iter().map(tagged).collect();
             out.extend(param.get("Default").map(tagged));
-            out.extend(overrides.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()));
+            out.extend(
+                overrides
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone()),
+            );
             Ok(out)
         }
         other => Err(format!("cannot enumerate {}", tagged(other))),
@@ -427,7 +464,11 @@ fn invalid_values(t: &Value, samconfig: &str, valid: &serde_json::Value) -> Vec<
         let known: &[&str] = match ty {
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
                 let runtime = props.get("Runtime").unwrap_or(&globals["Runtime"]);
-                check(&format!("{name}.Runtime"), runtime, &valid_list(valid, &["lambda", "runtimes"]));
+                check(
+                    &format!("{name}.Runtime"),
+                    runtime,
+                    &valid_list(valid, &["lambda", "runtimes"]),
+                );
                 let arch = props
                     .get("Architectures")
                     .unwrap_or(&globals["Architectures"]);
@@ -442,7 +483,14 @@ fn invalid_values(t: &Value, samconfig: &str, valid: &serde_json::Value) -> Vec<
                 let engines = check(
                     &format!("{name}.Engine"),
                     &props["Engine"],
-                    &valid.pointer("/rds/engine_versions").unwrap().as_object().unwrap().keys().cloned().collect(),
+                    &valid
+                        .pointer("/rds/engine_versions")
+                        .unwrap()
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .cloned()
+                        .collect(),
                 );
                 for engine in engines {
                     check(
@@ -470,7 +518,14 @@ fn invalid_values(t: &Value, samconfig: &str, valid: &serde_json::Value) -> Vec<
                 let engines = check(
                     &format!("{name}.Engine"),
                     &props["Engine"],
-                    &valid.pointer("/elasticache/engine_versions").unwrap().as_object().unwrap().keys().cloned().collect(),
+                    &valid
+                        .pointer("/elasticache/engine_versions")
+                        .unwrap()
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .cloned()
+                        .collect(),
                 );
                 for engine in engines {
                     check(
@@ -498,8 +553,14 @@ fn invalid_values(t: &Value, samconfig: &str, valid: &serde_json::Value) -> Vec<
         };
         if let Some(map) = props.as_mapping() {
             for key in map.keys().filter_map(|k| k.as_str()) {
-                let watched = ["Engine", "EngineVersion", "EngineFamily", "Runtime", "Architectures"]
-                    .contains(&key)
+                let watched = [
+                    "Engine",
+                    "EngineVersion",
+                    "EngineFamily",
+                    "Runtime",
+                    "Architectures",
+                ]
+                .contains(&key)
                     || key.ends_with("InstanceClass")
                     || key.ends_with("NodeType");
                 if watched && !known.contains(&key) {
@@ -528,7 +589,8 @@ fn the_values_check_catches_a_version_aws_does_not_offer() {
     t["Resources"]["RedisGroup"]["Properties"]["EngineVersion"] = Value::String("17.6".into());
     let bad = invalid_values(&t, &samconfig(), &valid);
     assert!(
-        bad.iter().any(|b| b.contains("RedisGroup.EngineVersion") && b.contains("\"17.6\"")),
+        bad.iter()
+            .any(|b| b.contains("RedisGroup.EngineVersion") && b.contains("\"17.6\"")),
         "{bad:?}"
     );
     let bad = invalid_values(
@@ -546,7 +608,9 @@ fn the_valid_values_name_their_sources() {
         let sources = valid_list(&valid, &[section, "sources"]);
         assert!(!sources.is_empty(), "{section} has no sources");
         assert!(
-            sources.iter().any(|s| s.starts_with("https://docs.aws.amazon.com/")),
+            sources
+                .iter()
+                .any(|s| s.starts_with("https://docs.aws.amazon.com/")),
             "{section}: name the AWS documentation page"
         );
     }
@@ -566,7 +630,11 @@ fn referenced(v: &Value) -> Vec<String> {
     match v {
         Value::Tagged(tv) if tv.tag == "Ref" => vec![tagged(&tv.value)],
         Value::Tagged(tv) if tv.tag == "GetAtt" => {
-            vec![tagged(&tv.value).split(['.', ',']).next().unwrap_or_default().to_owned()]
+            vec![tagged(&tv.value)
+                .split(['.', ','])
+                .next()
+                .unwrap_or_default()
+                .to_owned()]
         }
         Value::Tagged(tv) if tv.tag == "Sub" => {
             let text = match &tv.value {
@@ -633,7 +701,11 @@ fn the_schedule_retries_then_dead_letters_and_failed_sweeps_are_kept() {
     assert!(number(&schedule["RetryPolicy"]["MaximumRetryAttempts"]) >= 1.0);
     assert!(number(&schedule["RetryPolicy"]["MaximumEventAgeInSeconds"]) <= 3600.0);
     let dlq = referenced(&schedule["DeadLetterConfig"]["Arn"]);
-    assert_eq!(dlq.len(), 1, "the schedule's DLQ is a queue of this template");
+    assert_eq!(
+        dlq.len(),
+        1,
+        "the schedule's DLQ is a queue of this template"
+    );
     assert_eq!(resource(&t, &dlq[0])["Type"], "AWS::SQS::Queue");
     // Lambda's own async retries end in the same queue.
     let on_failure = &cleanup["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
@@ -669,7 +741,11 @@ fn every_lint_exception_has_its_reason() {
     for (i, line) in lines.iter().enumerate() {
         if line.contains("ignore_checks") {
             exceptions += 1;
-            let above = lines[..i].iter().rev().find(|l| !l.trim().is_empty()).unwrap();
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap();
             assert!(
                 above.trim_start().starts_with('#'),
                 "template.yaml:{}: an ignored check needs its reason above it",
@@ -683,11 +759,18 @@ fn every_lint_exception_has_its_reason() {
                     .take_while(|l| l.trim_start().starts_with('#'))
                     .copied()
                     .collect();
-                assert!(reason.contains(id), "template.yaml:{}: {id} has no reason", i + 1);
+                assert!(
+                    reason.contains(id),
+                    "template.yaml:{}: {id} has no reason",
+                    i + 1
+                );
             }
         }
     }
-    assert!(exceptions <= 4, "{exceptions} lint exceptions: fix the template instead");
+    assert!(
+        exceptions <= 4,
+        "{exceptions} lint exceptions: fix the template instead"
+    );
     let test_sh = std::fs::read_to_string(root().join("infra/test.sh")).unwrap();
     assert!(test_sh.contains("cfn-lint\" template.yaml -a cfn_lint_serverless.rules"));
     assert!(test_sh.contains("validate --lint"));
@@ -703,7 +786,11 @@ fn api_routes(t: &Value) -> Vec<(String, String)> {
             if e["Type"] == "HttpApi" {
                 let p = &e["Properties"];
                 out.push((
-                    format!("{} {}", p["Method"].as_str().unwrap(), p["Path"].as_str().unwrap()),
+                    format!(
+                        "{} {}",
+                        p["Method"].as_str().unwrap(),
+                        p["Path"].as_str().unwrap()
+                    ),
                     name.clone(),
                 ));
             }
@@ -794,7 +881,10 @@ fn every_route_has_a_server_error_rate_and_a_p99_alarm() {
     let t = template();
     let all = alarms(&t);
     let statuses = server_error_statuses_in_code();
-    assert!(statuses.contains("503"), "the edge answers 503: {statuses:?}");
+    assert!(
+        statuses.contains("503"),
+        "the edge answers 503: {statuses:?}"
+    );
     for (route, function) in api_routes(&t) {
         let fn_ref = format!("!Ref {function}");
         let on_route = |d: &BTreeMap<String, String>| {
@@ -802,7 +892,8 @@ fn every_route_has_a_server_error_rate_and_a_p99_alarm() {
         };
         let rate = all.iter().find(|(_, a)| {
             let ms = alarm_metrics(a);
-            ms.iter().any(|(ns, m, d, _)| ns == "facesvg" && m == "Requests" && on_route(d))
+            ms.iter()
+                .any(|(ns, m, d, _)| ns == "facesvg" && m == "Requests" && on_route(d))
         });
         let (name, a) = rate.unwrap_or_else(|| panic!("{route}: no 5xx rate alarm"));
         let ms = alarm_metrics(a);
@@ -871,20 +962,36 @@ fn queues_functions_and_the_gateway_have_alarms_that_notify() {
         let queue_name = format!("!GetAtt {name}.QueueName");
         if consumed.contains(&name) {
             assert!(
-                has("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", &queue_name),
+                has(
+                    "AWS/SQS",
+                    "ApproximateAgeOfOldestMessage",
+                    "QueueName",
+                    &queue_name
+                ),
                 "{name}: no age alarm"
             );
         } else {
             assert!(
-                has("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", &queue_name),
+                has(
+                    "AWS/SQS",
+                    "ApproximateNumberOfMessagesVisible",
+                    "QueueName",
+                    &queue_name
+                ),
                 "dead-letter queue {name}: no depth alarm"
             );
         }
     }
     for (name, _) in functions(&t) {
         let f = format!("!Ref {name}");
-        assert!(has("AWS/Lambda", "Throttles", "FunctionName", &f), "{name}: throttles");
-        assert!(has("AWS/Lambda", "Errors", "FunctionName", &f), "{name}: errors");
+        assert!(
+            has("AWS/Lambda", "Throttles", "FunctionName", &f),
+            "{name}: throttles"
+        );
+        assert!(
+            has("AWS/Lambda", "Errors", "FunctionName", &f),
+            "{name}: errors"
+        );
     }
     assert!(has("AWS/ApiGateway", "5xx", "ApiId", "!Ref HttpApi"));
     for (name, a) in &all {
@@ -904,7 +1011,9 @@ fn the_dashboard_shows_hit_ratio_latency_queues_and_render_time() {
         .find(|(_, r)| r["Type"] == "AWS::CloudWatch::Dashboard")
         .expect("a dashboard");
     let body = &dashboard["Properties"]["DashboardBody"];
-    let Value::Tagged(sub) = body else { panic!("DashboardBody is a !Sub") };
+    let Value::Tagged(sub) = body else {
+        panic!("DashboardBody is a !Sub")
+    };
     let text = sub.value.as_str().unwrap();
     // What CloudFormation substitutes: `${X}` and `${X.Attr}` become plain strings.
     let mut substituted = String::new();
@@ -951,12 +1060,16 @@ fn the_dashboard_shows_hit_ratio_latency_queues_and_render_time() {
     for (name, r) in resources(&t) {
         if r["Type"] == "AWS::SQS::Queue" {
             assert!(
-                flat.contains(&format!("\"ApproximateNumberOfMessagesVisible\", \"QueueName\", \"{name}.QueueName\"")),
+                flat.contains(&format!(
+                    "\"ApproximateNumberOfMessagesVisible\", \"QueueName\", \"{name}.QueueName\""
+                )),
                 "dashboard: no depth of {name}"
             );
         }
     }
-    assert!(flat.contains("\"ApproximateAgeOfOldestMessage\", \"QueueName\", \"TaskQueue.QueueName\""));
+    assert!(
+        flat.contains("\"ApproximateAgeOfOldestMessage\", \"QueueName\", \"TaskQueue.QueueName\"")
+    );
 }
 
 // ------------------------------------------------------------------ evaluating the template
@@ -1004,7 +1117,10 @@ impl Stack {
             }
         }
         assert_eq!(conditions.len(), defs.len(), "unresolvable conditions");
-        let mut stack = Stack { t: Value::Null, conditions };
+        let mut stack = Stack {
+            t: Value::Null,
+            conditions,
+        };
         let mut resolved = stack.resolve(&t);
         if let Some(res) = resolved["Resources"].as_mapping_mut() {
             let dropped: Vec<Value> = res
@@ -1028,7 +1144,11 @@ impl Stack {
             Value::Tagged(tv) if tv.tag == "If" => {
                 let args = tv.value.as_sequence().expect("!If takes a list");
                 let cond = args[0].as_str().unwrap();
-                let chosen = if self.conditions[cond] { &args[1] } else { &args[2] };
+                let chosen = if self.conditions[cond] {
+                    &args[1]
+                } else {
+                    &args[2]
+                };
                 self.resolve(chosen)
             }
             Value::Tagged(tv) => Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
@@ -1079,9 +1199,15 @@ fn eval_condition(
     } else if tv.tag == "Not" {
         Some(!eval_condition(&args()[0], params, known)?)
     } else if tv.tag == "And" {
-        args().iter().map(|c| eval_condition(c, params, known)).try_fold(true, |acc, b| Some(acc && b?))
+        args()
+            .iter()
+            .map(|c| eval_condition(c, params, known))
+            .try_fold(true, |acc, b| Some(acc && b?))
     } else if tv.tag == "Or" {
-        args().iter().map(|c| eval_condition(c, params, known)).try_fold(false, |acc, b| Some(acc || b?))
+        args()
+            .iter()
+            .map(|c| eval_condition(c, params, known))
+            .try_fold(false, |acc, b| Some(acc || b?))
     } else if tv.tag == "Condition" {
         known.get(tv.value.as_str()?).copied()
     } else {
@@ -1148,17 +1274,32 @@ fn every_function_has_a_role_of_its_own_without_aws_managed_policies() {
     for (name, f) in functions(&t) {
         // With Policies (or no Role), SAM creates a role with AWS managed policies whose
         // statements are on "*" (logs, ENIs, X-Ray).
-        assert!(f["Properties"]["Policies"].is_null(), "{name}: use its role, not Policies");
+        assert!(
+            f["Properties"]["Policies"].is_null(),
+            "{name}: use its role, not Policies"
+        );
         let role = role_of(&f);
         assert!(roles.insert(role.clone()), "{name} shares {role}");
         let r = resource(&t, &role);
         assert_eq!(r["Type"], "AWS::IAM::Role");
         let trust = &r["Properties"]["AssumeRolePolicyDocument"]["Statement"];
-        assert_eq!(tagged(&trust[0]["Principal"]["Service"]), "lambda.amazonaws.com");
+        assert_eq!(
+            tagged(&trust[0]["Principal"]["Service"]),
+            "lambda.amazonaws.com"
+        );
         assert_eq!(trust.as_sequence().unwrap().len(), 1);
-        for arn in r["Properties"]["ManagedPolicyArns"].as_sequence().cloned().unwrap_or_default() {
+        for arn in r["Properties"]["ManagedPolicyArns"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+        {
             let target = referenced(&arn);
-            assert_eq!(target.len(), 1, "{role}: {} is not a policy of this template", tagged(&arn));
+            assert_eq!(
+                target.len(),
+                1,
+                "{role}: {} is not a policy of this template",
+                tagged(&arn)
+            );
             assert_eq!(resource(&t, &target[0])["Type"], "AWS::IAM::ManagedPolicy");
         }
     }
@@ -1205,8 +1346,10 @@ fn expected_grants(binary: &str, redis: bool) -> BTreeSet<(String, String)> {
     if redis {
         g.push(("secretsmanager:GetSecretValue", "!Ref RedisAuthSecret"));
     }
-    let mut out: BTreeSet<(String, String)> =
-        g.into_iter().map(|(a, r)| (a.to_owned(), r.to_owned())).collect();
+    let mut out: BTreeSet<(String, String)> = g
+        .into_iter()
+        .map(|(a, r)| (a.to_owned(), r.to_owned()))
+        .collect();
     out.insert(("logs:CreateLogStream".into(), logs.clone()));
     out.insert(("logs:PutLogEvents".into(), logs));
     out
@@ -1229,6 +1372,7 @@ fn check_grants(stack: &Stack, redis: bool) {
 #[test]
 fn each_function_may_do_exactly_what_its_code_calls() {
     check_grants(&Stack::new(&[]), true);
+    check_grants(&Stack::new(&[("CacheTier", "none")]), false);
 }
 
 #[test]
@@ -1256,7 +1400,8 @@ fn the_s3_endpoint_admits_only_our_bucket_and_cloudformations_answers() {
     let (name, endpoint) = resources(&t)
         .into_iter()
         .find(|(_, r)| {
-            r["Type"] == "AWS::EC2::VPCEndpoint" && tagged(&r["Properties"]["ServiceName"]).ends_with(".s3")
+            r["Type"] == "AWS::EC2::VPCEndpoint"
+                && tagged(&r["Properties"]["ServiceName"]).ends_with(".s3")
         })
         .expect("the S3 gateway endpoint");
     let statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
@@ -1291,8 +1436,8 @@ fn auth_mode_none_is_impossible_in_the_deployed_stack() {
         );
     }
     // And the value is one the code accepts as the JWT mode.
-    let config = facesvg::config::Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "jwt".into()))
-        .unwrap();
+    let config =
+        facesvg::config::Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "jwt".into())).unwrap();
     assert_eq!(config.auth_mode, facesvg::config::AuthMode::Jwt);
     // Every route but /health is behind the JWT authorizer (routes test) and the
     // API's default authorizer is the JWT one.
@@ -1301,7 +1446,8 @@ fn auth_mode_none_is_impossible_in_the_deployed_stack() {
 }
 
 fn lifecycle_days(t: &Value, prefix: &str) -> f64 {
-    let rules = resource(t, "ResultsBucket")["Properties"]["LifecycleConfiguration"]["Rules"].clone();
+    let rules =
+        resource(t, "ResultsBucket")["Properties"]["LifecycleConfiguration"]["Rules"].clone();
     let rule = rules
         .as_sequence()
         .unwrap()
@@ -1328,13 +1474,165 @@ fn objects_outlive_the_rows_and_messages_that_point_to_them() {
     );
     for (k, v) in samconfig_overrides(&samconfig()) {
         if k == "CacheTtlHours" {
-            assert!(v.parse::<f64>().unwrap() <= max_ttl_hours, "samconfig CacheTtlHours={v}");
+            assert!(
+                v.parse::<f64>().unwrap() <= max_ttl_hours,
+                "samconfig CacheTtlHours={v}"
+            );
         }
     }
     // A claim-checked input outlives its message, in the queue and in the DLQ.
     let inputs_secs = lifecycle_days(&t, "inputs/") * 86400.0;
     for q in ["TaskQueue", "TaskDeadLetterQueue"] {
         let retention = number(&resource(&t, q)["Properties"]["MessageRetentionPeriod"]);
-        assert!(inputs_secs >= retention, "inputs/ expire before a message of {q}");
+        assert!(
+            inputs_secs >= retention,
+            "inputs/ expire before a message of {q}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ CacheTier: redis | none
+
+/// Every logical id that `v` refers to (`!Ref`, `!GetAtt`, `${...}` in `!Sub`), deep.
+fn all_references(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Tagged(tv) => {
+            out.extend(referenced(v));
+            if tv.tag == "Sub" {
+                if let Value::Sequence(s) = &tv.value {
+                    // `!Sub [text, {Var: value}]`: the variables are not resources.
+                    let vars: Vec<String> = s
+                        .get(1)
+                        .and_then(Value::as_mapping)
+                        .map(|m| {
+                            m.keys()
+                                .filter_map(|k| k.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.retain(|r| !vars.contains(r));
+                    for x in s.iter().skip(1) {
+                        all_references(x, out);
+                    }
+                }
+            } else {
+                all_references(&tv.value, out);
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| all_references(i, out)),
+        Value::Mapping(m) => m.values().for_each(|i| all_references(i, out)),
+        _ => {}
+    }
+}
+
+/// No resource, output or setting of the deployed stack names a resource that the
+/// parameters left out (which CloudFormation would refuse at deploy time).
+fn assert_no_dangling_references(stack: &Stack, what: &str) {
+    let t = &stack.t;
+    let mut refs = Vec::new();
+    all_references(&t["Resources"], &mut refs);
+    all_references(&t["Globals"], &mut refs);
+    all_references(&t["Outputs"], &mut refs);
+    let functions: Vec<String> = functions(t).into_iter().map(|(n, _)| n).collect();
+    for r in refs {
+        let known = r.starts_with("AWS::")
+            || !t["Resources"][r.as_str()].is_null()
+            || !t["Parameters"][r.as_str()].is_null()
+            // Resources SAM generates from a function's events (its schedule rules).
+            || functions.iter().any(|f| r.starts_with(f.as_str()) && r != *f);
+        assert!(known, "{what}: {r} is referred to but not in the stack");
+    }
+}
+
+fn security_group_ports(t: &Value) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for (name, r) in resources(t) {
+        let p = &r["Properties"];
+        match r["Type"].as_str().unwrap() {
+            "AWS::EC2::SecurityGroup" => {
+                for key in ["SecurityGroupIngress", "SecurityGroupEgress"] {
+                    for rule in p[key].as_sequence().cloned().unwrap_or_default() {
+                        out.push((name.clone(), number(&rule["FromPort"])));
+                    }
+                }
+            }
+            "AWS::EC2::SecurityGroupIngress" | "AWS::EC2::SecurityGroupEgress" => {
+                out.push((name.clone(), number(&p["FromPort"])));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn cache_tier_none_deploys_no_redis_at_all() {
+    let stack = Stack::new(&[("CacheTier", "none")]);
+    let t = &stack.t;
+    assert_no_dangling_references(&stack, "CacheTier=none");
+    for (name, r) in resources(t) {
+        let ty = r["Type"].as_str().unwrap();
+        assert!(!ty.starts_with("AWS::ElastiCache::"), "{name} ({ty})");
+        assert!(
+            !name.contains("Redis"),
+            "{name} is deployed without a Redis tier"
+        );
+        if ty == "AWS::SecretsManager::Secret" {
+            assert_eq!(name, "DatabaseSecret", "a secret other than the database's");
+        }
+    }
+    for (group, port) in security_group_ports(t) {
+        assert_ne!(port, 6379.0, "{group} still opens the Redis port");
+    }
+    for (name, env) in environments(&stack) {
+        assert_eq!(env["REDIS_URL"], Value::String("none".into()), "{name}");
+        let redis: Vec<&String> = env
+            .keys()
+            .filter(|k| k.starts_with("REDIS_") && *k != "REDIS_URL")
+            .collect();
+        assert!(redis.is_empty(), "{name} gets Redis settings: {redis:?}");
+    }
+}
+
+#[test]
+fn cache_tier_redis_deploys_valkey_behind_tls_and_its_own_rules() {
+    let stack = Stack::new(&[("CacheTier", "redis")]);
+    let t = &stack.t;
+    assert_no_dangling_references(&stack, "CacheTier=redis");
+    let group = resource(t, "RedisGroup");
+    assert_eq!(group["Type"], "AWS::ElastiCache::ReplicationGroup");
+    assert_eq!(
+        group["Properties"]["TransitEncryptionEnabled"],
+        Value::Bool(true)
+    );
+    assert!(tagged(&group["Properties"]["AuthToken"]).contains("RedisAuthSecret"));
+    let egress = resource(t, "FunctionToRedisEgress");
+    assert_eq!(
+        tagged(&egress["Properties"]["DestinationSecurityGroupId"]),
+        "!Ref RedisSecurityGroup"
+    );
+    assert_eq!(
+        tagged(&egress["Properties"]["GroupId"]),
+        "!Ref FunctionSecurityGroup"
+    );
+    let ports: Vec<(String, f64)> = security_group_ports(t)
+        .into_iter()
+        .filter(|(_, p)| *p == 6379.0)
+        .collect();
+    assert_eq!(
+        ports.len(),
+        2,
+        "one egress from the functions, one ingress to the cache: {ports:?}"
+    );
+    for (name, env) in environments(&stack) {
+        assert!(
+            tagged(&env["REDIS_URL"]).starts_with("!Sub rediss://"),
+            "{name}: TLS"
+        );
+        assert_eq!(
+            tagged(&env["REDIS_AUTH_SECRET_ARN"]),
+            "!Ref RedisAuthSecret",
+            "{name}"
+        );
     }
 }
