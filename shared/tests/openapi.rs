@@ -806,9 +806,15 @@ fn limits_and_enums_are_the_codes() {
     let r = &limits.render;
     assert_eq!(d["render"]["max_regions"], json!(r.max_regions));
     assert_eq!(d["render"]["max_edges"], json!(r.max_edges));
+    assert_eq!(d["render"]["max_loop_edges"], json!(r.max_loop_edges));
     assert_eq!(d["render"]["max_rings"], json!(r.max_rings));
     assert_eq!(d["render"]["max_points"], json!(r.max_points));
     assert_eq!(d["render"]["max_svg_bytes"], json!(r.max_svg_bytes));
+    assert_eq!(
+        d["render"].as_object().unwrap().len(),
+        6,
+        "a render limit the test does not check"
+    );
 
     let op = &spec.doc["paths"][SUBMIT]["post"];
     assert_eq!(
