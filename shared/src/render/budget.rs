@@ -30,6 +30,10 @@ pub struct RenderBudget {
     /// Unit pixel edges on region borders, before simplification: the length of every
     /// outline, and the work of the tracing walk.
     pub max_edges: u64,
+    /// Unit edges of the longest single outline. One outline is walked and
+    /// simplified as a whole, with about 40 bytes of working memory per edge: a
+    /// comb of thin teeth joined into one region is one very long outline.
+    pub max_loop_edges: u64,
     /// Closed rings kept: outer borders and holes of every region.
     pub max_rings: u64,
     /// Points left in the rings after simplification: what is kept in memory.
@@ -43,10 +47,11 @@ impl Default for RenderBudget {
         RenderBudget {
             max_pixels: 40_000_000,
             max_regions: 64,
-            max_edges: 24_000_000,
-            max_rings: 1_000_000,
-            max_points: 6_000_000,
-            max_svg_bytes: 32 * 1024 * 1024,
+            max_edges: 5_000_000,
+            max_loop_edges: 2_000_000,
+            max_rings: 500_000,
+            max_points: 4_000_000,
+            max_svg_bytes: 24 * 1024 * 1024,
         }
     }
 }
@@ -57,27 +62,19 @@ impl RenderBudget {
         max_pixels: u64::MAX,
         max_regions: u32::MAX,
         max_edges: u64::MAX,
+        max_loop_edges: u64::MAX,
         max_rings: u64::MAX,
         max_points: u64::MAX,
         max_svg_bytes: u64::MAX,
     };
 
-    /// Bytes a render within this budget may hold at its peak, for a map of `pixels`:
-    /// the labels and one byte of border flags per pixel, the kept points (two i64
-    /// each), and the SVG (with the growth slack of a doubling buffer).
-    pub fn peak_bytes(&self, pixels: u64) -> u64 {
-        let points = self.max_points.min(self.max_edges);
-        pixels
-            .saturating_mul(2)
-            .saturating_add(points.saturating_mul(16))
-            .saturating_add(self.max_svg_bytes.saturating_mul(2))
-    }
 
     pub(crate) fn check(&self, what: Limit, value: u64) -> Result<(), BudgetError> {
         let max = match what {
             Limit::Pixels => self.max_pixels,
             Limit::Regions => u64::from(self.max_regions),
             Limit::Edges => self.max_edges,
+            Limit::LoopEdges => self.max_loop_edges,
             Limit::Rings => self.max_rings,
             Limit::Points => self.max_points,
             Limit::SvgBytes => self.max_svg_bytes,
@@ -96,6 +93,7 @@ pub enum Limit {
     Pixels,
     Regions,
     Edges,
+    LoopEdges,
     Rings,
     Points,
     SvgBytes,
@@ -108,6 +106,7 @@ impl Limit {
             Limit::Pixels => "max_image_pixels",
             Limit::Regions => "max_render_regions",
             Limit::Edges => "max_render_edges",
+            Limit::LoopEdges => "max_render_loop_edges",
             Limit::Rings => "max_render_rings",
             Limit::Points => "max_render_points",
             Limit::SvgBytes => "max_svg_bytes",
@@ -119,6 +118,7 @@ impl Limit {
             Limit::Pixels => "pixels",
             Limit::Regions => "regions",
             Limit::Edges => "border edges",
+            Limit::LoopEdges => "edges in one outline",
             Limit::Rings => "outlines (islands and holes)",
             Limit::Points => "outline points",
             Limit::SvgBytes => "bytes of SVG",

@@ -264,7 +264,7 @@ pub fn trace_within(
                     BOTTOM => ((xi + 1, yi + 1), Dir::L),
                     _ => ((xi, yi + 1), Dir::U),
                 };
-                follow(&grid, &mut sides, label, start, dir, &mut scratch.edges);
+                follow(&grid, &mut sides, label, start, dir, &mut scratch.edges, budget)?;
                 let ring = simplify_loop(&grid, u16::from(label), &mut scratch);
                 rings += 1;
                 points += ring.len() as u64;
@@ -312,7 +312,8 @@ fn follow(
     start: (i64, i64),
     dir: Dir,
     edges: &mut Vec<((i64, i64), u16)>,
-) {
+    budget: &RenderBudget,
+) -> Result<(), BudgetError> {
     let w = grid.w;
     edges.clear();
     let mut v = start;
@@ -321,6 +322,9 @@ fn follow(
         let ((px, py), side) = Grid::interior(v, d);
         sides[(py * w + px) as usize] &= !side;
         edges.push((v, grid.across(v, d)));
+        if edges.len() % 4096 == 0 {
+            budget.check(Limit::LoopEdges, edges.len() as u64)?;
+        }
         v = d.step(v);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then left.
         let next = [d.turn(1), d, d.turn(3)]
@@ -329,7 +333,7 @@ fn follow(
             .expect("a boundary vertex always has an outgoing edge of the same label");
         d = next;
         if v == start && d == dir {
-            return;
+            return Ok(());
         }
     }
 }
