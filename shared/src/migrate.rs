@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/0003_outbox.sql"),
     ),
+    (
+        4,
+        "app_role",
+        include_str!("../../migrations/0004_app_role.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.
