@@ -42,6 +42,8 @@ pub struct App {
     pub outcomes: OutcomeCache,
     pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn TaskQueue>,
+    /// How long clients should wait between polls of an open task.
+    pub poll: crate::services::poll::PollAdvice,
     /// The batch memory budget of renders in this instance, in KiB (see `worker`).
     pub render_memory: tokio::sync::Semaphore,
 }
@@ -104,6 +106,7 @@ impl App {
             ),
             objects,
             queue,
+            poll: Default::default(),
             render_memory: tokio::sync::Semaphore::new(
                 (config.batch_memory_bytes / 1024).max(1) as usize
             ),

@@ -84,9 +84,18 @@ pub fn emit(dims: &[(&str, &str)], metrics: &[Metric<'_>], properties: Value) {
     if let Some(c) = CAPTURE.get() {
         c.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
     }
-    // Standard output is the EMF channel: Lambda ships it to CloudWatch Logs.
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    // Standard output is the EMF channel: Lambda ships it to CloudWatch Logs. Outside
+    // a function (tests, tools) nobody collects it.
+    if in_lambda() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Whether this process is a Lambda function (or `cargo lambda`'s emulation of one).
+fn in_lambda() -> bool {
+    static IN_LAMBDA: OnceLock<bool> = OnceLock::new();
+    *IN_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
 }
 
 /// This function's name as Lambda knows it (the binary's name locally).

@@ -188,6 +188,7 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
         "status_url": status_url(task_id),
         "result_url": result_url(task_id),
     });
+    let mut open_wait = None;
     match find(app, tenant, task_id).await? {
         Found::Outcome(o) => {
             body["status"] = json!(o.status.as_str());
@@ -208,6 +209,9 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
             }
         }
         Found::Row(row) => {
+            if !row.status.is_finished() {
+                open_wait = Some(app.poll.retry_after(&app.tasks).await);
+            }
             body["status"] = json!(row.status.as_str());
             body["submitted_at"] = json!(row.submitted_at);
             body["started_at"] = json!(row.started_at);
@@ -218,7 +222,14 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
             }
         }
     }
-    Ok(json_response(StatusCode::OK, &body))
+    let mut resp = json_response(StatusCode::OK, &body);
+    if let Some(secs) = open_wait {
+        // An open task: poll again after the advised wait, and never from a cache.
+        let h = resp.headers_mut();
+        h.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    }
+    Ok(resp)
 }
 
 async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {

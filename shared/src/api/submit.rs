@@ -79,7 +79,10 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             task_id,
             status,
             deduplicated,
-        } => (accepted(task_id, status, deduplicated), None),
+        } => {
+            let wait = app.poll.retry_after(&app.tasks).await;
+            (accepted(task_id, status, deduplicated, wait), None)
+        }
     };
     Ok(super::served(resp, &caller.tenant, tier))
 }
@@ -127,7 +130,12 @@ async fn answer_hit(app: &App, outcome: &Outcome, tier: Tier) -> Response<Body> 
     )
 }
 
-fn accepted(task_id: uuid::Uuid, status: TaskStatus, deduplicated: bool) -> Response<Body> {
+fn accepted(
+    task_id: uuid::Uuid,
+    status: TaskStatus,
+    deduplicated: bool,
+    retry_after_secs: u64,
+) -> Response<Body> {
     let mut resp = json_response(
         StatusCode::ACCEPTED,
         &json!({
@@ -139,8 +147,11 @@ fn accepted(task_id: uuid::Uuid, status: TaskStatus, deduplicated: bool) -> Resp
             "result_url": result_url(task_id),
         }),
     );
+    let h = resp.headers_mut();
     if let Ok(v) = header::HeaderValue::from_str(&status_url(task_id)) {
-        resp.headers_mut().insert(header::LOCATION, v);
+        h.insert(header::LOCATION, v);
     }
+    h.insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     resp
 }

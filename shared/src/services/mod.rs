@@ -3,4 +3,5 @@
 //! them and translate; the stores (`cache/`, `tasks/`, `objects/`, `queue/`) hold no
 //! policy.
 
+pub mod poll;
 pub mod submit;

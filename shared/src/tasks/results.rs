@@ -326,6 +326,26 @@ impl TaskStore {
         .await
     }
 
+    /// The median time from submit to success of the last 200 tasks that rendered.
+    #[instrument(skip(self), err)]
+    pub async fn median_completion(&self) -> Result<Option<Duration>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FROM (
+                         SELECT extract(epoch FROM completed_at - submitted_at)::float8 AS secs
+                         FROM task_results WHERE status = 'SUCCESS' AND completed_at IS NOT NULL
+                         ORDER BY completed_at DESC LIMIT 200) recent",
+                    &[],
+                )
+                .await?;
+            let secs: Option<f64> = row.try_get(0)?;
+            Ok(secs.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64))
+        })
+        .await
+    }
+
     /// Finished entries held (the cache's size in rows).
     #[instrument(skip(self), err)]
     pub async fn entries(&self) -> Result<i64, StoreError> {
