@@ -29,7 +29,13 @@ pub fn from_epoch_ms(deadline_ms: u64) -> Option<Instant> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_millis() as u64;
-    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
+    // A deadline already past when the invocation starts is not one: emulators
+    // (cargo lambda sends a fixed 600000) put a duration where Lambda puts an
+    // instant. Trusting it would give every call the floor.
+    if deadline_ms <= now_ms {
+        return None;
+    }
+    Some(Instant::now() + Duration::from_millis(deadline_ms - now_ms))
 }
 
 /// Runs `work` with `deadline` as the end of the invocation.
@@ -63,6 +69,19 @@ pub async fn bounded<F: Future>(configured: Duration, call: F) -> Result<F::Outp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_in_the_past_is_no_deadline() {
+        assert_eq!(from_epoch_ms(0), None);
+        assert_eq!(from_epoch_ms(600_000), None, "cargo lambda's fixed value");
+        let soon = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 5_000;
+        let left = from_epoch_ms(soon).unwrap() - Instant::now();
+        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(3), "{left:?}");
+    }
 
     #[tokio::test]
     async fn the_invocation_deadline_shortens_a_call() {

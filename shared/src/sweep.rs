@@ -47,6 +47,7 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
 
     // Fail safe: "never hit" is judged only on counts that were read and folded. With
     // Redis down, entries in use would look unused, so that rule waits a run.
+    app.outcomes.flush_counts().await;
     match app.outcomes.redis.take_hits().await {
         Ok(hits) => match app.tasks.add_hits(&hits).await {
             Ok(n) => {

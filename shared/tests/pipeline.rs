@@ -119,13 +119,21 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     assert_eq!(t.queue_depth().await, 0);
     assert_eq!(t.count_rows("task_results").await, 1);
 
-    // Hits were counted in Redis (write-behind), not in Postgres.
+    // Hits are counted in the instance, sent to Redis in batches (write-behind),
+    // never to Postgres on the hit path.
     let hits: i64 = db
         .query_one("SELECT cache_hits FROM task_results", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(hits, 0);
+    assert!(
+        t.app.outcomes.redis.take_hits().await.unwrap().is_empty(),
+        "fewer than a batch: still in the instance"
+    );
+    for instance in [&t.app, &other, &third] {
+        instance.outcomes.flush_counts().await;
+    }
     let pending = t.app.outcomes.redis.take_hits().await.unwrap();
     assert_eq!(pending, vec![(task_uuid, 3)]);
 }
@@ -510,6 +518,8 @@ async fn statistics_and_recent_tasks_count_only_the_callers_tenant() {
             .json()["cache_tier"],
         "redis"
     );
+    // The other instance's counts reach Redis with its next batch; send them now.
+    cold.outcomes.flush_counts().await;
     let stats = t.get("/api/v1/cache/stats?days=7").await;
     assert_eq!(stats.status, 200, "{}", stats.body);
     let j = stats.json();

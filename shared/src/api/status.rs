@@ -97,6 +97,8 @@ fn query_number(
 /// Requests per tier (Redis, written behind on every submit), entries, storage
 /// and processing times (Postgres), for the caller's tenant only.
 async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
+    // This instance's own counts first, so that a caller sees its requests.
+    app.outcomes.flush_counts().await;
     let stats = app
         .tasks
         .stats(tenant, days)

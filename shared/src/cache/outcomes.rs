@@ -71,10 +71,29 @@ pub enum Found {
     Absent,
 }
 
+/// Counts kept in the instance before they are sent: at most this many requests.
+/// An instance that dies (or is never invoked again) loses at most this many
+/// counts, which only delays the sweep's "unused" rule and rounds the statistics.
+pub const COUNT_BATCH: u32 = 64;
+/// Counts older than this are sent with the next request, whatever their number.
+pub const COUNT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+type RequestKey = (String, chrono::NaiveDate, &'static str);
+
+/// Request and hit counts not yet sent to Redis.
+#[derive(Default)]
+struct Counts {
+    since: Option<std::time::Instant>,
+    requests: std::collections::HashMap<RequestKey, i64>,
+    hits: std::collections::HashMap<Uuid, i64>,
+    pending: u32,
+}
+
 /// L0 and Redis in front of the task store.
 pub struct OutcomeCache {
     pub l0: MemoryTier,
     pub redis: RedisTier,
+    counts: std::sync::Mutex<Counts>,
 }
 
 fn live(outcome: Outcome) -> Option<Outcome> {
@@ -83,7 +102,11 @@ fn live(outcome: Outcome) -> Option<Outcome> {
 
 impl OutcomeCache {
     pub fn new(l0: MemoryTier, redis: RedisTier) -> Self {
-        OutcomeCache { l0, redis }
+        OutcomeCache {
+            l0,
+            redis,
+            counts: Default::default(),
+        }
     }
 
     /// The outcome of `tenant`'s inputs `input_hash`.
@@ -187,15 +210,39 @@ impl OutcomeCache {
     }
 
     /// Counts a request of `tenant` in its statistics, and a hit on its task (which
-    /// the sweep folds into Postgres). Counting never fails a request.
+    /// the sweep folds into Postgres). Counts are kept in the instance and sent in
+    /// one round trip once [`COUNT_BATCH`] have gathered or the oldest is
+    /// [`COUNT_MAX_AGE`] old, so that a hit costs no round trip of its own.
+    /// Counting never fails a request.
     pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
         crate::metrics::cache_request(answer.as_str());
-        if let Err(e) = self
-            .redis
-            .record_request(tenant, answer.as_str(), hit_task)
-            .await
-        {
-            tracing::warn!(error = %e, "request not counted");
+        let due = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let day = Utc::now().date_naive();
+            *c.requests
+                .entry((tenant.to_owned(), day, answer.as_str()))
+                .or_insert(0) += 1;
+            if let Some(task) = hit_task {
+                *c.hits.entry(task).or_insert(0) += 1;
+            }
+            c.pending += 1;
+            let since = *c.since.get_or_insert_with(std::time::Instant::now);
+            c.pending >= COUNT_BATCH || since.elapsed() >= COUNT_MAX_AGE
+        };
+        if due {
+            self.flush_counts().await;
+        }
+    }
+
+    /// Sends the counts kept in this instance (before statistics are read, before
+    /// the sweep folds hits, and when a batch is due). Counts that cannot be sent
+    /// (Redis down) are dropped: keeping them would grow without bound.
+    pub async fn flush_counts(&self) {
+        let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
+        let requests: Vec<_> = taken.requests.into_iter().collect();
+        let hits: Vec<_> = taken.hits.into_iter().collect();
+        if let Err(e) = self.redis.record_counts(&requests, &hits).await {
+            tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent");
         }
     }
 }
