@@ -44,6 +44,8 @@ pub struct App {
     pub queue: Arc<dyn TaskQueue>,
     /// How long clients should wait between polls of an open task.
     pub poll: crate::services::poll::PollAdvice,
+    /// Presigned SVG URLs, reused while more than half their lifetime is left.
+    pub links: crate::services::links::Links,
     /// The batch memory budget of renders in this instance, in KiB (see `worker`).
     pub render_memory: tokio::sync::Semaphore,
 }
@@ -107,6 +109,7 @@ impl App {
             objects,
             queue,
             poll: Default::default(),
+            links: Default::default(),
             render_memory: tokio::sync::Semaphore::new(
                 (config.batch_memory_bytes / 1024).max(1) as usize
             ),

@@ -42,3 +42,21 @@ async fn open_tasks_advise_the_recent_median_wait() {
     assert_eq!(done.json()["status"], "SUCCESS");
     assert!(done.headers.get("retry-after").is_none());
 }
+
+#[tokio::test]
+async fn a_presigned_url_is_reused_while_more_than_half_its_life_is_left() {
+    let t = TestApp::spawn_with(|env| {
+        env.insert("PRESIGN_TTL_SECS".into(), "2".into());
+    })
+    .await;
+    let first = t.render(&Form::takeo()).await;
+    let url = |r: &common::Resp| r.json()["svg_url"].as_str().unwrap().to_owned();
+    let a = t.submit(&Form::takeo()).await;
+    let b = t.submit(&Form::takeo()).await;
+    assert_eq!(url(&a), url(&b), "signed once, reused");
+    assert_eq!(first["svg_url"].as_str(), Some(url(&a).as_str()), "the status call signed it");
+    // Past half of its two seconds, a fresh one is signed.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let c = t.submit(&Form::takeo()).await;
+    assert_ne!(url(&a), url(&c));
+}

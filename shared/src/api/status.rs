@@ -204,7 +204,11 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
                 body["error"] = json!(e);
             }
             if let Some(key) = &o.svg_s3_key {
-                match app.objects.presign_get(key, app.config.presign_ttl).await {
+                match app
+                    .links
+                    .svg_url(app.objects.as_ref(), key, app.config.presign_ttl)
+                    .await
+                {
                     Ok(url) => body["svg_url"] = json!(url),
                     Err(e) => tracing::warn!(error = %e, "could not presign"),
                 }

@@ -107,8 +107,8 @@ async fn answer_hit(app: &App, outcome: &Outcome, tier: Tier) -> Response<Body> 
     }
     let svg_url = match &outcome.svg_s3_key {
         Some(key) => app
-            .objects
-            .presign_get(key, app.config.presign_ttl)
+            .links
+            .svg_url(app.objects.as_ref(), key, app.config.presign_ttl)
             .await
             .ok(),
         None => None,

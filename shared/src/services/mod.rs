@@ -3,5 +3,6 @@
 //! them and translate; the stores (`cache/`, `tasks/`, `objects/`, `queue/`) hold no
 //! policy.
 
+pub mod links;
 pub mod poll;
 pub mod submit;
