@@ -46,5 +46,29 @@ failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p'
 # The system end to end: functions under cargo lambda, gateway, queue, S3.
 smoke_failed=0
 infra/run.sh --smoke || smoke_failed=1
-echo "tests: $((passed + lint_passed + 1 - smoke_failed)) passed, $((failed + smoke_failed)) failed"
-exit "$smoke_failed"
+
+# The running API from outside: Schemathesis against its OpenAPI description (no 5xx,
+# no answer that breaks the schema), and the viewer in headless Chromium (a fixture
+# face submitted, its regions drawn over the photo; the screenshot is docs/viewer.png).
+LIVE_PORT=${FACESVG_LIVE_PORT:-8380}
+LIVE_URL="http://127.0.0.1:$LIVE_PORT"
+FACESVG_GATEWAY_PORT=$LIVE_PORT FACESVG_LAMBDA_PORT=$((LIVE_PORT + 920)) \
+  setsid infra/run.sh --no-demo >.local/live.log 2>&1 &
+live=$!
+trap 'kill -- "-$live" 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do curl -sf -o /dev/null "$LIVE_URL/health" && break; sleep 1; done
+live_passed=0 live_failed=0
+for check in "infra/schemathesis.sh" "infra/browser_test.sh docs/viewer.png"; do
+  if FACESVG_URL=$LIVE_URL $check; then
+    live_passed=$((live_passed + 1))
+  else
+    echo "FAILED: $check" >&2
+    live_failed=$((live_failed + 1))
+  fi
+done
+kill -- "-$live" 2>/dev/null || true
+wait "$live" 2>/dev/null || true
+
+all_failed=$((failed + smoke_failed + live_failed))
+echo "tests: $((passed + lint_passed + 1 - smoke_failed + live_passed)) passed, $all_failed failed"
+[ "$all_failed" -eq 0 ]
