@@ -1646,3 +1646,22 @@ fn cache_tier_redis_deploys_valkey_behind_tls_and_its_own_rules() {
         );
     }
 }
+
+/// CloudFormation runs the migrations custom resource only when one of its properties
+/// changes: a new migration must change `Version`, or a stack update never applies it.
+#[test]
+fn the_migrations_resource_changes_with_every_migration() {
+    let t = template();
+    let latest = std::fs::read_dir(root().join("migrations"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".sql"))
+        .filter_map(|n| n.split('_').next().map(str::to_owned))
+        .max()
+        .expect("migrations");
+    let (_, migrations) = resources(&t)
+        .into_iter()
+        .find(|(_, r)| r["Type"] == "Custom::FacesvgMigrations")
+        .unwrap();
+    assert_eq!(tagged(&migrations["Properties"]["Version"]), latest);
+}
