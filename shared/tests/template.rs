@@ -1049,6 +1049,14 @@ fn the_dashboard_shows_hit_ratio_latency_queues_and_render_time() {
     for metric in ["CacheHits", "CacheRequests", "RenderTime", "TasksCompleted"] {
         assert!(flat.contains(metric), "dashboard: no {metric}");
     }
+    // CacheRequests counts each submit once, under the tier that answered it or
+    // "miss" (metrics::cache_request): the ratio's denominator is their sum.
+    for tier in ["l0", "redis", "postgres", "miss"] {
+        assert!(
+            flat.contains(&format!("\"CacheRequests\", \"Tier\", \"{tier}\"")),
+            "dashboard: hit ratio without CacheRequests of {tier}"
+        );
+    }
     for (route, function) in api_routes(&t) {
         for stat in ["p50", "p99"] {
             let shown = widgets.iter().any(|w| {
