@@ -228,6 +228,10 @@ async def read_head(reader):
             raise ValueError(f"bad header line {line[:80]!r}")
         name = name.strip().lower()
         value = value.strip()
+        # HTTP forbids control characters in field values (RFC 9110 5.5); API Gateway
+        # refuses such requests before any function runs, and so do we.
+        if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+            raise ValueError(f"control character in header {name!r}")
         # Repeated headers are joined with commas, as API Gateway does.
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     return lines[0], headers, len(head)

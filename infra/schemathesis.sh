@@ -74,7 +74,7 @@ PYTHONPATH="$OUT" SCHEMATHESIS_HOOKS=facesvg_hooks "$VENV/bin/st" run "$URL/open
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --max-examples "$EXAMPLES" --seed 8 --workers 2 --request-timeout 30 \
   --header "X-Tenant: $tenant" \
-  --generation-database none --generation-with-security-parameters false --no-color \
+  --generation-database none --no-color \
   --report junit --report-junit-path "$OUT/junit.xml" 2>&1 | tee "$OUT/run.log"
 status=${PIPESTATUS[0]}
 set -e
