@@ -7,11 +7,18 @@
 use tokio_postgres::Client;
 
 /// (version, name, SQL), in order. Append only: never edit an applied migration.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "task_results",
-    include_str!("../../migrations/0001_task_results.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "task_results",
+        include_str!("../../migrations/0001_task_results.sql"),
+    ),
+    (
+        2,
+        "cache_store",
+        include_str!("../../migrations/0002_cache_store.sql"),
+    ),
+];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.
 const LOCK_KEY: i64 = 0x0066_6163_6573_7667;
