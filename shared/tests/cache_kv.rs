@@ -31,7 +31,7 @@ fn fresh_prefix() -> String {
 /// A fresh, migrated database; returns its pool and URL.
 async fn fresh_db() -> (Pool, String) {
     let admin = env("FACESVG_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres");
-    let name = format!("facesvg_kv_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let name = format!("facesvg_test_kv_{}", &Uuid::new_v4().simple().to_string()[..12]);
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("Postgres at {admin} is required (run infra/stack.sh up): {e}"));
