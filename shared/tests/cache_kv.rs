@@ -950,3 +950,24 @@ async fn the_memory_tier_is_bounded_by_entries_and_by_bytes() {
     let got = capped.get_many(&[&k], false).await.unwrap()[0].clone().unwrap();
     assert!(got.ttl <= Duration::from_millis(200));
 }
+
+#[tokio::test]
+async fn postgres_counts_hits_when_asked_and_lists_keys() {
+    let s = Stack::new().await;
+    let counting = Arc::new(PostgresBackend::new(s.pool.clone(), Duration::from_secs(3)).count_hits(true));
+    let c = Cache::builder().tier(counting).build();
+    let (k1, k2) = (key("hits", "t", &["a"]), key("hits", "t", &["b"]));
+    c.set(&k1, &1, None).await.unwrap();
+    c.set(&k2, &2, None).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(c.get::<u32>(&k1).await.unwrap(), Some(1));
+    }
+    let _: Vec<Option<u32>> = c.get_many(&[k1.clone(), k2.clone()]).await.unwrap();
+    // The default backend reads without writing.
+    assert_eq!(s.single(Tier::Postgres).get::<u32>(&k2).await.unwrap(), Some(2));
+    let listed = s.pg.list_keys("hits", Some("t"), 10).await.unwrap();
+    let hits: HashMap<&str, i64> = listed.iter().map(|l| (l.key.as_str(), l.hits)).collect();
+    assert_eq!(hits[k1.full()], 4);
+    assert_eq!(hits[k2.full()], 1);
+    assert!(listed.iter().all(|l| l.bytes > 0 && l.expires_in_ms > 0));
+}
