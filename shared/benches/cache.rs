@@ -61,14 +61,22 @@ fn row(name: &str, t: Duration, base: Option<(&str, Duration)>) {
     let ratio = base
         .map(|(b, bt)| format!("{:>6.2}x {b}", t.as_secs_f64() / bt.as_secs_f64()))
         .unwrap_or_default();
-    println!("{name:<48} median {:>10.2} us   {ratio}", t.as_secs_f64() * 1e6);
+    println!(
+        "{name:<48} median {:>10.2} us   {ratio}",
+        t.as_secs_f64() * 1e6
+    );
 }
 
 #[tokio::main]
 async fn main() {
-    println!("facesvg kv cache benchmarks (medians; ratios against baselines measured in this run)\n");
+    println!(
+        "facesvg kv cache benchmarks (medians; ratios against baselines measured in this run)\n"
+    );
     let redis_url = env("REDIS_URL", "redis://127.0.0.1:6379/");
-    let admin = env("FACESVG_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres");
+    let admin = env(
+        "FACESVG_TEST_PG",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
     let db = format!("facesvg_test_kvbench_{}", std::process::id());
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
@@ -94,7 +102,11 @@ async fn main() {
 
     // --- memory tier vs moka used directly (same typed value, same key) ---
     let mem_cache = Cache::builder()
-        .tier(Arc::new(MemoryBackend::new(100_000, 64 << 20, Duration::from_secs(3600))))
+        .tier(Arc::new(MemoryBackend::new(
+            100_000,
+            64 << 20,
+            Duration::from_secs(3600),
+        )))
         .build();
     mem_cache.set(&key, &value, None).await.unwrap();
     let moka: moka::future::Cache<String, Doc> = moka::future::Cache::builder()
@@ -104,7 +116,9 @@ async fn main() {
     moka.insert(key.full().to_owned(), value.clone()).await;
     let moka_bytes: moka::future::Cache<String, Arc<[u8]>> =
         moka::future::Cache::builder().max_capacity(100_000).build();
-    moka_bytes.insert(key.full().to_owned(), json.clone().into()).await;
+    moka_bytes
+        .insert(key.full().to_owned(), json.clone().into())
+        .await;
 
     let t_moka = median(31, 2000, || async {
         std::hint::black_box(moka.get(key.full()).await.unwrap());
@@ -121,7 +135,11 @@ async fn main() {
     .await;
     println!("hit on each tier, next to the raw backend:");
     row("moka get (typed value, clone)", t_moka, None);
-    row("moka get + serde_json decode", t_moka_json, Some(("moka", t_moka)));
+    row(
+        "moka get + serde_json decode",
+        t_moka_json,
+        Some(("moka", t_moka)),
+    );
     row("kv memory tier get", t_mem, Some(("moka", t_moka)));
 
     // --- Redis tier vs raw GET ---
@@ -129,7 +147,10 @@ async fn main() {
     let redis_cache = Cache::builder().tier(redis.clone()).build();
     redis_cache.set(&key, &value, None).await.unwrap();
     let raw_client = ::redis::Client::open(redis_url.as_str()).unwrap();
-    let mut raw = raw_client.get_connection_manager().await.expect("Redis is required");
+    let mut raw = raw_client
+        .get_connection_manager()
+        .await
+        .expect("Redis is required");
     let raw_key = format!("{prefix}:raw");
     let _: () = ::redis::cmd("SET")
         .arg(&raw_key)
@@ -141,7 +162,11 @@ async fn main() {
         let mut c = raw.clone();
         let k = raw_key.clone();
         async move {
-            let v: Vec<u8> = ::redis::cmd("GET").arg(&k).query_async(&mut c).await.unwrap();
+            let v: Vec<u8> = ::redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .unwrap();
             std::hint::black_box(v);
         }
     })
@@ -150,7 +175,11 @@ async fn main() {
         let mut c = raw.clone();
         let k = raw_key.clone();
         async move {
-            let v: Vec<u8> = ::redis::cmd("GET").arg(&k).query_async(&mut c).await.unwrap();
+            let v: Vec<u8> = ::redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .unwrap();
             std::hint::black_box(serde_json::from_slice::<Doc>(&v).unwrap());
         }
     })
@@ -171,19 +200,30 @@ async fn main() {
     })
     .await;
     row("raw redis GET", t_get, None);
-    row("raw redis GET + serde_json decode", t_get_json, Some(("raw GET", t_get)));
-    row("raw EVALSHA of a one-line GET script", t_eval, Some(("raw GET", t_get)));
+    row(
+        "raw redis GET + serde_json decode",
+        t_get_json,
+        Some(("raw GET", t_get)),
+    );
+    row(
+        "raw EVALSHA of a one-line GET script",
+        t_eval,
+        Some(("raw GET", t_get)),
+    );
     row("kv redis tier get", t_redis, Some(("raw GET", t_get)));
 
     // --- Postgres tier vs raw SELECT ---
-    let pg_count = Arc::new(PostgresBackend::new(pool.clone(), Duration::from_secs(5)).count_hits(true));
+    let pg_count =
+        Arc::new(PostgresBackend::new(pool.clone(), Duration::from_secs(5)).count_hits(true));
     let pg_plain = Arc::new(PostgresBackend::new(pool.clone(), Duration::from_secs(5)));
     let pg_cache = Cache::builder().tier(pg_count.clone()).build();
     let pg_plain_cache = Cache::builder().tier(pg_plain.clone()).build();
     pg_cache.set(&key, &value, None).await.unwrap();
     let raw_pg = pool.get().await.unwrap();
     let stmt = raw_pg
-        .prepare("SELECT value::text FROM cache_store WHERE namespace = $1 AND tenant = $2 AND key = $3")
+        .prepare(
+            "SELECT value::text FROM cache_store WHERE namespace = $1 AND tenant = $2 AND key = $3",
+        )
         .await
         .unwrap();
     let t_select = median(21, 100, || async {
@@ -203,12 +243,22 @@ async fn main() {
     })
     .await;
     row("raw postgres SELECT (prepared)", t_select, None);
-    row("kv postgres tier get (no hit counting)", t_pg_plain, Some(("raw SELECT", t_select)));
-    row("kv postgres tier get (counts the hit)", t_pg, Some(("raw SELECT", t_select)));
+    row(
+        "kv postgres tier get (no hit counting)",
+        t_pg_plain,
+        Some(("raw SELECT", t_select)),
+    );
+    row(
+        "kv postgres tier get (counts the hit)",
+        t_pg,
+        Some(("raw SELECT", t_select)),
+    );
 
     // --- batches ---
     println!("\nget_many of 100 keys vs 100 single gets:");
-    let keys: Vec<_> = (0..100).map(|i| b.key("acme", &["many", &i.to_string()]).unwrap()).collect();
+    let keys: Vec<_> = (0..100)
+        .map(|i| b.key("acme", &["many", &i.to_string()]).unwrap())
+        .collect();
     let items: Vec<_> = keys.iter().cloned().map(|k| (k, value.clone())).collect();
     for (name, cache) in [("redis", &redis_cache), ("postgres", &pg_plain_cache)] {
         cache.set_many(&items, &Default::default()).await.unwrap();
@@ -223,7 +273,11 @@ async fn main() {
         })
         .await;
         row(&format!("{name}: 100 single gets"), t_single, None);
-        row(&format!("{name}: get_many(100)"), t_many, Some(("100 singles", t_single)));
+        row(
+            &format!("{name}: get_many(100)"),
+            t_many,
+            Some(("100 singles", t_single)),
+        );
     }
 
     // --- stampede ---
@@ -232,7 +286,11 @@ async fn main() {
         .map(|_| {
             Arc::new(
                 Cache::builder()
-                    .tier(Arc::new(MemoryBackend::new(10_000, 16 << 20, Duration::from_secs(60))))
+                    .tier(Arc::new(MemoryBackend::new(
+                        10_000,
+                        16 << 20,
+                        Duration::from_secs(60),
+                    )))
                     .tier(redis.clone())
                     .tier(pg_plain.clone())
                     .locks(redis.clone())
@@ -284,7 +342,9 @@ async fn main() {
     );
 
     // Leave nothing behind.
-    let _ = redis.invalidate(&facesvg::cache::kv::Scope::namespace("bench").unwrap()).await;
+    let _ = redis
+        .invalidate(&facesvg::cache::kv::Scope::namespace("bench").unwrap())
+        .await;
     let _: Result<(), _> = ::redis::cmd("DEL")
         .arg(&raw_key)
         .arg(format!("{prefix}:kv:gens"))

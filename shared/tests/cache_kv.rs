@@ -30,8 +30,14 @@ fn fresh_prefix() -> String {
 
 /// A fresh, migrated database; returns its pool and URL.
 async fn fresh_db() -> (Pool, String) {
-    let admin = env("FACESVG_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres");
-    let name = format!("facesvg_test_kv_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    let admin = env(
+        "FACESVG_TEST_PG",
+        "postgres://postgres@127.0.0.1:5432/postgres",
+    );
+    let name = format!(
+        "facesvg_test_kv_{}",
+        &Uuid::new_v4().simple().to_string()[..12]
+    );
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("Postgres at {admin} is required (run infra/stack.sh up): {e}"));
@@ -53,7 +59,11 @@ async fn fresh_db() -> (Pool, String) {
 }
 
 fn memory() -> Arc<MemoryBackend> {
-    Arc::new(MemoryBackend::new(10_000, 16 << 20, Duration::from_secs(3600)))
+    Arc::new(MemoryBackend::new(
+        10_000,
+        16 << 20,
+        Duration::from_secs(3600),
+    ))
 }
 
 fn redis_at(url: &str, prefix: &str) -> Arc<RedisBackend> {
@@ -143,21 +153,33 @@ async fn every_operation_on_every_tier() {
         assert_eq!(c.get::<Doc>(&k1).await.unwrap(), None, "{tier}");
         assert!(!c.exists(&k1).await.unwrap(), "{tier}");
         c.set(&k1, &doc("one", 1), ttl).await.unwrap();
-        assert_eq!(c.get::<Doc>(&k1).await.unwrap(), Some(doc("one", 1)), "{tier}");
+        assert_eq!(
+            c.get::<Doc>(&k1).await.unwrap(),
+            Some(doc("one", 1)),
+            "{tier}"
+        );
         assert!(c.exists(&k1).await.unwrap(), "{tier}");
         let l = c.lookup::<Doc>(&k1).await.unwrap();
         assert_eq!(l.tier, Some(tier));
-        assert!(l.ttl.unwrap() <= Duration::from_secs(60) && l.ttl.unwrap() > Duration::from_secs(50));
+        assert!(
+            l.ttl.unwrap() <= Duration::from_secs(60) && l.ttl.unwrap() > Duration::from_secs(50)
+        );
         // Overwrite, and a type mismatch is an error, not a miss.
         c.set(&k1, &doc("uno", 11), ttl).await.unwrap();
         assert_eq!(c.get::<Doc>(&k1).await.unwrap().unwrap().n, 11, "{tier}");
-        assert!(matches!(c.get::<u64>(&k1).await, Err(KvError::Malformed(_))), "{tier}");
+        assert!(
+            matches!(c.get::<u64>(&k1).await, Err(KvError::Malformed(_))),
+            "{tier}"
+        );
 
         // Batches, in order, with gaps.
         let k3 = key("docs", &t, &["three"]);
         c.set_many(
             &[(k2.clone(), doc("two", 2)), (k3.clone(), doc("three", 3))],
-            &SetOptions { ttl, ..SetOptions::default() },
+            &SetOptions {
+                ttl,
+                ..SetOptions::default()
+            },
         )
         .await
         .unwrap();
@@ -168,19 +190,28 @@ async fn every_operation_on_every_tier() {
             .unwrap();
         assert_eq!(
             got,
-            vec![Some(doc("three", 3)), None, Some(doc("uno", 11)), Some(doc("two", 2))],
+            vec![
+                Some(doc("three", 3)),
+                None,
+                Some(doc("uno", 11)),
+                Some(doc("two", 2))
+            ],
             "{tier}"
         );
 
         // Conditional set.
         let k4 = key("docs", &t, &["four"]);
         assert_eq!(
-            c.set_if_absent(&k4, &doc("first", 4), &SetOptions::default()).await.unwrap(),
+            c.set_if_absent(&k4, &doc("first", 4), &SetOptions::default())
+                .await
+                .unwrap(),
             Conditional::Stored,
             "{tier}"
         );
         assert_eq!(
-            c.set_if_absent(&k4, &doc("second", 4), &SetOptions::default()).await.unwrap(),
+            c.set_if_absent(&k4, &doc("second", 4), &SetOptions::default())
+                .await
+                .unwrap(),
             Conditional::Exists(doc("first", 4)),
             "{tier}"
         );
@@ -202,18 +233,31 @@ async fn every_operation_on_every_tier() {
         assert!(report.complete(), "{report:?}");
         assert_eq!(c.get::<Doc>(&u1).await.unwrap(), None, "{tier}");
         assert_eq!(c.get::<Doc>(&u2).await.unwrap(), None, "{tier}");
-        assert!(c.get::<Doc>(&u3).await.unwrap().is_some(), "{tier}: other prefix");
-        assert!(c.get::<Doc>(&u42).await.unwrap().is_some(), "{tier}: the prefix's own key");
+        assert!(
+            c.get::<Doc>(&u3).await.unwrap().is_some(),
+            "{tier}: other prefix"
+        );
+        assert!(
+            c.get::<Doc>(&u42).await.unwrap().is_some(),
+            "{tier}: the prefix's own key"
+        );
 
         let report = c.clear("docs").await.unwrap();
         assert!(report.complete());
         for k in [&k1, &k3, &k4] {
             assert_eq!(c.get::<Doc>(k).await.unwrap(), None, "{tier}: cleared");
         }
-        assert!(c.get::<Doc>(&u3).await.unwrap().is_some(), "{tier}: other namespace");
+        assert!(
+            c.get::<Doc>(&u3).await.unwrap().is_some(),
+            "{tier}: other namespace"
+        );
         // The key is usable again after a clear.
         c.set(&k1, &doc("again", 1), ttl).await.unwrap();
-        assert_eq!(c.get::<Doc>(&k1).await.unwrap().unwrap().name, "again", "{tier}");
+        assert_eq!(
+            c.get::<Doc>(&k1).await.unwrap().unwrap().name,
+            "again",
+            "{tier}"
+        );
 
         let stats = c.stats().await;
         let ts = &stats.tiers[0];
@@ -236,14 +280,18 @@ async fn entries_expire_on_every_tier() {
     for tier in ALL {
         let c = s.single(tier);
         let k = key("short", "t", &[tier.as_str()]);
-        c.set(&k, &1u32, Some(Duration::from_millis(300))).await.unwrap();
+        c.set(&k, &1u32, Some(Duration::from_millis(300)))
+            .await
+            .unwrap();
         assert_eq!(c.get::<u32>(&k).await.unwrap(), Some(1), "{tier}");
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(c.get::<u32>(&k).await.unwrap(), None, "{tier}: expired");
         assert!(!c.exists(&k).await.unwrap(), "{tier}");
         // An expired entry is absent for a conditional set too.
         assert_eq!(
-            c.set_if_absent(&k, &2u32, &SetOptions::default()).await.unwrap(),
+            c.set_if_absent(&k, &2u32, &SetOptions::default())
+                .await
+                .unwrap(),
             Conditional::Stored,
             "{tier}"
         );
@@ -277,8 +325,14 @@ async fn a_postgres_row_past_expiry_is_never_served_and_the_sweep_deletes_in_bat
     .unwrap();
     let c = s.single(Tier::Postgres);
     let k = key("old", "t", &["1"]);
-    assert_eq!(c.get::<serde_json::Value>(&k).await.unwrap(), None, "no sweep ran");
-    let ks: Vec<Key> = (1..=25).map(|i| key("old", "t", &[&i.to_string()])).collect();
+    assert_eq!(
+        c.get::<serde_json::Value>(&k).await.unwrap(),
+        None,
+        "no sweep ran"
+    );
+    let ks: Vec<Key> = (1..=25)
+        .map(|i| key("old", "t", &[&i.to_string()]))
+        .collect();
     let got: Vec<Option<serde_json::Value>> = c.get_many(&ks).await.unwrap();
     assert!(got.iter().all(Option::is_none));
 
@@ -290,9 +344,23 @@ async fn a_postgres_row_past_expiry_is_never_served_and_the_sweep_deletes_in_bat
     assert_eq!(usage.namespaces["old"].expired, Some(25));
 
     let first = s.pg.cleanup_expired(10, 2).await.unwrap();
-    assert_eq!(first, Cleanup { deleted: 20, batches: 2, more: true });
+    assert_eq!(
+        first,
+        Cleanup {
+            deleted: 20,
+            batches: 2,
+            more: true
+        }
+    );
     let second = s.pg.cleanup_expired(10, 2).await.unwrap();
-    assert_eq!(second, Cleanup { deleted: 5, batches: 1, more: false });
+    assert_eq!(
+        second,
+        Cleanup {
+            deleted: 5,
+            batches: 1,
+            more: false
+        }
+    );
     let usage = s.pg.usage().await.unwrap();
     assert_eq!((usage.entries, usage.expired), (1, Some(0)));
 }
@@ -303,7 +371,10 @@ async fn backfill_carries_the_remaining_ttl() {
     let (c, mem) = s.instance();
     let k = key("fill", "t", &["x"]);
     // Only in Postgres, with 10 s to live.
-    let e = Entry::new(serde_json::to_vec(&doc("deep", 1)).unwrap().into(), Duration::from_secs(10));
+    let e = Entry::new(
+        serde_json::to_vec(&doc("deep", 1)).unwrap().into(),
+        Duration::from_secs(10),
+    );
     s.pg.set_many(&[(&k, &e)]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
@@ -316,7 +387,12 @@ async fn backfill_carries_the_remaining_ttl() {
         let got = b.get_many(&[&k], false).await.unwrap().pop().flatten();
         let got = got.unwrap_or_else(|| panic!("{} was not backfilled", b.tier()));
         assert!(got.ttl <= left, "{}: {:?} > {:?}", b.tier(), got.ttl, left);
-        assert!(got.ttl > Duration::from_secs(7), "{}: {:?}", b.tier(), got.ttl);
+        assert!(
+            got.ttl > Duration::from_secs(7),
+            "{}: {:?}",
+            b.tier(),
+            got.ttl
+        );
     }
     assert_eq!(c.lookup::<Doc>(&k).await.unwrap().tier, Some(Tier::Memory));
 
@@ -351,18 +427,32 @@ impl OwnRedis {
         let dir = std::env::temp_dir().join(format!("kvtest-redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .current_dir(&dir)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is required on PATH (infra/stack.sh installs it)");
-        let url = format!("redis://127.0.0.1:{port}/");
-        let client = ::redis::Client::open(url.as_str()).unwrap();
+        // Owned before the wait, so that a failed start still stops the server.
+        let own = OwnRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+            _dir: tempdir::Dir(dir),
+        };
+        let client = ::redis::Client::open(own.url.as_str()).unwrap();
         for _ in 0..100 {
             if let Ok(mut c) = client.get_multiplexed_async_connection().await {
                 let pong: Result<String, _> = ::redis::cmd("PING").query_async(&mut c).await;
                 if pong.is_ok() {
-                    return OwnRedis { child, url, _dir: tempdir::Dir(dir) };
+                    return own;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -373,7 +463,11 @@ impl OwnRedis {
     async fn calls(&self) -> HashMap<String, u64> {
         let client = ::redis::Client::open(self.url.as_str()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        let info: String = ::redis::cmd("INFO").arg("commandstats").query_async(&mut c).await.unwrap();
+        let info: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut c)
+            .await
+            .unwrap();
         info.lines()
             .filter_map(|l| {
                 let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
@@ -392,7 +486,11 @@ impl Drop for OwnRedis {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn delta(after: &HashMap<String, u64>, before: &HashMap<String, u64>, cmd: &str) -> u64 {
@@ -405,10 +503,17 @@ async fn a_batch_costs_one_round_trip_per_tier() {
     let (pool, _) = fresh_db().await;
     let redis = redis_at(&own.url, &fresh_prefix());
     let pg = postgres(&pool);
-    let c = Cache::builder().tier(redis.clone()).tier(pg.clone()).build();
-    let ks: Vec<Key> = (0..100).map(|i| key("batch", "t", &[&i.to_string()])).collect();
+    let c = Cache::builder()
+        .tier(redis.clone())
+        .tier(pg.clone())
+        .build();
+    let ks: Vec<Key> = (0..100)
+        .map(|i| key("batch", "t", &[&i.to_string()]))
+        .collect();
     // Warm the connection and load the scripts (EVALSHA falls back to EVAL once).
-    c.set(&key("batch", "t", &["warm"]), &0, None).await.unwrap();
+    c.set(&key("batch", "t", &["warm"]), &0, None)
+        .await
+        .unwrap();
     let _ = c.get::<u32>(&key("batch", "t", &["warm"])).await.unwrap();
 
     // 50 values written to both tiers: one script call, one statement.
@@ -421,7 +526,12 @@ async fn a_batch_costs_one_round_trip_per_tier() {
 
     // 50 more only in Postgres.
     let deep: Vec<Entry> = (50..100u32)
-        .map(|i| Entry::new(serde_json::to_vec(&i).unwrap().into(), Duration::from_secs(60)))
+        .map(|i| {
+            Entry::new(
+                serde_json::to_vec(&i).unwrap().into(),
+                Duration::from_secs(60),
+            )
+        })
         .collect();
     let deep_items: Vec<(&Key, &Entry)> = ks[50..].iter().zip(&deep).collect();
     pg.set_many(&deep_items).await.unwrap();
@@ -471,7 +581,9 @@ async fn invalidation_by_tenant_and_namespace_leaves_other_tenants_intact() {
         for ns in ["stats", "recent"] {
             for i in 0..3 {
                 let k = key(ns, tenant, &[&i.to_string()]);
-                c.set(&k, &format!("{tenant}/{ns}/{i}"), None).await.unwrap();
+                c.set(&k, &format!("{tenant}/{ns}/{i}"), None)
+                    .await
+                    .unwrap();
                 keys.push((tenant, ns, k));
             }
         }
@@ -493,11 +605,17 @@ async fn invalidation_by_tenant_and_namespace_leaves_other_tenants_intact() {
         // Each shared tier on its own agrees.
         let in_redis = s.redis.get_many(&[k], false).await.unwrap()[0].is_some();
         let in_pg = s.pg.get_many(&[k], false).await.unwrap()[0].is_some();
-        assert_eq!((in_redis, in_pg), (*tenant == "bolt", *tenant == "bolt"), "{k:?}");
+        assert_eq!(
+            (in_redis, in_pg),
+            (*tenant == "bolt", *tenant == "bolt"),
+            "{k:?}"
+        );
     }
 
     // One tenant's namespace.
-    let report = c.invalidate(&Scope::tenant_namespace("bolt", "stats").unwrap()).await;
+    let report = c
+        .invalidate(&Scope::tenant_namespace("bolt", "stats").unwrap())
+        .await;
     assert!(report.complete());
     for (tenant, ns, k) in &keys {
         let expect = *tenant == "bolt" && *ns == "recent";
@@ -583,7 +701,11 @@ async fn a_dead_lock_holder_is_replaced_after_its_lock_expires() {
     holder.abort();
     let _ = holder.await;
     // Its lock is still there: nobody else may compute yet.
-    assert!(!s.redis.try_lock(&k, "probe", Duration::from_secs(1)).await.unwrap());
+    assert!(!s
+        .redis
+        .try_lock(&k, "probe", Duration::from_secs(1))
+        .await
+        .unwrap());
 
     let computed = Arc::new(AtomicUsize::new(0));
     let n = computed.clone();
@@ -594,7 +716,10 @@ async fn a_dead_lock_holder_is_replaced_after_its_lock_expires() {
             n.fetch_add(1, Ordering::SeqCst);
             // B computes only once the dead holder's lock has expired: a fresh
             // lock attempt now fails because B holds it.
-            assert!(!redis.try_lock(&k2, "probe", Duration::from_secs(1)).await.unwrap());
+            assert!(!redis
+                .try_lock(&k2, "probe", Duration::from_secs(1))
+                .await
+                .unwrap());
             Ok::<_, String>(42u32)
         })
         .await
@@ -602,7 +727,11 @@ async fn a_dead_lock_holder_is_replaced_after_its_lock_expires() {
     assert_eq!((got.value, got.source), (42, Source::Computed));
     assert_eq!(computed.load(Ordering::SeqCst), 1);
     // B released its lock.
-    assert!(s.redis.try_lock(&k, "after", Duration::from_millis(100)).await.unwrap());
+    assert!(s
+        .redis
+        .try_lock(&k, "after", Duration::from_millis(100))
+        .await
+        .unwrap());
     assert_eq!(a.get::<u32>(&k).await.unwrap(), Some(42));
 }
 
@@ -630,12 +759,18 @@ async fn xfetch_refreshes_before_expiry_with_a_seeded_source() {
         ttl: Some(Duration::from_secs(60)),
         ..ComputeOptions::default()
     };
-    let first = c.get_or_compute_with(&k, &opts, || compute(versions.clone())).await.unwrap();
+    let first = c
+        .get_or_compute_with(&k, &opts, || compute(versions.clone()))
+        .await
+        .unwrap();
     assert_eq!((first.value, first.source), (0, Source::Computed));
 
     // beta tiny: −ln(r)·20 ms·1e-6 is far below 60 s: served from the cache.
     opts.early_refresh = Some(1e-6);
-    let again = c.get_or_compute_with(&k, &opts, || compute(versions.clone())).await.unwrap();
+    let again = c
+        .get_or_compute_with(&k, &opts, || compute(versions.clone()))
+        .await
+        .unwrap();
     assert_eq!((again.value, again.source), (0, Source::Tier(Tier::Redis)));
 
     // beta huge: with this seed's draw, 20 ms·beta·−ln(r) exceeds the ~60 s left,
@@ -644,7 +779,10 @@ async fn xfetch_refreshes_before_expiry_with_a_seeded_source() {
     opts.early_refresh = Some(120_000.0 / (20.0 * -r.ln()));
     let left = c.lookup::<u32>(&k).await.unwrap().ttl.unwrap();
     assert!(left > Duration::from_secs(50), "still fresh: {left:?}");
-    let early = c.get_or_compute_with(&k, &opts, || compute(versions.clone())).await.unwrap();
+    let early = c
+        .get_or_compute_with(&k, &opts, || compute(versions.clone()))
+        .await
+        .unwrap();
     assert_eq!((early.value, early.source), (1, Source::Computed));
     assert_eq!(c.get::<u32>(&k).await.unwrap(), Some(1));
 }
@@ -681,13 +819,19 @@ async fn a_stale_value_is_served_when_the_computation_fails() {
         .get_or_compute_with(&k, &opts, || async { Ok::<_, String>(doc("v2", 2)) })
         .await
         .unwrap();
-    assert_eq!((fresh.value.n, fresh.stale, fresh.source), (2, false, Source::Computed));
+    assert_eq!(
+        (fresh.value.n, fresh.stale, fresh.source),
+        (2, false, Source::Computed)
+    );
     let none = key("stale", "t", &["never"]);
     let err = c
         .get_or_compute(&none, None, || async { Err::<Doc, _>("boom") })
         .await
         .unwrap_err();
-    assert!(matches!(err, KvError::Compute(ref m) if m == "boom"), "{err}");
+    assert!(
+        matches!(err, KvError::Compute(ref m) if m == "boom"),
+        "{err}"
+    );
 }
 
 /// A TCP listener that accepts connections and never answers.
@@ -708,7 +852,12 @@ async fn a_hanging_redis_costs_a_bounded_delay_and_postgres_answers() {
     let (pool, _) = fresh_db().await;
     let (port, listener) = hanging_listener().await;
     let redis = Arc::new(
-        RedisBackend::new(&format!("redis://127.0.0.1:{port}/"), "hang", Duration::from_millis(200)).unwrap(),
+        RedisBackend::new(
+            &format!("redis://127.0.0.1:{port}/"),
+            "hang",
+            Duration::from_millis(200),
+        )
+        .unwrap(),
     );
     let pg = postgres(&pool);
     let c = Cache::builder()
@@ -724,7 +873,11 @@ async fn a_hanging_redis_costs_a_bounded_delay_and_postgres_answers() {
         .expect("set must not hang")
         .expect("Postgres takes the write");
     // Another instance (empty memory) reads it from Postgres.
-    let c2 = Cache::builder().tier(memory()).tier(redis.clone()).tier(pg.clone()).build();
+    let c2 = Cache::builder()
+        .tier(memory())
+        .tier(redis.clone())
+        .tier(pg.clone())
+        .build();
     let l = tokio::time::timeout(bound, c2.lookup::<Doc>(&k))
         .await
         .expect("get must not hang")
@@ -735,7 +888,9 @@ async fn a_hanging_redis_costs_a_bounded_delay_and_postgres_answers() {
     // get_or_compute works without the lock service.
     let got = tokio::time::timeout(
         bound,
-        c2.get_or_compute(&key("deg", "t", &["c"]), None, || async { Ok::<_, String>(3u8) }),
+        c2.get_or_compute(&key("deg", "t", &["c"]), None, || async {
+            Ok::<_, String>(3u8)
+        }),
     )
     .await
     .expect("get_or_compute must not hang")
@@ -745,7 +900,10 @@ async fn a_hanging_redis_costs_a_bounded_delay_and_postgres_answers() {
     for _ in 0..3 {
         let _ = redis.health().await;
     }
-    assert!(matches!(redis.health().await, Err(KvError::CircuitOpen(Tier::Redis))));
+    assert!(matches!(
+        redis.health().await,
+        Err(KvError::CircuitOpen(Tier::Redis))
+    ));
     let stats = c2.stats().await;
     assert!(stats.tiers[1].counters.errors >= 1, "{:?}", stats.tiers[1]);
     assert!(!stats.tiers[1].healthy);
@@ -776,9 +934,19 @@ async fn with_postgres_stopped_redis_serves_alone() {
             .await
             .expect("set must not hang")
             .expect("Redis takes the write");
-        let c2 = Cache::builder().tier(memory()).tier(s.redis.clone()).tier(dead_pg.clone()).build();
-        let l = tokio::time::timeout(bound, c2.lookup::<String>(&k)).await.unwrap().unwrap();
-        assert_eq!((l.value.as_deref(), l.tier), (Some("redis only"), Some(Tier::Redis)));
+        let c2 = Cache::builder()
+            .tier(memory())
+            .tier(s.redis.clone())
+            .tier(dead_pg.clone())
+            .build();
+        let l = tokio::time::timeout(bound, c2.lookup::<String>(&k))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (l.value.as_deref(), l.tier),
+            (Some("redis only"), Some(Tier::Redis))
+        );
         // A miss is not confirmed while Postgres is down: the caller sees which tier failed.
         let miss = tokio::time::timeout(bound, c2.lookup::<String>(&key("deg", "t", &["nope"])))
             .await
@@ -787,7 +955,9 @@ async fn with_postgres_stopped_redis_serves_alone() {
         assert_eq!((miss.value, miss.failed), (None, vec![Tier::Postgres]));
         // Only Postgres behind it: no tier answers, which is an error, not a miss.
         let alone = Cache::builder().tier(dead_pg.clone()).build();
-        let err = tokio::time::timeout(bound, alone.get::<String>(&k)).await.unwrap();
+        let err = tokio::time::timeout(bound, alone.get::<String>(&k))
+            .await
+            .unwrap();
         assert!(matches!(err, Err(KvError::Unavailable)), "{err:?}");
     }
     listener.abort();
@@ -804,9 +974,21 @@ async fn set_if_absent_races_have_exactly_one_winner_on_every_tier() {
             Arc::new(Cache::builder().tier(mem.clone()).build()),
             Arc::new(Cache::builder().tier(mem).build()),
         ),
-        ("redis".into(), Arc::new(s.single(Tier::Redis)), Arc::new(s.single(Tier::Redis))),
-        ("postgres".into(), Arc::new(s.single(Tier::Postgres)), Arc::new(s.single(Tier::Postgres))),
-        ("tiered".into(), Arc::new(s.instance().0), Arc::new(s.instance().0)),
+        (
+            "redis".into(),
+            Arc::new(s.single(Tier::Redis)),
+            Arc::new(s.single(Tier::Redis)),
+        ),
+        (
+            "postgres".into(),
+            Arc::new(s.single(Tier::Postgres)),
+            Arc::new(s.single(Tier::Postgres)),
+        ),
+        (
+            "tiered".into(),
+            Arc::new(s.instance().0),
+            Arc::new(s.instance().0),
+        ),
     ];
     for (name, a, b) in tiers {
         for round in 0..20 {
@@ -814,10 +996,12 @@ async fn set_if_absent_races_have_exactly_one_winner_on_every_tier() {
             let (ka, kb) = (k.clone(), k.clone());
             let (a2, b2) = (a.clone(), b.clone());
             let ta = tokio::spawn(async move {
-                a2.set_if_absent(&ka, &"from-a".to_owned(), &SetOptions::default()).await
+                a2.set_if_absent(&ka, &"from-a".to_owned(), &SetOptions::default())
+                    .await
             });
             let tb = tokio::spawn(async move {
-                b2.set_if_absent(&kb, &"from-b".to_owned(), &SetOptions::default()).await
+                b2.set_if_absent(&kb, &"from-b".to_owned(), &SetOptions::default())
+                    .await
             });
             let (ra, rb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
             let winner = match (&ra, &rb) {
@@ -831,8 +1015,16 @@ async fn set_if_absent_races_have_exactly_one_winner_on_every_tier() {
                 }
                 other => panic!("{name} round {round}: not exactly one winner: {other:?}"),
             };
-            assert_eq!(a.get::<String>(&k).await.unwrap().as_deref(), Some(winner), "{name}");
-            assert_eq!(b.get::<String>(&k).await.unwrap().as_deref(), Some(winner), "{name}");
+            assert_eq!(
+                a.get::<String>(&k).await.unwrap().as_deref(),
+                Some(winner),
+                "{name}"
+            );
+            assert_eq!(
+                b.get::<String>(&k).await.unwrap().as_deref(),
+                Some(winner),
+                "{name}"
+            );
         }
     }
 }
@@ -841,7 +1033,9 @@ async fn set_if_absent_races_have_exactly_one_winner_on_every_tier() {
 async fn warm_fills_only_the_missing_keys() {
     let s = Stack::new().await;
     let (c, _) = s.instance();
-    let ks: Vec<Key> = (0..25).map(|i| key("warm", "t", &[&i.to_string()])).collect();
+    let ks: Vec<Key> = (0..25)
+        .map(|i| key("warm", "t", &[&i.to_string()]))
+        .collect();
     for k in &ks[..5] {
         c.set(k, &"already".to_owned(), None).await.unwrap();
     }
@@ -870,7 +1064,14 @@ async fn warm_fills_only_the_missing_keys() {
             }
         })
         .await;
-    assert_eq!(report, WarmReport { computed: 19, skipped: 5, failed: 1 });
+    assert_eq!(
+        report,
+        WarmReport {
+            computed: 19,
+            skipped: 5,
+            failed: 1
+        }
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 20);
     assert!(peak.load(Ordering::SeqCst) <= 3, "concurrency bound");
     let got: Vec<Option<String>> = c.get_many(&ks).await.unwrap();
@@ -881,7 +1082,14 @@ async fn warm_fills_only_the_missing_keys() {
     let again = c
         .warm(&ks, &opts, |_| async { Ok::<_, String>("late".to_owned()) })
         .await;
-    assert_eq!(again, WarmReport { computed: 1, skipped: 24, failed: 0 });
+    assert_eq!(
+        again,
+        WarmReport {
+            computed: 1,
+            skipped: 24,
+            failed: 0
+        }
+    );
 }
 
 #[tokio::test]
@@ -895,7 +1103,10 @@ async fn invalidating_a_tag_removes_every_entry_carrying_it_on_every_tier() {
     // Entries derived from user 42 (the parent), and unrelated ones.
     let children = [
         (key("profile", "t", &["42"]), with(&["user:42"])),
-        (key("avatar", "t", &["42", "small"]), with(&["user:42", "images"])),
+        (
+            key("avatar", "t", &["42", "small"]),
+            with(&["user:42", "images"]),
+        ),
         (key("feed", "other", &["42"]), with(&["user:42"])),
     ];
     let unrelated = [
@@ -908,18 +1119,43 @@ async fn invalidating_a_tag_removes_every_entry_carrying_it_on_every_tier() {
     }
     let report = c.invalidate_tag("user:42").await;
     assert!(report.complete(), "{report:?}");
-    let pg_removed = report.tiers.iter().find(|t| t.tier == Tier::Postgres).unwrap().outcome;
+    let pg_removed = report
+        .tiers
+        .iter()
+        .find(|t| t.tier == Tier::Postgres)
+        .unwrap()
+        .outcome;
     assert_eq!(pg_removed, Some(Invalidated::Removed(3)));
     for (k, _) in &children {
         assert_eq!(c.get::<String>(k).await.unwrap(), None, "{k:?}");
-        for b in [mem.clone() as Arc<dyn Backend>, s.redis.clone(), s.pg.clone()] {
-            assert!(b.get_many(&[k], false).await.unwrap()[0].is_none(), "{} {k:?}", b.tier());
+        for b in [
+            mem.clone() as Arc<dyn Backend>,
+            s.redis.clone(),
+            s.pg.clone(),
+        ] {
+            assert!(
+                b.get_many(&[k], false).await.unwrap()[0].is_none(),
+                "{} {k:?}",
+                b.tier()
+            );
         }
     }
     for (k, _) in &unrelated {
-        assert_eq!(c.get::<String>(k).await.unwrap().as_deref(), Some(k.full()), "{k:?}");
-        for b in [mem.clone() as Arc<dyn Backend>, s.redis.clone(), s.pg.clone()] {
-            assert!(b.get_many(&[k], false).await.unwrap()[0].is_some(), "{} {k:?}", b.tier());
+        assert_eq!(
+            c.get::<String>(k).await.unwrap().as_deref(),
+            Some(k.full()),
+            "{k:?}"
+        );
+        for b in [
+            mem.clone() as Arc<dyn Backend>,
+            s.redis.clone(),
+            s.pg.clone(),
+        ] {
+            assert!(
+                b.get_many(&[k], false).await.unwrap()[0].is_some(),
+                "{} {k:?}",
+                b.tier()
+            );
         }
     }
     // Tagging again after the invalidation works.
@@ -936,8 +1172,14 @@ async fn the_memory_tier_is_bounded_by_entries_and_by_bytes() {
     let big: Arc<[u8]> = serde_json::to_vec(&"x".repeat(4000)).unwrap().into();
     for i in 0..200 {
         let k = key("mem", "t", &[&i.to_string()]);
-        by_entries.set_many(&[(&k, &Entry::new(small.clone(), Duration::from_secs(60)))]).await.unwrap();
-        by_bytes.set_many(&[(&k, &Entry::new(big.clone(), Duration::from_secs(60)))]).await.unwrap();
+        by_entries
+            .set_many(&[(&k, &Entry::new(small.clone(), Duration::from_secs(60)))])
+            .await
+            .unwrap();
+        by_bytes
+            .set_many(&[(&k, &Entry::new(big.clone(), Duration::from_secs(60)))])
+            .await
+            .unwrap();
     }
     let n = by_entries.entry_count().await;
     assert!(n <= 10 && n > 0, "{n}");
@@ -946,15 +1188,21 @@ async fn the_memory_tier_is_bounded_by_entries_and_by_bytes() {
     // The memory tier caps TTLs at its max_ttl.
     let capped = MemoryBackend::new(10, 1 << 20, Duration::from_millis(200));
     let k = key("mem", "t", &["cap"]);
-    capped.set_many(&[(&k, &Entry::new(small, Duration::from_secs(3600)))]).await.unwrap();
-    let got = capped.get_many(&[&k], false).await.unwrap()[0].clone().unwrap();
+    capped
+        .set_many(&[(&k, &Entry::new(small, Duration::from_secs(3600)))])
+        .await
+        .unwrap();
+    let got = capped.get_many(&[&k], false).await.unwrap()[0]
+        .clone()
+        .unwrap();
     assert!(got.ttl <= Duration::from_millis(200));
 }
 
 #[tokio::test]
 async fn postgres_counts_hits_when_asked_and_lists_keys() {
     let s = Stack::new().await;
-    let counting = Arc::new(PostgresBackend::new(s.pool.clone(), Duration::from_secs(3)).count_hits(true));
+    let counting =
+        Arc::new(PostgresBackend::new(s.pool.clone(), Duration::from_secs(3)).count_hits(true));
     let c = Cache::builder().tier(counting).build();
     let (k1, k2) = (key("hits", "t", &["a"]), key("hits", "t", &["b"]));
     c.set(&k1, &1, None).await.unwrap();
@@ -964,7 +1212,10 @@ async fn postgres_counts_hits_when_asked_and_lists_keys() {
     }
     let _: Vec<Option<u32>> = c.get_many(&[k1.clone(), k2.clone()]).await.unwrap();
     // The default backend reads without writing.
-    assert_eq!(s.single(Tier::Postgres).get::<u32>(&k2).await.unwrap(), Some(2));
+    assert_eq!(
+        s.single(Tier::Postgres).get::<u32>(&k2).await.unwrap(),
+        Some(2)
+    );
     let listed = s.pg.list_keys("hits", Some("t"), 10).await.unwrap();
     let hits: HashMap<&str, i64> = listed.iter().map(|l| (l.key.as_str(), l.hits)).collect();
     assert_eq!(hits[k1.full()], 4);

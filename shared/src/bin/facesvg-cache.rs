@@ -21,7 +21,8 @@ use facesvg::cache::kv::{Cache, Key, PostgresBackend, RedisBackend, Scope};
 use facesvg::config::Config;
 use serde_json::json;
 
-const USAGE: &str = "usage: facesvg-cache stats | get KEY | delete KEY | keys NAMESPACE [TENANT] [--limit N]
+const USAGE: &str =
+    "usage: facesvg-cache stats | get KEY | delete KEY | keys NAMESPACE [TENANT] [--limit N]
        | invalidate (--tenant T [--namespace N] | --namespace N | --tag TAG)
        | clear-expired [--batch N] [--max-batches N]
 KEY is namespace:tenant:id as stored (see `keys`).";
@@ -52,7 +53,9 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 fn number(args: &[String], name: &str, default: i64) -> Result<i64, String> {
     match flag(args, name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| format!("{name}: {v:?} is not a number")),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name}: {v:?} is not a number")),
     }
 }
 
@@ -128,9 +131,15 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
             Ok(json!(listed))
         }
         "invalidate" => {
-            let scope = match (flag(rest, "--tenant"), flag(rest, "--namespace"), flag(rest, "--tag")) {
+            let scope = match (
+                flag(rest, "--tenant"),
+                flag(rest, "--namespace"),
+                flag(rest, "--tag"),
+            ) {
                 (Some(t), None, None) => Scope::tenant(t),
-                (Some(t), Some(ns), None) => Scope::tenant_namespace(t, ns).map_err(|e| e.to_string())?,
+                (Some(t), Some(ns), None) => {
+                    Scope::tenant_namespace(t, ns).map_err(|e| e.to_string())?
+                }
                 (None, Some(ns), None) => Scope::namespace(ns).map_err(|e| e.to_string())?,
                 (None, None, Some(tag)) => Scope::tag(tag),
                 _ => return Err(USAGE.into()),
@@ -147,7 +156,10 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
         "clear-expired" => {
             let batch = number(rest, "--batch", 1000)?;
             let max = number(rest, "--max-batches", 100)?.clamp(1, 1_000_000) as u32;
-            let done = pg.cleanup_expired(batch, max).await.map_err(|e| e.to_string())?;
+            let done = pg
+                .cleanup_expired(batch, max)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(json!(done))
         }
         _ => Err(USAGE.into()),

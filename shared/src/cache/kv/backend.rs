@@ -151,7 +151,10 @@ impl Guard {
         }
     }
 
-    pub async fn run<T>(&self, fut: impl Future<Output = Result<T, KvError>>) -> Result<T, KvError> {
+    pub async fn run<T>(
+        &self,
+        fut: impl Future<Output = Result<T, KvError>>,
+    ) -> Result<T, KvError> {
         if !self.breaker.allow() {
             return Err(KvError::CircuitOpen(self.tier));
         }

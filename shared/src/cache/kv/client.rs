@@ -204,7 +204,9 @@ impl Cache {
     fn entry(&self, key: &Key, value: Arc<[u8]>, opts: &SetOptions) -> Entry {
         Entry {
             value,
-            ttl: opts.ttl.unwrap_or_else(|| self.ttls.for_namespace(key.namespace())),
+            ttl: opts
+                .ttl
+                .unwrap_or_else(|| self.ttls.for_namespace(key.namespace())),
             grace: opts.grace,
             compute_ms: 0,
             tags: opts.tags.iter().map(|t| normalize_tag(t)).collect(),
@@ -257,8 +259,15 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
-        self.set_with(key, value, &SetOptions { ttl, ..SetOptions::default() })
-            .await
+        self.set_with(
+            key,
+            value,
+            &SetOptions {
+                ttl,
+                ..SetOptions::default()
+            },
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(key = key.full()))]
@@ -346,7 +355,12 @@ impl Cache {
 
     /// Fills the `keys` that hold no value, `opts.batch` keys per round trip and
     /// at most `opts.concurrency` computations at a time.
-    pub async fn warm<T, E, F, Fut>(&self, keys: &[Key], opts: &WarmOptions, compute: F) -> WarmReport
+    pub async fn warm<T, E, F, Fut>(
+        &self,
+        keys: &[Key],
+        opts: &WarmOptions,
+        compute: F,
+    ) -> WarmReport
     where
         T: Serialize,
         E: Display,
@@ -374,7 +388,10 @@ impl Cache {
                 .await;
             let mut entries = Vec::new();
             for (k, r) in computed {
-                match r.map_err(|e| e.to_string()).and_then(|v| encode(&v).map_err(|e| e.to_string())) {
+                match r
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| encode(&v).map_err(|e| e.to_string()))
+                {
                     Ok(bytes) => {
                         let e = self.entry(&k, bytes, &opts.set);
                         entries.push((k, e));
@@ -440,7 +457,12 @@ impl Cache {
         if let Some(hit) = &found {
             if hit.entry.is_fresh() {
                 early = opts.early_refresh.is_some_and(|beta| {
-                    xfetch_refresh_now(hit.entry.ttl, hit.entry.compute_ms, beta, self.rng.next_f64())
+                    xfetch_refresh_now(
+                        hit.entry.ttl,
+                        hit.entry.compute_ms,
+                        beta,
+                        self.rng.next_f64(),
+                    )
                 });
                 if !early {
                     return Ok(Fetched {
@@ -550,7 +572,10 @@ impl Cache {
                     }
                 }
                 if Instant::now() >= deadline {
-                    tracing::warn!(key = key.full(), "single-flight wait exceeded; computing here");
+                    tracing::warn!(
+                        key = key.full(),
+                        "single-flight wait exceeded; computing here"
+                    );
                     break;
                 }
                 tokio::time::sleep(self.flight.poll).await;
@@ -571,7 +596,10 @@ impl Cache {
         let started = Instant::now();
         let result = f().await;
         let compute_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
-        let out = match result.map_err(|e| e.to_string()).and_then(|v| encode(&v).map_err(|e| e.to_string())) {
+        let out = match result
+            .map_err(|e| e.to_string())
+            .and_then(|v| encode(&v).map_err(|e| e.to_string()))
+        {
             Ok(bytes) => {
                 let mut e = self.entry(
                     key,

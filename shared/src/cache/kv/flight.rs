@@ -62,7 +62,11 @@ pub struct XorShift(Mutex<u64>);
 impl XorShift {
     pub fn new(seed: u64) -> Self {
         // Zero is xorshift's one fixed point.
-        XorShift(Mutex::new(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed }))
+        XorShift(Mutex::new(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        }))
     }
 
     pub fn next_u64(&self) -> u64 {

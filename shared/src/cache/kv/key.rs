@@ -65,11 +65,7 @@ impl Key {
     /// Generation scopes this key belongs to (see [`Scope::id`]).
     pub fn scopes(&self) -> Vec<String> {
         let (ns, t) = (&self.namespace, &self.tenant);
-        let mut out = vec![
-            format!("n:{ns}"),
-            format!("t:{t}"),
-            format!("nt:{ns}:{t}"),
-        ];
+        let mut out = vec![format!("n:{ns}"), format!("t:{t}"), format!("nt:{ns}:{t}")];
         // Proper prefixes of the parts: `v1:a:b:c` belongs to `v1:a` and `v1:a:b`.
         let cuts: Vec<usize> = self.id.match_indices(':').map(|(i, _)| i).collect();
         for &cut in cuts.iter().skip(1) {
@@ -127,9 +123,7 @@ impl KeyBuilder {
     /// at least one more part).
     pub fn prefix(&self, tenant: &str, parts: &[&str]) -> Result<Scope, KvError> {
         if parts.is_empty() || parts.len() >= MAX_PARTS {
-            return Err(KvError::InvalidKey(
-                "a prefix has 1 to 15 parts".to_owned(),
-            ));
+            return Err(KvError::InvalidKey("a prefix has 1 to 15 parts".to_owned()));
         }
         Ok(Scope::Prefix {
             namespace: self.namespace.clone(),
@@ -266,7 +260,11 @@ mod tests {
         let b = KeyBuilder::new("stats").unwrap();
         let k = b.key("acme:eu", &["daily", "2026-11-24"]).unwrap();
         assert_eq!(k.full(), "stats:acme%3Aeu:v1:daily:2026-11-24");
-        let v2 = b.clone().version(2).key("acme:eu", &["daily", "2026-11-24"]).unwrap();
+        let v2 = b
+            .clone()
+            .version(2)
+            .key("acme:eu", &["daily", "2026-11-24"])
+            .unwrap();
         assert_ne!(k, v2);
         assert_eq!(Key::parse(k.full()).unwrap(), k);
         // A part that looks like a separator cannot collide with two parts.

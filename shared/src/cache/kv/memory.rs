@@ -71,7 +71,9 @@ impl MemoryBackend {
         let floor = (max_bytes / max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(move |_k: &String, v: &Arc<Slot>| (v.bytes.min(u32::MAX as usize) as u32).max(floor))
+            .weigher(move |_k: &String, v: &Arc<Slot>| {
+                (v.bytes.min(u32::MAX as usize) as u32).max(floor)
+            })
             .expire_after(ByDeadline)
             .build();
         MemoryBackend {
@@ -103,7 +105,9 @@ impl MemoryBackend {
         Some(Entry {
             value: slot.value.clone(),
             ttl,
-            grace: slot.stale_until.saturating_duration_since(now.max(slot.fresh_until)),
+            grace: slot
+                .stale_until
+                .saturating_duration_since(now.max(slot.fresh_until)),
             compute_ms: slot.compute_ms,
             tags: slot.tags.clone(),
         })
@@ -155,7 +159,9 @@ impl Backend for MemoryBackend {
             if e.ttl.is_zero() {
                 continue;
             }
-            self.cache.insert(k.full().to_owned(), self.slot(k, e, now)).await;
+            self.cache
+                .insert(k.full().to_owned(), self.slot(k, e, now))
+                .await;
         }
         Ok(())
     }

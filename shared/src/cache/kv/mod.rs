@@ -67,8 +67,7 @@ use thiserror::Error;
 
 pub use backend::{Backend, Entry, Invalidated, Tier, Usage};
 pub use client::{
-    Cache, CacheBuilder, Conditional, Fetched, Lookup, SetOptions, Source, WarmOptions,
-    WarmReport,
+    Cache, CacheBuilder, Conditional, Fetched, Lookup, SetOptions, Source, WarmOptions, WarmReport,
 };
 pub use flight::{ComputeOptions, FlightOptions, XorShift};
 pub use key::{Key, KeyBuilder, Scope};

@@ -84,7 +84,11 @@ impl PostgresBackend {
     ) -> Result<Vec<Row>, KvError> {
         self.guard
             .run(async {
-                let client = self.pool.get().await.map_err(|e| KvError::Pool(e.to_string()))?;
+                let client = self
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| KvError::Pool(e.to_string()))?;
                 let stmt = client.prepare_cached(sql).await?;
                 self.statements.fetch_add(1, Ordering::Relaxed);
                 Ok(client.query(&stmt, params).await?)
@@ -99,7 +103,11 @@ impl PostgresBackend {
     ) -> Result<u64, KvError> {
         self.guard
             .run(async {
-                let client = self.pool.get().await.map_err(|e| KvError::Pool(e.to_string()))?;
+                let client = self
+                    .pool
+                    .get()
+                    .await
+                    .map_err(|e| KvError::Pool(e.to_string()))?;
                 let stmt = client.prepare_cached(sql).await?;
                 self.statements.fetch_add(1, Ordering::Relaxed);
                 Ok(client.execute(&stmt, params).await?)
@@ -218,7 +226,11 @@ impl Backend for PostgresBackend {
         let ns: Vec<&str> = keys.iter().map(|k| k.namespace()).collect();
         let tenants: Vec<&str> = keys.iter().map(|k| k.tenant()).collect();
         let ids: Vec<&str> = keys.iter().map(|k| k.id()).collect();
-        let live = if stale { "s.stale_until" } else { "s.expires_at" };
+        let live = if stale {
+            "s.stale_until"
+        } else {
+            "s.expires_at"
+        };
         let sql = if self.count_hits {
             format!(
                 "UPDATE cache_store s SET hits = s.hits + 1
@@ -246,7 +258,11 @@ impl Backend for PostgresBackend {
             .iter()
             .map(|k| {
                 found
-                    .get(&(k.namespace().to_owned(), k.tenant().to_owned(), k.id().to_owned()))
+                    .get(&(
+                        k.namespace().to_owned(),
+                        k.tenant().to_owned(),
+                        k.id().to_owned(),
+                    ))
                     .cloned()
             })
             .collect())

@@ -223,7 +223,9 @@ impl RedisBackend {
         nx: bool,
     ) -> Result<Vec<Option<Entry>>, KvError> {
         let mut inv = self.set.prepare_invoke();
-        inv.key(self.gens_key()).key(self.epoch_key()).arg(if nx { "1" } else { "0" });
+        inv.key(self.gens_key())
+            .key(self.epoch_key())
+            .arg(if nx { "1" } else { "0" });
         for (k, e) in items {
             let mut scopes = k.scopes();
             scopes.extend(e.tags.iter().map(|t| tag_scope(t)));
@@ -337,8 +339,11 @@ impl Backend for RedisBackend {
 
     #[instrument(skip_all, fields(keys = items.len()))]
     async fn set_many(&self, items: &[(&Key, &Entry)]) -> Result<(), KvError> {
-        let items: Vec<(&Key, &Entry)> =
-            items.iter().filter(|(_, e)| e.is_fresh()).copied().collect();
+        let items: Vec<(&Key, &Entry)> = items
+            .iter()
+            .filter(|(_, e)| e.is_fresh())
+            .copied()
+            .collect();
         if items.is_empty() {
             return Ok(());
         }
@@ -369,7 +374,12 @@ impl Backend for RedisBackend {
         let script = &self.invalidate;
         let at: u64 = self
             .call(|mut c| async move {
-                script.key(&gens).key(&epoch).arg(&id).invoke_async(&mut c).await
+                script
+                    .key(&gens)
+                    .key(&epoch)
+                    .arg(&id)
+                    .invoke_async(&mut c)
+                    .await
             })
             .await?;
         Ok(Invalidated::Generation(at))

@@ -149,7 +149,7 @@ impl Tiered {
                     _ => None,
                 })
                 .collect();
-            (!items.is_empty()).then(|| async move {
+            (!items.is_empty()).then_some(async move {
                 if let Err(e) = self.tiers[pos].set_many(&items).await {
                     self.fail(pos, "backfill", &e);
                 }
