@@ -30,3 +30,16 @@ CREATE INDEX cache_store_tenant ON cache_store (tenant);
 CREATE INDEX cache_store_tags ON cache_store USING gin (tags);
 -- Queries into stored documents (`value @> '{...}'`).
 CREATE INDEX cache_store_value ON cache_store USING gin (value jsonb_path_ops);
+
+-- The functions' own role (see 0004_app_role.sql) reads and writes cache rows; the
+-- sweep deletes them. This migration may run before 0004 (a fresh database) or
+-- after it (a database migrated before this file existed): create the role the
+-- same idempotent way 0004 does, so the grant holds in both orders.
+DO $$
+BEGIN
+    CREATE ROLE facesvg_app LOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END
+$$;
+GRANT SELECT, INSERT, UPDATE, DELETE ON cache_store TO facesvg_app;
