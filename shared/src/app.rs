@@ -5,11 +5,13 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use thiserror::Error;
 
 use crate::cache::memory::MemoryTier;
+use crate::cache::outcomes::OutcomeCache;
 use crate::cache::redis::RedisTier;
 use crate::cache::CacheError;
 use crate::config::{Config, ConfigError};
@@ -36,10 +38,14 @@ pub enum StartupError {
 pub struct App {
     pub config: Config,
     pub tasks: TaskStore,
-    pub l0: MemoryTier,
-    pub redis: RedisTier,
+    /// The task-outcome tiers above Postgres (L0 and Redis) and their policy.
+    pub outcomes: OutcomeCache,
     pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn TaskQueue>,
+    /// How long clients should wait between polls of an open task.
+    pub poll: crate::services::poll::PollAdvice,
+    /// The batch memory budget of renders in this instance, in KiB (see `worker`).
+    pub render_memory: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -51,7 +57,17 @@ impl App {
     pub async fn from_config(mut config: Config) -> Result<Self, StartupError> {
         // One crypto provider for every rustls user in the process (SDK, Postgres, Redis).
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        // Every S3, SQS and Secrets Manager call has a deadline: a hung endpoint costs
+        // seconds and a 503, never the whole invocation.
+        let t = config.aws_timeouts;
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(t.connect)
+                    .operation_attempt_timeout(t.attempt)
+                    .operation_timeout(t.operation)
+                    .build(),
+            )
             .load()
             .await;
         if let Some(arn) = &config.database_secret_arn {
@@ -80,17 +96,20 @@ impl App {
             &config.database_url,
             config.database_credentials.as_ref(),
             config.db_pool_size,
+            config.db_connect_timeout,
         )?;
         Ok(App {
-            tasks: TaskStore::new(pool),
-            l0: MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
-            redis: RedisTier::new(
-                &config.redis_url,
-                &config.redis_prefix,
-                config.redis_timeout,
-            )?,
+            tasks: TaskStore::new(pool, config.db_timeout),
+            outcomes: OutcomeCache::new(
+                MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
+                RedisTier::new(&config.redis_url, &config.redis_prefix, config.redis_timeout)?,
+            ),
             objects,
             queue,
+            poll: Default::default(),
+            render_memory: tokio::sync::Semaphore::new(
+                (config.batch_memory_bytes / 1024).max(1) as usize
+            ),
             config,
         })
     }
@@ -98,13 +117,19 @@ impl App {
 
 /// A Postgres pool. `sslmode=require` in the URL (as RDS Proxy needs) connects over
 /// TLS, verified against the system's CA roots; credentials, if given, replace the URL's.
+///
+/// The pool bounds every step on its own (waiting for a free connection, creating
+/// one, recycling one) so that a Postgres or RDS Proxy that accepts connections and
+/// never answers costs at most `connect_timeout` per step.
 pub fn pg_pool(
     url: &str,
     credentials: Option<&(String, String)>,
     size: usize,
+    connect_timeout: Duration,
 ) -> Result<Pool, StartupError> {
     let mut pg =
         tokio_postgres::Config::from_str(url).map_err(|e| StartupError::Database(e.to_string()))?;
+    pg.connect_timeout(connect_timeout);
     if let Some((user, password)) = credentials {
         pg.user(user).password(password);
     }
@@ -119,6 +144,10 @@ pub fn pg_pool(
     };
     Pool::builder(manager)
         .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(connect_timeout))
+        .create_timeout(Some(connect_timeout))
+        .recycle_timeout(Some(connect_timeout))
         .build()
         .map_err(|e| StartupError::Database(e.to_string()))
 }

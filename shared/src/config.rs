@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::render::budget::RenderBudget;
+
 #[derive(Debug, Error)]
 #[error("environment variable {name}: {problem}")]
 pub struct ConfigError {
@@ -33,20 +35,34 @@ pub struct Limits {
     pub max_segmentation_bytes: usize,
     /// Largest SQS message body this service sends; bigger inputs go through S3.
     pub max_message_bytes: usize,
+    /// The work one render may do; its `max_pixels` is `max_image_pixels`.
+    pub render: RenderBudget,
+}
+
+/// Lambda's limit on a synchronous invocation's payload. API Gateway sends the
+/// multipart body base64-encoded inside the event, so the body itself can be at most
+/// about three quarters of it.
+pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+/// Room kept in the event for everything that is not the body (headers, context).
+const EVENT_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// The largest body whose base64 form still fits a synchronous invocation.
+pub const fn max_body_for_lambda() -> usize {
+    (LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_OVERHEAD_BYTES) / 4 * 3
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            // API Gateway HTTP APIs accept 10 MB payloads.
-            max_body_bytes: 10 * 1024 * 1024,
-            max_image_bytes: 8 * 1024 * 1024,
+            max_body_bytes: max_body_for_lambda(),
+            max_image_bytes: 4 * 1024 * 1024,
             max_image_side: 8192,
             max_image_pixels: 40_000_000,
             max_landmarks_bytes: 64 * 1024,
             max_segmentation_bytes: 4 * 1024 * 1024,
             // SQS's classic limit; leaves room for attributes.
             max_message_bytes: 250 * 1024,
+            render: RenderBudget::default(),
         }
     }
 }
@@ -57,6 +73,11 @@ pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_SECRET_ARN",
     "DB_POOL_SIZE",
+    "DB_TIMEOUT_MS",
+    "DB_CONNECT_TIMEOUT_MS",
+    "AWS_CONNECT_TIMEOUT_MS",
+    "AWS_ATTEMPT_TIMEOUT_MS",
+    "AWS_OPERATION_TIMEOUT_MS",
     "REDIS_URL",
     "REDIS_AUTH_SECRET_ARN",
     "REDIS_TIMEOUT_MS",
@@ -80,7 +101,24 @@ pub const VARIABLES: &[&str] = &[
     "MAX_LANDMARKS_BYTES",
     "MAX_SEGMENTATION_BYTES",
     "MAX_MESSAGE_BYTES",
+    "MAX_RENDER_REGIONS",
+    "MAX_RENDER_EDGES",
+    "MAX_RENDER_LOOP_EDGES",
+    "MAX_RENDER_RINGS",
+    "MAX_RENDER_POINTS",
+    "MAX_SVG_BYTES",
+    "BATCH_MEMORY_PERCENT",
 ];
+
+/// Variables the Lambda runtime sets by itself; read, but not set by the template.
+pub const RUNTIME_VARIABLES: &[&str] = &["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"];
+
+#[derive(Debug, Clone, Copy)]
+pub struct AwsTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +129,13 @@ pub struct Config {
     /// (user, password) resolved from `database_secret_arn` at start-up.
     pub database_credentials: Option<(String, String)>,
     pub db_pool_size: usize,
+    /// Deadline of one Postgres call: waiting for a pooled connection, connecting,
+    /// and the queries of that call together.
+    pub db_timeout: Duration,
+    /// Deadline of one TCP connect and start-up to Postgres.
+    pub db_connect_timeout: Duration,
+    /// S3 and SQS: connect, one attempt, and a whole operation with its retries.
+    pub aws_timeouts: AwsTimeouts,
     /// `redis://` or `rediss://` (TLS).
     pub redis_url: String,
     /// Secrets Manager secret with the ElastiCache auth `token`.
@@ -107,6 +152,9 @@ pub struct Config {
     pub stuck_after: Duration,
     pub presign_ttl: Duration,
     pub sweep_batch: i64,
+    /// Bytes that the renders of one SQS batch may hold at once (a share of the
+    /// function's memory): records wait for room rather than run out of memory together.
+    pub batch_memory_bytes: u64,
     pub auth_mode: AuthMode,
     pub tenant_claim: String,
     pub admin_scope: String,
@@ -143,11 +191,22 @@ impl Config {
             }
         };
         let defaults = Limits::default();
+        let max_image_pixels = n("MAX_IMAGE_PIXELS", defaults.max_image_pixels)?;
+        let budget = defaults.render;
+        let render = RenderBudget {
+            max_pixels: max_image_pixels,
+            max_regions: n("MAX_RENDER_REGIONS", budget.max_regions.into())?.min(255) as u32,
+            max_edges: n("MAX_RENDER_EDGES", budget.max_edges)?,
+            max_loop_edges: n("MAX_RENDER_LOOP_EDGES", budget.max_loop_edges)?,
+            max_rings: n("MAX_RENDER_RINGS", budget.max_rings)?,
+            max_points: n("MAX_RENDER_POINTS", budget.max_points)?,
+            max_svg_bytes: n("MAX_SVG_BYTES", budget.max_svg_bytes)?,
+        };
         let limits = Limits {
             max_body_bytes: n("MAX_BODY_BYTES", defaults.max_body_bytes as u64)? as usize,
             max_image_bytes: n("MAX_IMAGE_BYTES", defaults.max_image_bytes as u64)? as usize,
             max_image_side: n("MAX_IMAGE_SIDE", defaults.max_image_side as u64)? as u32,
-            max_image_pixels: n("MAX_IMAGE_PIXELS", defaults.max_image_pixels)?,
+            max_image_pixels,
             max_landmarks_bytes: n("MAX_LANDMARKS_BYTES", defaults.max_landmarks_bytes as u64)?
                 as usize,
             max_segmentation_bytes: n(
@@ -155,7 +214,29 @@ impl Config {
                 defaults.max_segmentation_bytes as u64,
             )? as usize,
             max_message_bytes: n("MAX_MESSAGE_BYTES", defaults.max_message_bytes as u64)? as usize,
+            render,
         };
+        // Lambda tells the function its memory size; locally, assume the deployed 1024 MB.
+        let memory_mb = n("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024)?;
+        let batch_percent = n("BATCH_MEMORY_PERCENT", 75)?;
+        if !(10..=90).contains(&batch_percent) {
+            return Err(ConfigError {
+                name: "BATCH_MEMORY_PERCENT",
+                problem: format!("{batch_percent} is not between 10 and 90"),
+            });
+        }
+        if limits.max_body_bytes > max_body_for_lambda() {
+            return Err(ConfigError {
+                name: "MAX_BODY_BYTES",
+                problem: format!(
+                    "{} bytes cannot reach the function: base64-encoded in the event it \
+                     exceeds Lambda's {} byte payload limit (at most {})",
+                    limits.max_body_bytes,
+                    LAMBDA_SYNC_PAYLOAD_BYTES,
+                    max_body_for_lambda()
+                ),
+            });
+        }
         let ttl_hours = n("CACHE_TTL_HOURS", 24)?;
         if ttl_hours == 0 {
             return Err(ConfigError {
@@ -168,6 +249,13 @@ impl Config {
             database_secret_arn: get("DATABASE_SECRET_ARN").filter(|v| !v.is_empty()),
             database_credentials: None,
             db_pool_size: n("DB_POOL_SIZE", 2)?.max(1) as usize,
+            db_timeout: Duration::from_millis(n("DB_TIMEOUT_MS", 3000)?.max(1)),
+            db_connect_timeout: Duration::from_millis(n("DB_CONNECT_TIMEOUT_MS", 2000)?.max(1)),
+            aws_timeouts: AwsTimeouts {
+                connect: Duration::from_millis(n("AWS_CONNECT_TIMEOUT_MS", 1000)?.max(1)),
+                attempt: Duration::from_millis(n("AWS_ATTEMPT_TIMEOUT_MS", 3000)?.max(1)),
+                operation: Duration::from_millis(n("AWS_OPERATION_TIMEOUT_MS", 8000)?.max(1)),
+            },
             redis_url: s("REDIS_URL", "redis://127.0.0.1:6379/"),
             redis_auth_secret_arn: get("REDIS_AUTH_SECRET_ARN").filter(|v| !v.is_empty()),
             redis_timeout: Duration::from_millis(n("REDIS_TIMEOUT_MS", 50)?),
@@ -183,6 +271,7 @@ impl Config {
             stuck_after: Duration::from_secs(n("STUCK_AFTER_SECS", 3600)?),
             presign_ttl: Duration::from_secs(n("PRESIGN_TTL_SECS", 300)?),
             sweep_batch: n("SWEEP_BATCH", 500)?.clamp(1, 10_000) as i64,
+            batch_memory_bytes: memory_mb * 1024 * 1024 / 100 * batch_percent,
             auth_mode,
             tenant_claim: s("TENANT_CLAIM", "tenant"),
             admin_scope: s("ADMIN_SCOPE", "facesvg/admin"),
@@ -208,7 +297,7 @@ mod tests {
         let asked = asked.into_inner();
         for name in &asked {
             assert!(
-                VARIABLES.contains(&name.as_str()),
+                VARIABLES.contains(&name.as_str()) || RUNTIME_VARIABLES.contains(&name.as_str()),
                 "{name} is read but not in VARIABLES"
             );
         }
@@ -227,5 +316,15 @@ mod tests {
         assert_eq!(err.name, "DB_POOL_SIZE");
         assert!(Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "open".to_owned())).is_err());
         assert!(Config::from_lookup(|k| (k == "CACHE_TTL_HOURS").then(|| "0".to_owned())).is_err());
+        let too_big = Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
+        assert_eq!(too_big.unwrap_err().name, "MAX_BODY_BYTES");
+    }
+
+    #[test]
+    fn the_largest_body_fits_lambdas_payload_once_base64_encoded() {
+        let body = Limits::default().max_body_bytes;
+        let encoded = body.div_ceil(3) * 4;
+        assert!(encoded + EVENT_OVERHEAD_BYTES <= LAMBDA_SYNC_PAYLOAD_BYTES);
+        assert!(Limits::default().max_image_bytes < body);
     }
 }

@@ -22,8 +22,43 @@ pub fn is_custom_resource(event: &Value) -> bool {
     event.get("RequestType").is_some() && event.get("ResponseURL").is_some()
 }
 
+/// Whether `url` may receive the answer: CloudFormation's presigned URLs are
+/// `https` on an S3 endpoint of AWS. Anything else (plain `http`, another host, a
+/// port, credentials in the URL) is refused without a connection, so an event
+/// forged by whoever can invoke the function cannot turn it into a request relay.
+pub fn check_response_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|_| "ResponseURL is not a URL".to_owned())?;
+    if uri.scheme_str() != Some("https") {
+        return Err("ResponseURL must be https".into());
+    }
+    let authority = uri.authority().ok_or("ResponseURL has no host")?;
+    if authority.as_str().contains('@') || authority.port().is_some_and(|p| p.as_u16() != 443) {
+        return Err("ResponseURL must not carry credentials or a port".into());
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
+    let s3 = host
+        .split('.')
+        .any(|label| label == "s3" || label.starts_with("s3-"));
+    if aws && s3 {
+        Ok(())
+    } else {
+        Err("ResponseURL must be an Amazon S3 endpoint".into())
+    }
+}
+
 /// Handles a custom-resource event and returns the response it sent.
 pub async fn handle_custom_resource(app: &App, event: &Value) -> Value {
+    handle_custom_resource_with(app, event, check_response_url).await
+}
+
+/// [`handle_custom_resource`] with another check of the `ResponseURL` (tests answer
+/// to a local listener).
+pub async fn handle_custom_resource_with(
+    app: &App,
+    event: &Value,
+    check_url: fn(&str) -> Result<(), String>,
+) -> Value {
     let field = |k: &str| {
         event
             .get(k)
@@ -53,7 +88,13 @@ pub async fn handle_custom_resource(app: &App, event: &Value) -> Value {
         "LogicalResourceId": field("LogicalResourceId"),
         "Data": {"Applied": applied.len(), "Known": crate::migrate::MIGRATIONS.len()},
     });
-    if let Err(e) = respond(&field("ResponseURL"), &response).await {
+    let url = field("ResponseURL");
+    if let Err(e) = check_url(&url) {
+        // The URL itself is never logged: it is a credential (a presigned PUT).
+        tracing::error!(error = %e, "refusing to answer CloudFormation");
+        return response;
+    }
+    if let Err(e) = respond(&url, &response).await {
         // CloudFormation will time the resource out; the log says why.
         tracing::error!(error = %e, "could not answer CloudFormation");
     }
@@ -72,7 +113,7 @@ async fn migrate(app: &App) -> Result<Vec<i32>, String> {
         .map_err(|e| format!("migration failed: {e}"))
 }
 
-#[instrument(skip(body), err)]
+#[instrument(skip(url, body), err)]
 async fn respond(url: &str, body: &Value) -> Result<(), String> {
     let tls = crate::app::rustls_client_config().map_err(|e| e.to_string())?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::input::{Landmarks, RenderParams};
 use crate::RENDERER_VERSION;
 
-const KEY_SCHEME: &[u8] = b"facesvg-key/1";
+const KEY_SCHEME: &[u8] = b"facesvg-key/2";
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
@@ -49,6 +49,7 @@ pub fn input_hash(k: &KeyInputs<'_>) -> String {
     field(&[u8::from(k.params.show_landmarks)]);
     field(&k.params.opacity_milli.to_be_bytes());
     field(k.params.label_scheme.as_str().as_bytes());
+    field(k.params.crop.as_str().as_bytes());
     field(RENDERER_VERSION.as_bytes());
     hex::encode(h.finalize())
 }
@@ -116,5 +117,9 @@ mod tests {
             ..p
         };
         assert_ne!(base, input_hash(&inputs("a", &lm, lapa, None)));
+        for crop in [crate::input::CropMode::Face, crate::input::CropMode::None] {
+            let other = RenderParams { crop, ..p };
+            assert_ne!(base, input_hash(&inputs("a", &lm, other, None)), "{crop:?}");
+        }
     }
 }

@@ -69,6 +69,12 @@ const LAPA_CLASSES: [&str; 11] = [
 
 pub const BACKGROUND: u8 = 0;
 
+/// The classes of the face itself, for the `face` crop: skin, brows, eyes and
+/// glasses, nose, mouth and lips (not ears, neck, hair, hat or clothes).
+pub fn is_face_class(label: u8) -> bool {
+    matches!(label, 1..=6 | 10..=13)
+}
+
 /// How the numbers (or colours) of a submitted label map are to be read. Three
 /// orders are in real use and disagree, even on left and right; the request names
 /// its scheme and the map is translated into the canonical (BiSeNet) order by class

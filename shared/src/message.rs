@@ -39,6 +39,10 @@ impl TaskInputs {
         }
     }
 
+    pub fn has_segmentation(&self) -> bool {
+        self.segmentation_png.is_some()
+    }
+
     pub fn segmentation_bytes(&self) -> Result<Option<Vec<u8>>, base64::DecodeError> {
         self.segmentation_png
             .as_deref()

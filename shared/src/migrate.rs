@@ -18,6 +18,16 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cache_store",
         include_str!("../../migrations/0002_cache_store.sql"),
     ),
+    (
+        3,
+        "outbox",
+        include_str!("../../migrations/0003_outbox.sql"),
+    ),
+    (
+        4,
+        "app_role",
+        include_str!("../../migrations/0004_app_role.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.

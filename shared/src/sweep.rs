@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::app::App;
-use crate::cache::OutcomeTier;
+use crate::tasks::results::SweepReason;
 use crate::tasks::StoreError;
 
 pub const FAILURE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -31,6 +31,10 @@ pub struct SweepReport {
     pub unused: u64,
     pub s3_objects_deleted: u64,
     pub redis_keys_deleted: u64,
+    /// Unsent task messages sent by the relay.
+    pub relayed: u64,
+    /// False when the hit counters could not be read: then nothing is judged unused.
+    pub unused_rule_applied: bool,
     pub errors: Vec<String>,
     /// True if the batch limit stopped this run before the backlog was empty.
     pub more: bool,
@@ -39,16 +43,22 @@ pub struct SweepReport {
 pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
 
-    match app.redis.take_hits().await {
+    report.relayed = relay(app).await?;
+
+    // Fail safe: "never hit" is judged only on counts that were read and folded. With
+    // Redis down, entries in use would look unused, so that rule waits a run.
+    app.outcomes.flush_counts().await;
+    match app.outcomes.redis.take_hits().await {
         Ok(hits) => match app.tasks.add_hits(&hits).await {
-            Ok(n) => report.hits_folded = n,
-            Err(e) => {
-                // Put nothing back: losing a few hit counts only delays the unused rule.
-                report.errors.push(format!("folding hits: {e}"));
+            Ok(n) => {
+                report.hits_folded = n;
+                report.unused_rule_applied = true;
             }
+            Err(e) => report.errors.push(format!("folding hits: {e}")),
         },
         Err(e) => report.errors.push(format!("reading hits: {e}")),
     }
+    let unused_age = report.unused_rule_applied.then_some(UNUSED_MAX_AGE);
 
     report.stuck_failed = app
         .tasks
@@ -58,25 +68,22 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
     for _ in 0..MAX_BATCHES {
         let swept = app
             .tasks
-            .delete_sweepable(FAILURE_MAX_AGE, UNUSED_MAX_AGE, app.config.sweep_batch)
+            .delete_sweepable(FAILURE_MAX_AGE, unused_age, app.config.sweep_batch)
             .await?;
         if swept.is_empty() {
+            report_entries(app).await;
             return Ok(report);
         }
         let mut keys = Vec::new();
         for row in &swept {
-            match row.reason.as_str() {
-                "expired" => report.expired += 1,
-                "failed" => report.failed += 1,
-                _ => report.unused += 1,
+            match row.reason {
+                SweepReason::Expired => report.expired += 1,
+                SweepReason::Failed => report.failed += 1,
+                SweepReason::Unused => report.unused += 1,
             }
-            let _ = app
-                .l0
-                .remove(&row.tenant, &row.input_hash, row.task_id)
-                .await;
             match app
-                .redis
-                .remove(&row.tenant, &row.input_hash, row.task_id)
+                .outcomes
+                .forget(&row.tenant, &row.input_hash, row.task_id)
                 .await
             {
                 Ok(()) => report.redis_keys_deleted += 2,
@@ -95,7 +102,48 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
         }
     }
     report.more = true;
+    report_entries(app).await;
     Ok(report)
+}
+
+/// The cache's size after a sweep, as the `CachedEntries` metric.
+async fn report_entries(app: &App) {
+    match app.tasks.entries().await {
+        Ok(n) => crate::metrics::count("CachedEntries", n as f64),
+        Err(e) => tracing::warn!(error = %e, "entries not counted"),
+    }
+}
+
+/// Unconfirmed sends older than this are the relay's: younger ones may still be in
+/// their submitter's hands.
+pub const RELAY_AFTER: Duration = Duration::from_secs(10);
+
+/// The outbox relay: sends every task message that was recorded but never confirmed
+/// sent (its submitter's send failed, or it died in between), in bounded batches.
+/// A message sent twice is harmless: the worker's claim is idempotent.
+pub async fn relay(app: &App) -> Result<u64, StoreError> {
+    let mut sent = 0;
+    for _ in 0..MAX_BATCHES {
+        let unsent = app.tasks.unsent(RELAY_AFTER, app.config.sweep_batch).await?;
+        if unsent.is_empty() {
+            break;
+        }
+        let mut progressed = false;
+        for (task_id, body) in unsent {
+            match app.queue.send(body).await {
+                Ok(()) => {
+                    app.tasks.mark_enqueued(task_id, None).await?;
+                    sent += 1;
+                    progressed = true;
+                }
+                Err(e) => tracing::warn!(error = %e, %task_id, "relay send failed; next run retries"),
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    Ok(sent)
 }
 
 /// The Lambda entry: an EventBridge schedule event, the admin HTTP route
@@ -106,6 +154,16 @@ pub async fn handle_event(app: &App, event: Value) -> Value {
         return crate::deploy::handle_custom_resource(app, &event).await;
     }
     let is_http = event.get("requestContext").is_some() && event.get("rawPath").is_some();
+    if event.get("job").and_then(Value::as_str) == Some("relay") {
+        // The minutely schedule: only the outbox relay, cheap when there is nothing.
+        return match relay(app).await {
+            Ok(n) => json!({"relayed": n}),
+            Err(e) => {
+                tracing::error!(error = %e, "relay failed");
+                json!({"error": e.to_string()})
+            }
+        };
+    }
     if !is_http {
         return match run(app).await {
             Ok(report) => {
@@ -122,7 +180,7 @@ pub async fn handle_event(app: &App, event: Value) -> Value {
         Err(e) => {
             crate::api::ApiError::Internal(format!("unreadable request: {e}")).into_response()
         }
-        Ok(req) => admin_cleanup(app, req).await,
+        Ok(req) => crate::api::observe(req, async |req| admin_cleanup(app, req).await).await,
     };
     http_event_response(response)
 }

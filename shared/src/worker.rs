@@ -15,11 +15,10 @@ use thiserror::Error;
 use tracing::{info_span, Instrument};
 
 use crate::app::App;
-use crate::cache::OutcomeTier;
 use crate::input::segmentation;
 use crate::message::{InputsRef, TaskInputs, TaskMessage, MESSAGE_VERSION};
 use crate::objects::svg_key;
-use crate::render::{render, RenderInput};
+use crate::render::{render_within, RenderInput};
 use crate::tasks::metrics::Metric;
 use crate::tasks::results::Claim;
 use crate::tasks::TaskError;
@@ -97,8 +96,19 @@ pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, R
         InputsRef::Inline { .. } => None,
     };
 
-    let submitted_at = match app.tasks.claim(task_id, app.config.stale_claim).await? {
-        Claim::Claimed { submitted_at, .. } => submitted_at,
+    let (submitted_at, owner) = match app.tasks.claim(task_id, app.config.stale_claim).await? {
+        Claim::Claimed {
+            submitted_at,
+            tenant,
+            inputs_sha256,
+            ..
+        } => (
+            submitted_at,
+            Owner {
+                tenant,
+                inputs_sha256,
+            },
+        ),
         Claim::Busy => return Err(RetryError::Busy),
         Claim::Finished(status) => {
             tracing::info!(%task_id, status = status.as_str(), "duplicate delivery: already finished");
@@ -112,7 +122,7 @@ pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, R
     };
 
     let started = Instant::now();
-    let handled = match run_claimed(app, &message, started).await {
+    let handled = match run_claimed(app, &message, &owner, started).await {
         Ok(h) => h,
         Err(e) => {
             // Give the claim back so that the retry need not wait for it to go stale.
@@ -129,9 +139,16 @@ pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, R
     Ok(handled)
 }
 
+/// What the task's row says of it; the message must agree.
+struct Owner {
+    tenant: String,
+    inputs_sha256: Option<String>,
+}
+
 async fn run_claimed(
     app: &App,
     message: &TaskMessage,
+    owner: &Owner,
     started: Instant,
 ) -> Result<Handled, RetryError> {
     let task_id = message.task_id;
@@ -156,55 +173,77 @@ async fn run_claimed(
         },
     };
 
+    // The queue is not trusted: the inputs must be the ones recorded with the row
+    // (rows from before the outbox carry no hash), and the tenant is the row's.
+    if let Some(expected) = &owner.inputs_sha256 {
+        let json = serde_json::to_vec(&inputs).map_err(|e| RetryError::Malformed(e.to_string()))?;
+        if hex::encode(crate::key::sha256(&json)) != *expected {
+            tracing::warn!(%task_id, "message inputs do not match the task's; dropping it");
+            app.tasks.release(task_id).await?;
+            return Ok(Handled::Skipped);
+        }
+    }
+
+    // Room in the batch's memory budget for this render, held until its SVG is stored:
+    // ten worst-case records of one batch wait for each other instead of running the
+    // instance out of memory together (and taking the innocent ones down with them).
+    let _room = app
+        .render_memory
+        .acquire_many(render_weight(app, &inputs))
+        .await
+        .map_err(|_| RetryError::Malformed("render memory semaphore closed".into()))?;
+
+    let decode_start = Instant::now();
     let label_map = match inputs.segmentation_bytes() {
         Err(e) => return Err(RetryError::Malformed(format!("segmentation_png: {e}"))),
         Ok(None) => None,
         Ok(Some(png)) => {
-            match segmentation::decode_scheme(
+            let decoded = segmentation::decode_scheme(
                 &png,
                 inputs.image.width,
                 inputs.image.height,
                 inputs.params.label_scheme,
                 &app.config.limits,
-            ) {
+            );
+            match decoded {
                 Ok(map) => Some(map),
                 Err(input_error) => {
-                    // Deterministic: the same inputs fail the same way. Cache it.
-                    let error = TaskError {
-                        code: input_error.kind.code().into(),
-                        message: input_error.message.clone(),
-                        field: Some(input_error.field.into()),
-                        retryable: false,
-                    };
-                    let elapsed = started.elapsed().as_millis() as i32;
-                    if let Some(row) = app
-                        .tasks
-                        .complete_failure(task_id, &error, elapsed, app.config.cache_ttl)
-                        .await?
-                    {
-                        backfill(app, &row).await;
-                    }
-                    return Ok(Handled::Failed);
+                    return fail_deterministically(app, task_id, &input_error, started).await
                 }
             }
         }
     };
 
+    let decode_ms = decode_start.elapsed().as_secs_f64() * 1000.0;
     let render_start = Instant::now();
-    let rendered = render(&RenderInput {
-        width: inputs.image.width,
-        height: inputs.image.height,
-        landmarks: &inputs.landmarks,
-        label_map: label_map.as_ref(),
-        params: inputs.params,
-    });
+    let rendered = render_within(
+        &RenderInput {
+            width: inputs.image.width,
+            height: inputs.image.height,
+            landmarks: &inputs.landmarks,
+            label_map: label_map.as_ref(),
+            params: inputs.params,
+        },
+        &app.config.limits.render,
+    );
+    drop(label_map);
+    let rendered = match rendered {
+        Ok(r) => r,
+        Err(over) => {
+            let input_error = crate::input::InputError::too_complex("segmentation_map", over);
+            return fail_deterministically(app, task_id, &input_error, started).await;
+        }
+    };
     let render_ms = render_start.elapsed().as_secs_f64() * 1000.0;
 
-    let key = svg_key(&message.tenant, task_id);
+    let key = svg_key(&owner.tenant, task_id);
     let svg_bytes = rendered.svg.len() as i64;
+    let (trace_ms, svg_ms) = (rendered.trace_ms, rendered.svg_ms);
+    let put_start = Instant::now();
     app.objects
         .put(&key, rendered.svg.into_bytes(), "image/svg+xml")
         .await?;
+    let s3_put_ms = put_start.elapsed().as_secs_f64() * 1000.0;
 
     let result =
         serde_json::to_value(&rendered.result).map_err(|e| RetryError::Malformed(e.to_string()))?;
@@ -226,7 +265,25 @@ async fn run_claimed(
             name: "regions",
             value: rendered.result.regions.len() as f64,
         },
+        // Per stage, recorded once here and read by the metrics below.
+        Metric {
+            name: "stage_decode_ms",
+            value: decode_ms,
+        },
+        Metric {
+            name: "stage_trace_ms",
+            value: trace_ms,
+        },
+        Metric {
+            name: "stage_svg_ms",
+            value: svg_ms,
+        },
+        Metric {
+            name: "stage_s3_put_ms",
+            value: s3_put_ms,
+        },
     ];
+    let commit_start = Instant::now();
     let finished = app
         .tasks
         .complete_success(
@@ -239,9 +296,24 @@ async fn run_claimed(
             &metrics,
         )
         .await?;
+    let commit_ms = commit_start.elapsed().as_secs_f64() * 1000.0;
     match finished {
         Some(row) => {
             backfill(app, &row).await;
+            let regions: Vec<&str> = rendered.result.regions.iter().map(|r| r.name.as_str()).collect();
+            crate::metrics::task_completed(
+                "SUCCESS",
+                &[
+                    ("decode", decode_ms),
+                    ("trace", trace_ms),
+                    ("svg", svg_ms),
+                    ("s3_put", s3_put_ms),
+                    ("commit", commit_ms),
+                    ("total", started.elapsed().as_secs_f64() * 1000.0),
+                ],
+                &regions,
+                inputs.landmarks.len(),
+            );
             Ok(Handled::Rendered)
         }
         None => {
@@ -253,11 +325,58 @@ async fn run_claimed(
     }
 }
 
+/// Ends a task whose inputs cannot be rendered: the same inputs fail the same way,
+/// so the failure is cached (a resubmit answers 422) and the message is not retried.
+async fn fail_deterministically(
+    app: &App,
+    task_id: uuid::Uuid,
+    input_error: &crate::input::InputError,
+    started: Instant,
+) -> Result<Handled, RetryError> {
+    let error = TaskError {
+        code: input_error.kind.code().into(),
+        message: input_error.message.clone(),
+        field: Some(input_error.field.into()),
+        retryable: false,
+    };
+    let elapsed = started.elapsed().as_millis() as i32;
+    crate::metrics::task_completed("FAILURE", &[], &[], 0);
+    crate::metrics::error(input_error.kind.code());
+    if let Some(row) = app
+        .tasks
+        .complete_failure(task_id, &error, elapsed, app.config.cache_ttl)
+        .await?
+    {
+        backfill(app, &row).await;
+    }
+    Ok(Handled::Failed)
+}
+
+/// This render's share of the batch memory budget, in KiB: the label map's pixels
+/// twice (labels and border flags), and the points and SVG its borders can produce
+/// at most, both capped by the render budget. Never more than the whole budget, so
+/// that one large record still runs (alone).
+fn render_weight(app: &App, inputs: &TaskInputs) -> u32 {
+    let budget = &app.config.limits.render;
+    let bytes = if inputs.has_segmentation() {
+        let pixels = u64::from(inputs.image.width) * u64::from(inputs.image.height);
+        let points = budget.max_points.min(pixels.saturating_mul(4));
+        let svg = budget
+            .max_svg_bytes
+            .min(points.saturating_mul(12) + 64 * 1024);
+        pixels * 2 + points * 16 + svg * 2
+    } else {
+        1 << 20
+    };
+    let total_kib = app.config.batch_memory_bytes / 1024;
+    (bytes / 1024)
+        .clamp(1, total_kib.max(1))
+        .min(u64::from(u32::MAX)) as u32
+}
+
 async fn backfill(app: &App, row: &crate::tasks::TaskRow) {
     if let Some(outcome) = row.outcome() {
-        if let Err(e) = app.redis.put(&outcome).await {
-            tracing::warn!(error = %e, "redis backfill skipped");
-        }
+        app.outcomes.publish(&outcome).await;
     }
 }
 

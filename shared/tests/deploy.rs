@@ -51,6 +51,17 @@ async fn response_url() -> (String, tokio::task::JoinHandle<(String, Value)>) {
     (url, handle)
 }
 
+/// Handles an event as the function does, but answers the local listener that
+/// stands in for CloudFormation's S3 URL.
+async fn local_answer(app: &facesvg::app::App, event: Value) -> Value {
+    facesvg::deploy::handle_custom_resource_with(app, &event, |url| {
+        url.starts_with("http://127.0.0.1:")
+            .then_some(())
+            .ok_or_else(|| "not local".to_owned())
+    })
+    .await
+}
+
 fn cfn_event(request_type: &str, url: &str) -> Value {
     json!({
         "RequestType": request_type, "ResponseURL": url, "StackId": "arn:aws:cloudformation:stack/facesvg",
@@ -84,7 +95,7 @@ async fn the_migrations_resource_migrates_and_answers_cloudformation() {
     let app = app_on_database(&t, &fresh).await;
 
     let (url, got) = response_url().await;
-    let sent = facesvg::sweep::handle_event(&app, cfn_event("Create", &url)).await;
+    let sent = local_answer(&app, cfn_event("Create", &url)).await;
     let (request_line, body) = got.await.unwrap();
     assert!(
         request_line.starts_with("PUT /cfn-response?X-Amz-Signature=abc"),
@@ -92,7 +103,7 @@ async fn the_migrations_resource_migrates_and_answers_cloudformation() {
     );
     assert_eq!(body, sent);
     assert_eq!(body["Status"], "SUCCESS", "{body}");
-    assert_eq!(body["Data"]["Applied"], 1);
+    assert_eq!(body["Data"]["Applied"], facesvg::migrate::MIGRATIONS.len());
     assert_eq!(body["RequestId"], "req-1");
     let n: i64 = app
         .tasks
@@ -108,10 +119,10 @@ async fn the_migrations_resource_migrates_and_answers_cloudformation() {
 
     // An update applies nothing new; a delete leaves the data alone.
     let (url, got) = response_url().await;
-    facesvg::sweep::handle_event(&app, cfn_event("Update", &url)).await;
+    local_answer(&app, cfn_event("Update", &url)).await;
     assert_eq!(got.await.unwrap().1["Data"]["Applied"], 0);
     let (url, got) = response_url().await;
-    facesvg::sweep::handle_event(&app, cfn_event("Delete", &url)).await;
+    local_answer(&app, cfn_event("Delete", &url)).await;
     assert_eq!(got.await.unwrap().1["Status"], "SUCCESS");
 }
 
@@ -120,7 +131,7 @@ async fn a_failed_migration_fails_the_deploy() {
     let t = TestApp::spawn().await;
     let app = app_on_database(&t, "facesvg_no_such_database").await;
     let (url, got) = response_url().await;
-    facesvg::sweep::handle_event(&app, cfn_event("Create", &url)).await;
+    local_answer(&app, cfn_event("Create", &url)).await;
     let body = got.await.unwrap().1;
     assert_eq!(body["Status"], "FAILED");
     assert!(
@@ -180,4 +191,34 @@ async fn sslmode_require_really_requires_tls() {
         err.to_string().to_lowercase().contains("tls") || err.to_string().contains("ssl"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_custom_resource_answers_only_https_s3_urls() {
+    for good in [
+        "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws/x?X-Amz-Signature=abc",
+        "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/x",
+        "https://s3.amazonaws.com/bucket/x",
+        "https://s3-external-1.amazonaws.com/bucket/x",
+    ] {
+        assert_eq!(facesvg::deploy::check_response_url(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x",
+        "https://evil.example.com/x",
+        "https://s3.amazonaws.com.evil.example/x",
+        "https://user:pw@s3.amazonaws.com/x",
+        "https://s3.amazonaws.com:8443/x",
+        "https://169.254.169.254/latest/meta-data",
+        "not a url",
+    ] {
+        assert!(facesvg::deploy::check_response_url(bad).is_err(), "{bad}");
+    }
+    // Through the real entry point, a local http URL gets no request at all.
+    let app = TestApp::spawn().await;
+    let (url, got) = response_url().await;
+    let sent = facesvg::sweep::handle_event(&app.app, cfn_event("Create", &url)).await;
+    assert_eq!(sent["Status"], "SUCCESS", "the migration itself ran");
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(500), got).await;
+    assert!(waited.is_err(), "the forged ResponseURL was never contacted");
 }

@@ -80,7 +80,8 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 4);
+    // render, processing, SVG bytes and regions, and the four stages.
+    assert_eq!(n, 8);
 
     // Same instance: L0. No new message either way.
     let again = t.submit(&form).await;
@@ -95,8 +96,8 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     assert_eq!(from_redis.json()["cache_tier"], "redis");
 
     // Redis lost its copy: Postgres answers and backfills Redis.
-    let outcome = t.app.redis.get_by_task(task_uuid).await.unwrap().unwrap();
-    let prefix = t.app.redis.prefix().to_owned();
+    let outcome = t.app.outcomes.redis.get_by_task(task_uuid).await.unwrap().unwrap();
+    let prefix = t.app.outcomes.redis.prefix().to_owned();
     let mut conn = t.redis().await;
     let _: i64 = redis::cmd("DEL")
         .arg(format!(
@@ -111,21 +112,29 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     let from_pg = submit_to(&third, Some("tenant-a"), &form).await;
     assert_eq!(from_pg.json()["cache_tier"], "postgres");
     assert!(
-        t.app.redis.get_by_task(task_uuid).await.unwrap().is_some(),
+        t.app.outcomes.redis.get_by_task(task_uuid).await.unwrap().is_some(),
         "backfilled"
     );
 
     assert_eq!(t.queue_depth().await, 0);
     assert_eq!(t.count_rows("task_results").await, 1);
 
-    // Hits were counted in Redis (write-behind), not in Postgres.
+    // Hits are counted in the instance, sent to Redis in batches (write-behind),
+    // never to Postgres on the hit path.
     let hits: i64 = db
         .query_one("SELECT cache_hits FROM task_results", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(hits, 0);
-    let pending = t.app.redis.take_hits().await.unwrap();
+    assert!(
+        t.app.outcomes.redis.take_hits().await.unwrap().is_empty(),
+        "fewer than a batch: still in the instance"
+    );
+    for instance in [&t.app, &other, &third] {
+        instance.outcomes.flush_counts().await;
+    }
+    let pending = t.app.outcomes.redis.take_hits().await.unwrap();
     assert_eq!(pending, vec![(task_uuid, 3)]);
 }
 
@@ -291,7 +300,7 @@ async fn a_duplicated_delivery_renders_nothing_twice() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(metrics, 4, "one set of metrics: one render");
+    assert_eq!(metrics, 8, "one set of metrics: one render");
 }
 
 #[tokio::test]
@@ -390,6 +399,7 @@ async fn deterministic_render_errors_are_cached_failures() {
     assert_eq!(s["error"]["retryable"], false);
     assert!(
         t.app
+            .outcomes
             .redis
             .get_by_task(row.task_id)
             .await
@@ -412,16 +422,21 @@ async fn redis_down_costs_nothing_but_speed() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["cache_tier"], "postgres");
     assert_eq!(again.json()["task_id"], first["task_id"]);
-    let health = t.get_as(None, "/health").await;
+    let health = t.get("/health").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "degraded");
     assert_eq!(health.json()["checks"]["postgres"]["ok"], true);
+    assert_eq!(health.json()["checks"]["redis"]["ok"], false);
 }
 
 #[tokio::test]
 async fn health_reports_every_backend() {
     let t = TestApp::spawn().await;
-    let h = t.get_as(None, "/health").await;
+    // In public only the verdict; the admin scope sees each backend.
+    let public = t.get_as(None, "/health").await;
+    assert_eq!(public.status, 200, "{}", public.body);
+    assert_eq!(public.json(), serde_json::json!({"status": "ok"}));
+    let h = t.get("/health").await;
     assert_eq!(h.status, 200, "{}", h.body);
     let j = h.json();
     assert_eq!(j["status"], "ok");
@@ -503,6 +518,8 @@ async fn statistics_and_recent_tasks_count_only_the_callers_tenant() {
             .json()["cache_tier"],
         "redis"
     );
+    // The other instance's counts reach Redis with its next batch; send them now.
+    cold.outcomes.flush_counts().await;
     let stats = t.get("/api/v1/cache/stats?days=7").await;
     assert_eq!(stats.status, 200, "{}", stats.body);
     let j = stats.json();

@@ -99,6 +99,7 @@ async fn the_sweep_deletes_exactly_what_it_should() {
     )
     .await;
     t.app
+        .outcomes
         .redis
         .record_request("tenant-a", "redis", Some(hit_in_redis.0))
         .await
@@ -113,7 +114,7 @@ async fn the_sweep_deletes_exactly_what_it_should() {
         .unwrap();
     let mut outcome = task.outcome().unwrap();
     outcome.ttl_expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
-    t.app.redis.put(&outcome).await.unwrap();
+    t.app.outcomes.redis.put(&outcome).await.unwrap();
 
     let report = facesvg::sweep::run(&t.app).await.unwrap();
     assert_eq!(
@@ -150,7 +151,7 @@ async fn the_sweep_deletes_exactly_what_it_should() {
         assert!(t.app.objects.get(&gone.1).await.unwrap().is_none());
     }
     assert!(
-        t.app.redis.get_by_task(expired.0).await.unwrap().is_none(),
+        t.app.outcomes.redis.get_by_task(expired.0).await.unwrap().is_none(),
         "redis keys deleted"
     );
 

@@ -1,16 +1,20 @@
 //! The cache-cleanup function: the EventBridge schedule and the admin HTTP route
 //! → [`facesvg::sweep::handle_event`].
 
-use facesvg::lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+
+use facesvg::lambda_runtime::{run_concurrent, service_fn, Error, LambdaEvent};
 use facesvg::serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     facesvg::telemetry::init();
-    let app = facesvg::app::App::from_env().await?;
-    let app = &app;
-    run(service_fn(move |event: LambdaEvent<Value>| async move {
-        Ok::<_, Error>(facesvg::sweep::handle_event(app, event.payload).await)
+    // One `App` per instance, shared by its invocations: one at a time on classic
+    // Lambda, several at once where AWS_LAMBDA_MAX_CONCURRENCY > 1 (Managed Instances).
+    let app = Arc::new(facesvg::app::App::from_env().await?);
+    run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(facesvg::sweep::handle_event(&app, event.payload).await) }
     }))
     .await
 }

@@ -1,14 +1,18 @@
 //! The status function: task state, the SVG and health → [`facesvg::api::status`].
 
-use facesvg::lambda_http::{run, service_fn, Error, Request};
+use std::sync::Arc;
+
+use facesvg::lambda_http::{run_concurrent, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     facesvg::telemetry::init();
-    let app = facesvg::app::App::from_env().await?;
-    let app = &app;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, Error>(facesvg::api::status(app, req).await)
+    // One `App` per instance, shared by its invocations: one at a time on classic
+    // Lambda, several at once where AWS_LAMBDA_MAX_CONCURRENCY > 1 (Managed Instances).
+    let app = Arc::new(facesvg::app::App::from_env().await?);
+    run_concurrent(service_fn(move |req: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(facesvg::api::status(&app, req).await) }
     }))
     .await
 }

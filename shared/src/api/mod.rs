@@ -49,6 +49,7 @@ impl ApiError {
                 let status = match e.kind {
                     InputErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                     InputErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    InputErrorKind::TooComplex => StatusCode::UNPROCESSABLE_ENTITY,
                     InputErrorKind::Missing | InputErrorKind::Invalid => StatusCode::BAD_REQUEST,
                 };
                 (status, e.kind.code(), Some(e.field))
@@ -85,6 +86,7 @@ impl ApiError {
             error["field"] = json!(f);
         }
         let mut resp = json_response(status, &json!({ "error": error }));
+        resp.extensions_mut().insert(ErrorCode(code));
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -101,6 +103,89 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
         header::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// What a handler tells the edge about its answer, for the request's log line and
+/// metrics (carried in the response's extensions).
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    pub tenant: Option<String>,
+    pub tier: Option<&'static str>,
+}
+
+/// Marks `resp` as served for `tenant`, from `tier` if a cache tier answered.
+pub fn served(mut resp: Response<Body>, tenant: &str, tier: Option<&'static str>) -> Response<Body> {
+    resp.extensions_mut().insert(Served {
+        tenant: Some(tenant.to_owned()),
+        tier,
+    });
+    resp
+}
+
+/// The route template of a request, as API Gateway's route keys name it: the
+/// metrics' `Route` dimension (never the raw path, which holds task ids).
+pub fn route_key(method: &str, path: &str) -> &'static str {
+    let task = |p: &str| p.starts_with(TASK_ROUTES);
+    match (method, path) {
+        ("POST", "/api/v1/frontal/crop/submit") => "POST /api/v1/frontal/crop/submit",
+        ("GET", p) if task(p) && p.contains("/status/") => "GET /api/v1/frontal/crop/status/{task_id}",
+        ("GET", p) if task(p) && p.contains("/result/") => "GET /api/v1/frontal/crop/result/{task_id}.svg",
+        ("GET", "/api/v1/cache/stats") => "GET /api/v1/cache/stats",
+        ("GET", "/api/v1/cache/recent") => "GET /api/v1/cache/recent",
+        ("POST", "/api/v1/cache/cleanup") => "POST /api/v1/cache/cleanup",
+        ("GET", "/health") => "GET /health",
+        ("GET", "/openapi.json") => "GET /openapi.json",
+        ("GET", "/docs") => "GET /docs",
+        ("GET", "/viewer") => "GET /viewer",
+        _ => "other",
+    }
+}
+
+/// Runs a handler and writes the request's one log line and its metrics.
+pub async fn observe(
+    req: Request,
+    handler: impl AsyncFnOnce(Request) -> Response<Body>,
+) -> Response<Body> {
+    use lambda_http::RequestExt;
+    let started = std::time::Instant::now();
+    let route = route_key(req.method().as_str(), route_path(&req));
+    let request_bytes = AsRef::<[u8]>::as_ref(req.body()).len();
+    // API Gateway's request id: the one its access logs and the client see.
+    let request_id = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+    .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
+    .unwrap_or_default();
+    let resp = handler(req).await;
+    let served = resp.extensions().get::<Served>().cloned().unwrap_or_default();
+    let error_code = resp
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|c| c.0);
+    crate::metrics::request(&crate::metrics::RequestRecord {
+        route,
+        status: resp.status().as_u16(),
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        request_bytes,
+        response_bytes: AsRef::<[u8]>::as_ref(resp.body()).len(),
+        tenant: served.tenant.as_deref(),
+        tier: served.tier,
+        request_id: &request_id,
+        error_code,
+    });
+    resp
+}
+
+/// The error code of an error answer, for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+/// When the invocation carrying `req` ends, as far as its Lambda context says.
+pub fn invocation_deadline(req: &Request) -> Option<std::time::Instant> {
+    use lambda_http::RequestExt;
+    req.lambda_context_ref()
+        .and_then(|c| crate::deadline::from_epoch_ms(c.deadline))
 }
 
 /// The route part of a request path, whatever stage or local prefix precedes it.

@@ -12,11 +12,15 @@ use uuid::Uuid;
 
 use super::{auth, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES};
 use crate::app::App;
-use crate::cache::OutcomeTier;
 use crate::tasks::{Outcome, TaskRow, TaskStatus};
 
 pub async fn status(app: &App, req: Request) -> Response<Body> {
-    match route(app, &req).await {
+    super::observe(req, async |req| answer(app, req).await).await
+}
+
+async fn answer(app: &App, req: Request) -> Response<Body> {
+    let deadline = super::invocation_deadline(&req);
+    match crate::deadline::scope(deadline, route(app, &req)).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -31,9 +35,21 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         return Err(ApiError::MethodNotAllowed("use GET".into()));
     }
     if path == "/health" {
-        return Ok(health(app).await);
+        // Public: only the verdict. The admin scope also sees each backend.
+        let admin = auth::caller(&app.config, req).is_ok_and(|c| c.admin);
+        return Ok(health(app, admin).await);
     }
     let caller = auth::caller(&app.config, req)?;
+    let resp = tenant_route(app, req, &caller, &path).await?;
+    Ok(super::served(resp, &caller.tenant, None))
+}
+
+async fn tenant_route(
+    app: &App,
+    req: &Request,
+    caller: &auth::Caller,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
     if path == "/api/v1/cache/stats" {
         let days = query_number(req, "days", 7, 1..=90)?;
         return cache_stats(app, &caller.tenant, days as u32).await;
@@ -81,12 +97,14 @@ fn query_number(
 /// Requests per tier (Redis, written behind on every submit), entries, storage
 /// and processing times (Postgres), for the caller's tenant only.
 async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
+    // This instance's own counts first, so that a caller sees its requests.
+    app.outcomes.flush_counts().await;
     let stats = app
         .tasks
         .stats(tenant, days)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let counts = match app.redis.request_counts(tenant, days).await {
+    let counts = match app.outcomes.redis.request_counts(tenant, days).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(error = %e, "request counts unavailable");
@@ -146,40 +164,24 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such task".into()))
 }
 
-/// What is known of a task: a finished outcome from a cache, or its row.
+/// What is known of a task: a finished outcome, or its row.
 enum Found {
     Outcome(Outcome),
     Row(TaskRow),
 }
 
 async fn find(app: &App, tenant: &str, task_id: Uuid) -> Result<Found, ApiError> {
-    if let Ok(Some(o)) = app.l0.get_by_task(task_id).await {
-        if o.tenant == tenant {
-            return Ok(Found::Outcome(o));
-        }
-    }
-    match app.redis.get_by_task(task_id).await {
-        Ok(Some(o)) if o.tenant == tenant => {
-            let _ = app.l0.put(&o).await;
-            return Ok(Found::Outcome(o));
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "redis lookup skipped"),
-    }
-    let row = app
-        .tasks
-        .get(tenant, task_id)
+    use crate::cache::outcomes::Found as Tiers;
+    match app
+        .outcomes
+        .by_task(&app.tasks, tenant, task_id)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
-    if let Some(o) = row.outcome() {
-        if let Err(e) = app.redis.put(&o).await {
-            tracing::warn!(error = %e, "redis backfill skipped");
-        }
-        let _ = app.l0.put(&o).await;
-        return Ok(Found::Outcome(o));
+    {
+        Tiers::Hit(o, _) => Ok(Found::Outcome(o)),
+        Tiers::Row(row) => Ok(Found::Row(row)),
+        Tiers::Absent => Err(ApiError::NotFound("no such task".into())),
     }
-    Ok(Found::Row(row))
 }
 
 async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
@@ -188,6 +190,7 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
         "status_url": status_url(task_id),
         "result_url": result_url(task_id),
     });
+    let mut open_wait = None;
     match find(app, tenant, task_id).await? {
         Found::Outcome(o) => {
             body["status"] = json!(o.status.as_str());
@@ -208,6 +211,9 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
             }
         }
         Found::Row(row) => {
+            if !row.status.is_finished() {
+                open_wait = Some(app.poll.retry_after(&app.tasks).await);
+            }
             body["status"] = json!(row.status.as_str());
             body["submitted_at"] = json!(row.submitted_at);
             body["started_at"] = json!(row.started_at);
@@ -218,7 +224,14 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
             }
         }
     }
-    Ok(json_response(StatusCode::OK, &body))
+    let mut resp = json_response(StatusCode::OK, &body);
+    if let Some(secs) = open_wait {
+        // An open task: poll again after the advised wait, and never from a cache.
+        let h = resp.headers_mut();
+        h.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    }
+    Ok(resp)
 }
 
 async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
@@ -254,16 +267,17 @@ async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, A
 }
 
 /// Reachability of every backend. Redis down is `degraded`: requests still work.
-pub async fn health(app: &App) -> Response<Body> {
+/// Failures are logged with their detail; the answer carries the detail (without
+/// error text) only for `admin`.
+pub async fn health(app: &App, admin: bool) -> Response<Body> {
     let (pg, redis, s3, sqs) = tokio::join!(
-        check(async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.redis.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.objects.ping().await.map_err(|e| e.to_string()) }),
-        check(async { app.queue.ping().await.map_err(|e| e.to_string()) }),
+        check("postgres", async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
+        check("redis", async { app.outcomes.redis.ping().await.map_err(|e| e.to_string()) }),
+        check("s3", async { app.objects.ping().await.map_err(|e| e.to_string()) }),
+        check("sqs", async { app.queue.ping().await.map_err(|e| e.to_string()) }),
     );
-    let ok = |v: &serde_json::Value| v["ok"] == json!(true);
-    let essential = ok(&pg) && ok(&s3) && ok(&sqs);
-    let status = match (essential, ok(&redis)) {
+    let essential = pg && s3 && sqs;
+    let status = match (essential, redis) {
         (true, true) => "ok",
         (true, false) => "degraded",
         _ => "down",
@@ -273,20 +287,29 @@ pub async fn health(app: &App) -> Response<Body> {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
-        code,
-        &json!({
-            "status": status,
-            "renderer_version": crate::RENDERER_VERSION,
-            "checks": {"postgres": pg, "redis": redis, "s3": s3, "sqs": sqs},
-        }),
-    )
+    let mut body = json!({ "status": status });
+    if admin {
+        body["renderer_version"] = json!(crate::RENDERER_VERSION);
+        body["checks"] = json!({
+            "postgres": {"ok": pg}, "redis": {"ok": redis}, "s3": {"ok": s3}, "sqs": {"ok": sqs},
+        });
+    }
+    json_response(code, &body)
 }
 
-async fn check(probe: impl std::future::Future<Output = Result<(), String>>) -> serde_json::Value {
+async fn check(
+    backend: &'static str,
+    probe: impl std::future::Future<Output = Result<(), String>>,
+) -> bool {
     match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(())) => json!({"ok": true}),
-        Ok(Err(e)) => json!({"ok": false, "error": e}),
-        Err(_) => json!({"ok": false, "error": "timed out"}),
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(backend, error = %e, "health check failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(backend, "health check timed out");
+            false
+        }
     }
 }

@@ -1,21 +1,28 @@
 //! facesvg without a service: render files, make synthetic label maps, time the renderer.
 //!
 //!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png] [--scheme lapa]
-//!                  [--show-landmarks] [--opacity 0.5] [--svg OUT.svg] [--json OUT.json]
+//!                  [--show-landmarks] [--opacity 0.5] [--crop landmarks|face|none]
+//!                  [--svg OUT.svg] [--json OUT.json]
 //!   facesvg-render synth --size N [--seed S] --out MAP.png
-//!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg]
+//!   facesvg-render synth --kind checker|stripes|sieve --width W --height H --out MAP.png
+//!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg] [--unlimited]
 //!
-//! `render` applies the service's own validation and limits. `time` prints one JSON
-//! line (median milliseconds over the runs, SVG bytes, peak resident memory).
+//! `render` applies the service's own validation and limits, the render budget
+//! included. `time` prints one JSON line (median milliseconds over the runs, SVG
+//! bytes, peak resident memory, and the budget's verdict); it renders within the
+//! service's budget unless `--unlimited`. The `synth` kinds other than the default
+//! face are hostile shapes: labels alternating on every pixel, 1-px stripes, and a
+//! region pierced by a hole at every other pixel.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use facesvg::config::Limits;
-use facesvg::input::{image, segmentation, LabelMap, Landmarks, RenderParams};
+use facesvg::input::{image, segmentation, CropMode, LabelMap, Landmarks, RenderParams};
 use facesvg::labels::LabelScheme;
-use facesvg::render::{render, synthetic, RenderInput};
+use facesvg::render::budget::RenderBudget;
+use facesvg::render::{render_within, synthetic, RenderInput};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,7 +48,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "render" => cmd_render(&opts, &flags),
         "synth" => cmd_synth(&opts),
-        "time" => cmd_time(&opts),
+        "time" => cmd_time(&opts, &flags),
         other => Err(format!("unknown command {other:?}")),
     };
     match result {
@@ -99,14 +106,22 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
         show_landmarks: flags.iter().any(|f| f == "show-landmarks"),
         opacity_milli: (opacity * 1000.0).round() as u16,
         label_scheme,
+        crop: match opts.get("crop") {
+            Some(c) => CropMode::parse(c).ok_or(format!("--crop: one of {}", CropMode::NAMES))?,
+            None => CropMode::default(),
+        },
     };
-    let out = render(&RenderInput {
-        width: info.width,
-        height: info.height,
-        landmarks: &landmarks,
-        label_map: map.as_ref(),
-        params,
-    });
+    let out = render_within(
+        &RenderInput {
+            width: info.width,
+            height: info.height,
+            landmarks: &landmarks,
+            label_map: map.as_ref(),
+            params,
+        },
+        &limits.render,
+    )
+    .map_err(|e| e.to_string())?;
     let svg_path = opts.get("svg").cloned().unwrap_or_else(|| "out.svg".into());
     std::fs::write(&svg_path, &out.svg).map_err(|e| format!("{svg_path}: {e}"))?;
     let json = serde_json::to_string_pretty(&out.result).map_err(|e| e.to_string())?;
@@ -118,6 +133,32 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
 }
 
 fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
+    if let Some(kind) = opts.get("kind").filter(|k| *k != "face") {
+        let dim = |name: &str| -> Result<u32, String> {
+            need(opts, name)?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| (1..=8192).contains(v))
+                .ok_or(format!("--{name}: a number within 1..8192"))
+        };
+        let (w, h) = (dim("width")?, dim("height")?);
+        let labels: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| match kind.as_str() {
+                "checker" => 1 + ((x + y) % 2) as u8,
+                "stripes" => 1 + (x % 2) as u8,
+                // Skin with a background hole at every other pixel of every other row.
+                "sieve" => u8::from(!(x % 2 == 1 && y % 2 == 1)),
+                _ => 0,
+            })
+            .collect();
+        if !["checker", "stripes", "sieve"].contains(&kind.as_str()) {
+            return Err(format!(
+                "--kind {kind:?}: one of face, checker, stripes, sieve"
+            ));
+        }
+        return write_grey_png(need(opts, "out")?, w, h, &labels);
+    }
     let n: u32 = need(opts, "size")?
         .parse()
         .map_err(|_| "--size: not a number")?;
@@ -130,14 +171,16 @@ fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
         .transpose()?
         .unwrap_or(1);
     let map = synthetic::face_map(n, seed);
-    let out = need(opts, "out")?;
+    write_grey_png(need(opts, "out")?, n, n, &map.labels)
+}
+
+fn write_grey_png(out: &str, w: u32, h: u32, labels: &[u8]) -> Result<(), String> {
     let file = std::fs::File::create(out).map_err(|e| format!("{out}: {e}"))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), n, n);
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w, h);
     encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_compression(png::Compression::High);
     let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-    writer
-        .write_image_data(&map.labels)
-        .map_err(|e| e.to_string())?;
+    writer.write_image_data(labels).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())
 }
 
@@ -157,7 +200,7 @@ fn spanning_landmarks(map: &LabelMap) -> Landmarks {
     }
 }
 
-fn cmd_time(opts: &HashMap<String, String>) -> Result<(), String> {
+fn cmd_time(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), String> {
     let path = need(opts, "map")?;
     let bytes = read(path)?;
     let limits = Limits {
@@ -185,15 +228,26 @@ fn cmd_time(opts: &HashMap<String, String>) -> Result<(), String> {
         label_map: Some(&map),
         params: RenderParams::default(),
     };
+    let budget = if flags.iter().any(|f| f == "unlimited") {
+        RenderBudget::UNLIMITED
+    } else {
+        Limits::default().render
+    };
     let mut times = Vec::new();
     let mut svg_bytes = 0;
+    let mut verdict = "rendered".to_owned();
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        let out = render(&input);
+        let out = render_within(&input, &budget);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
-        svg_bytes = out.svg.len();
-        if let Some(p) = opts.get("svg") {
-            std::fs::write(p, &out.svg).map_err(|e| format!("{p}: {e}"))?;
+        match out {
+            Ok(out) => {
+                svg_bytes = out.svg.len();
+                if let Some(p) = opts.get("svg") {
+                    std::fs::write(p, &out.svg).map_err(|e| format!("{p}: {e}"))?;
+                }
+            }
+            Err(e) => verdict = format!("refused: {e}"),
         }
     }
     times.sort_by(f64::total_cmp);
@@ -207,7 +261,7 @@ fn cmd_time(opts: &HashMap<String, String>) -> Result<(), String> {
         .unwrap_or(0);
     println!(
         "{}",
-        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib})
+        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib, "verdict": verdict})
     );
     Ok(())
 }

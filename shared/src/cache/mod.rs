@@ -15,6 +15,7 @@
 pub mod breaker;
 pub mod kv;
 pub mod memory;
+pub mod outcomes;
 pub mod redis;
 
 use async_trait::async_trait;

@@ -121,33 +121,48 @@ impl RedisTier {
     /// Counts a request of `tenant` answered by `tier` (`l0`, `redis`, `postgres`
     /// or `miss`) in today's statistics, and, for a hit, the hit on its task, which
     /// the sweep folds into Postgres. One round trip; Postgres is not touched.
-    #[instrument(skip(self))]
     pub async fn record_request(
         &self,
         tenant: &str,
-        tier: &str,
+        tier: &'static str,
         hit_task: Option<Uuid>,
     ) -> Result<(), CacheError> {
-        let day = self.stats_key(tenant, chrono::Utc::now().date_naive());
-        let hits = self.hits_key();
-        let tier = tier.to_owned();
-        self.call(|mut c| async move {
-            let mut pipe = redis::pipe();
-            pipe.cmd("HINCRBY").arg(&day).arg(&tier).arg(1).ignore();
+        let day = chrono::Utc::now().date_naive();
+        let hits: Vec<(Uuid, i64)> = hit_task.map(|t| (t, 1)).into_iter().collect();
+        self.record_counts(&[((tenant.to_owned(), day, tier), 1)], &hits)
+            .await
+    }
+
+    /// Adds buffered counts in one round trip: requests per (tenant, day, tier), and
+    /// hits per task (folded into Postgres by the sweep).
+    #[instrument(skip_all, fields(requests = requests.len(), hits = hits.len()))]
+    pub async fn record_counts(
+        &self,
+        requests: &[((String, chrono::NaiveDate, &'static str), i64)],
+        hits: &[(Uuid, i64)],
+    ) -> Result<(), CacheError> {
+        if requests.is_empty() && hits.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for ((tenant, day, tier), n) in requests {
+            let key = self.stats_key(tenant, *day);
+            pipe.cmd("HINCRBY").arg(&key).arg(*tier).arg(*n).ignore();
             pipe.cmd("EXPIRE")
-                .arg(&day)
+                .arg(&key)
                 .arg(STATS_RETENTION_SECS)
                 .ignore();
-            if let Some(task_id) = hit_task {
-                pipe.cmd("HINCRBY")
-                    .arg(&hits)
-                    .arg(task_id.to_string())
-                    .arg(1)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut c).await
-        })
-        .await
+        }
+        let hits_key = self.hits_key();
+        for (task_id, n) in hits {
+            pipe.cmd("HINCRBY")
+                .arg(&hits_key)
+                .arg(task_id.to_string())
+                .arg(*n)
+                .ignore();
+        }
+        self.call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
     }
 
     /// Requests per tier of `tenant` over the `days` days up to today.

@@ -34,6 +34,8 @@ pub enum InputErrorKind {
     Invalid,
     TooLarge,
     UnsupportedMediaType,
+    /// Well-formed, but more work to render than the budget allows (422).
+    TooComplex,
 }
 
 impl InputErrorKind {
@@ -43,6 +45,7 @@ impl InputErrorKind {
             InputErrorKind::Invalid => "invalid_field",
             InputErrorKind::TooLarge => "too_large",
             InputErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            InputErrorKind::TooComplex => "too_complex",
         }
     }
 }
@@ -69,6 +72,13 @@ impl InputError {
             message: message.into(),
         }
     }
+    pub fn too_complex(field: &'static str, e: crate::render::budget::BudgetError) -> Self {
+        InputError {
+            field,
+            kind: InputErrorKind::TooComplex,
+            message: e.to_string(),
+        }
+    }
     pub fn unsupported(field: &'static str, message: impl Into<String>) -> Self {
         InputError {
             field,
@@ -87,6 +97,45 @@ pub struct RenderParams {
     /// How the label map's numbers are to be read.
     #[serde(default)]
     pub label_scheme: LabelScheme,
+    /// Which box becomes the SVG's viewBox.
+    #[serde(default)]
+    pub crop: CropMode,
+}
+
+/// The frontal crop: which box of the image the SVG's viewBox shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CropMode {
+    /// The landmarks' box plus a margin of a quarter of its longer side, clamped to
+    /// the image.
+    #[default]
+    Landmarks,
+    /// The box of the label map's face classes, with the same margin (needs a map;
+    /// falls back to the landmarks' box if the map has no face pixels).
+    Face,
+    /// The whole image.
+    None,
+}
+
+impl CropMode {
+    pub const NAMES: &'static str = "landmarks, face, none";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "landmarks" => Some(CropMode::Landmarks),
+            "face" => Some(CropMode::Face),
+            "none" => Some(CropMode::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CropMode::Landmarks => "landmarks",
+            CropMode::Face => "face",
+            CropMode::None => "none",
+        }
+    }
 }
 
 impl Default for RenderParams {
@@ -95,6 +144,7 @@ impl Default for RenderParams {
             show_landmarks: false,
             opacity_milli: 500,
             label_scheme: LabelScheme::Bisenet,
+            crop: CropMode::Landmarks,
         }
     }
 }
@@ -122,13 +172,14 @@ impl<'a> Submission<'a> {
     /// image's structure, the landmarks; the label map's pixels are decoded later,
     /// on a cache miss, by [`Submission::decode_label_map`].
     pub fn from_form(form: &multipart::Form<'a>, limits: &Limits) -> Result<Self, InputError> {
-        const KNOWN: [&str; 6] = [
+        const KNOWN: [&str; 7] = [
             "image",
             "landmarks",
             "segmentation_map",
             "show_landmarks",
             "region_opacity",
             "label_scheme",
+            "crop",
         ];
         if let Some(unknown) = form.parts.iter().find(|p| !KNOWN.contains(&p.name)) {
             return Err(InputError::invalid(
@@ -147,6 +198,7 @@ impl<'a> Submission<'a> {
                 "segmentation_map" => ("segmentation_map", limits.max_segmentation_bytes),
                 "show_landmarks" => ("show_landmarks", 64),
                 "label_scheme" => ("label_scheme", 64),
+                "crop" => ("crop", 64),
                 _ => ("region_opacity", 64),
             };
             if part.data.len() > limit {
@@ -210,6 +262,21 @@ impl<'a> Submission<'a> {
                     )
                 })?,
         };
+        let crop = match form.get("crop") {
+            None => CropMode::default(),
+            Some(p) => std::str::from_utf8(p.data)
+                .ok()
+                .and_then(CropMode::parse)
+                .ok_or_else(|| {
+                    InputError::invalid("crop", format!("expected one of {}", CropMode::NAMES))
+                })?,
+        };
+        if crop == CropMode::Face && segmentation_png.is_none() {
+            return Err(InputError::invalid(
+                "crop",
+                "crop=face needs a segmentation_map to find the face in",
+            ));
+        }
         Ok(Submission {
             image: image.data,
             image_info,
@@ -219,22 +286,28 @@ impl<'a> Submission<'a> {
                 show_landmarks,
                 opacity_milli,
                 label_scheme,
+                crop,
             },
         })
     }
 
+    ///
+    /// A map whose borders alone break the render budget is refused here, after one
+    /// pass over its pixels, so that it is never queued.
     pub fn decode_label_map(&self, limits: &Limits) -> Result<Option<LabelMap>, InputError> {
-        self.segmentation_png
-            .map(|png| {
-                segmentation::decode_scheme(
-                    png,
-                    self.image_info.width,
-                    self.image_info.height,
-                    self.params.label_scheme,
-                    limits,
-                )
-            })
-            .transpose()
+        let Some(png) = self.segmentation_png else {
+            return Ok(None);
+        };
+        let map = segmentation::decode_scheme(
+            png,
+            self.image_info.width,
+            self.image_info.height,
+            self.params.label_scheme,
+            limits,
+        )?;
+        crate::render::budget::count_edges(&map, &limits.render)
+            .map_err(|e| InputError::too_complex("segmentation_map", e))?;
+        Ok(Some(map))
     }
 }
 

@@ -78,11 +78,13 @@ pub fn decode_scheme(
         ));
     }
     let pixels = w as usize * h as usize;
-    // Cap the decoder at the largest output we accept (RGBA at 8 bits) plus slack.
+    // Rows are decoded one at a time into the label buffer, so the peak is one byte
+    // per pixel whatever the colour type (an RGBA frame would be four); the decoder's
+    // own allocations are capped at a few rows plus slack.
     let mut decoder = png::Decoder::new_with_limits(
         Cursor::new(data),
         png::Limits {
-            bytes: pixels * 4 + (1 << 20),
+            bytes: w as usize * 4 * 4 + (1 << 20),
         },
     );
     decoder.set_transformations(png::Transformations::IDENTITY);
@@ -95,72 +97,72 @@ pub fn decode_scheme(
             format!("expected 8 bits per channel, got {:?}", info.bit_depth),
         ));
     }
-    let color = info.color_type;
-    let channels = match color {
+    let channels = match info.color_type {
         png::ColorType::Grayscale | png::ColorType::Indexed => 1,
         png::ColorType::GrayscaleAlpha => 2,
         png::ColorType::Rgb => 3,
         png::ColorType::Rgba => 4,
     };
-    let mut buf = vec![0u8; pixels * channels];
-    reader.next_frame(&mut buf).map_err(corrupt)?;
-
-    let labels = match channels {
-        1 | 2 => {
-            // Numbers in the scheme's order, translated to the canonical order.
-            let table = scheme.to_canonical();
-            let mut out = buf;
-            if channels == 2 {
-                out = out.chunks_exact(2).map(|p| p[0]).collect();
-            }
-            for (i, l) in out.iter_mut().enumerate() {
-                *l = table[usize::from(*l)].ok_or_else(|| {
+    if channels >= 3 && !scheme.has_palette() {
+        return Err(InputError::invalid(
+            FIELD,
+            format!(
+                "the {} scheme has no colour palette: send 8-bit labels",
+                scheme.as_str()
+            ),
+        ));
+    }
+    let table = scheme.to_canonical();
+    let mut labels = vec![0u8; pixels];
+    let mut mapped = Vec::with_capacity(w as usize);
+    let mut next_line = 0usize;
+    while let Some(row) = reader.next_interlaced_row().map_err(corrupt)? {
+        mapped.clear();
+        for p in row.data().chunks_exact(channels) {
+            let label = if channels <= 2 {
+                // Numbers in the scheme's order, translated to the canonical order.
+                table[usize::from(p[0])].ok_or_else(|| {
                     InputError::invalid(
                         FIELD,
                         format!(
-                            "pixel ({}, {}) has label {}, but {} labels run from 0 to {}",
-                            i % w as usize,
-                            i / w as usize,
-                            *l,
+                            "a pixel has label {}, but {} labels run from 0 to {}",
+                            p[0],
                             scheme.as_str(),
                             scheme.classes() - 1
                         ),
                     )
-                })?;
-            }
-            out
-        }
-        _ if !scheme.has_palette() => {
-            return Err(InputError::invalid(
-                FIELD,
-                format!(
-                    "the {} scheme has no colour palette: send 8-bit labels",
-                    scheme.as_str()
-                ),
-            ))
-        }
-        _ => {
-            let mut out = Vec::with_capacity(pixels);
-            for (i, p) in buf.chunks_exact(channels).enumerate() {
+                })?
+            } else {
                 let rgb = [p[0], p[1], p[2]];
-                let label = labels::label_of_colour(rgb).ok_or_else(|| {
+                labels::label_of_colour(rgb).ok_or_else(|| {
                     InputError::invalid(
                         FIELD,
                         format!(
-                            "pixel ({}, {}) has colour #{:02x}{:02x}{:02x}, which is not in the CelebAMask-HQ palette",
-                            i % w as usize,
-                            i / w as usize,
-                            rgb[0],
-                            rgb[1],
-                            rgb[2]
+                            "a pixel has colour #{:02x}{:02x}{:02x}, which is not in the CelebAMask-HQ palette",
+                            rgb[0], rgb[1], rgb[2]
                         ),
                     )
-                })?;
-                out.push(label);
-            }
-            out
+                })?
+            };
+            mapped.push(label);
         }
-    };
+        match row.interlace() {
+            png::InterlaceInfo::Adam7(pass) => {
+                png::expand_interlaced_row(&mut labels, w as usize, &mapped, pass, 8);
+            }
+            png::InterlaceInfo::Null(_) => {
+                let line = next_line;
+                next_line += 1;
+                let dest = labels
+                    .get_mut(line * w as usize..(line + 1) * w as usize)
+                    .ok_or_else(|| InputError::invalid(FIELD, "corrupt PNG: too many rows"))?;
+                if mapped.len() != dest.len() {
+                    return Err(InputError::invalid(FIELD, "corrupt PNG: short row"));
+                }
+                dest.copy_from_slice(&mapped);
+            }
+        }
+    }
     Ok(LabelMap {
         width: w,
         height: h,

@@ -6,6 +6,7 @@
 //! viewBox is the frontal crop: the landmarks' face box with a margin, clamped to
 //! the image; path coordinates stay in image pixels so they overlay the photo.
 
+pub mod budget;
 pub mod landmark_regions;
 pub mod simplify;
 pub mod synthetic;
@@ -15,7 +16,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::input::{LabelMap, Landmarks, RenderParams};
+use self::budget::{BudgetError, Limit, RenderBudget};
+use crate::input::{CropMode, LabelMap, Landmarks, RenderParams};
 use crate::labels;
 use crate::RENDERER_VERSION;
 
@@ -61,6 +63,10 @@ pub struct ImageSize {
 pub struct Rendered {
     pub svg: String,
     pub result: RenderResult,
+    /// Where the time went: tracing the label map (simplification included), and
+    /// writing the SVG and the result.
+    pub trace_ms: f64,
+    pub svg_ms: f64,
 }
 
 pub struct RenderInput<'a> {
@@ -71,21 +77,70 @@ pub struct RenderInput<'a> {
     pub params: RenderParams,
 }
 
+/// Renders with no limits (trusted inputs, tests); the service uses [`render_within`].
 pub fn render(input: &RenderInput<'_>) -> Rendered {
-    let crop = crop_box(input.landmarks, input.width, input.height);
-    let mut body = String::with_capacity(16 * 1024);
+    match render_within(input, &RenderBudget::UNLIMITED) {
+        Ok(r) => r,
+        Err(e) => unreachable!("an unlimited budget cannot be exceeded: {e}"),
+    }
+}
+
+/// Renders the SVG and its result, stopping as soon as the work exceeds `budget`.
+pub fn render_within(
+    input: &RenderInput<'_>,
+    budget: &RenderBudget,
+) -> Result<Rendered, BudgetError> {
+    let started = std::time::Instant::now();
+    let traced = match input.label_map {
+        Some(map) => Some(trace::trace_within(map, budget)?),
+        None => None,
+    };
+    let trace_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let crop = match input.params.crop {
+        CropMode::Landmarks => crop_box(input.landmarks, input.width, input.height),
+        CropMode::None => BoxPx {
+            x: 0.0,
+            y: 0.0,
+            width: input.width.into(),
+            height: input.height.into(),
+        },
+        CropMode::Face => traced
+            .as_deref()
+            .and_then(|regions| face_box(regions, input.width, input.height))
+            .unwrap_or_else(|| crop_box(input.landmarks, input.width, input.height)),
+    };
+    // One buffer, header first: the SVG is never copied, so its budget is its size.
+    let mut svg = String::with_capacity(16 * 1024);
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
+        num(crop.x),
+        num(crop.y),
+        num(crop.width),
+        num(crop.height),
+        num(crop.width),
+        num(crop.height),
+        RENDERER_VERSION
+    );
+    let _ = writeln!(
+        svg,
+        "<g class=\"regions\" fill-rule=\"evenodd\" fill-opacity=\"{}\">",
+        num(input.params.opacity())
+    );
+    let written = |svg: &String| budget.check(Limit::SvgBytes, svg.len() as u64);
     let mut regions = Vec::new();
-    let source = match input.label_map {
-        Some(map) => {
-            for region in trace::trace(map) {
+    let source = match traced {
+        Some(traced) => {
+            for region in traced {
                 let name = labels::name(region.label).unwrap_or("unknown");
-                open_path(&mut body, name, region.label);
+                open_path(&mut svg, name, region.label);
                 let mut points = 0;
                 for ring in &region.loops {
                     points += ring.len();
-                    write_ring(&mut body, ring);
+                    write_ring(&mut svg, ring);
+                    written(&svg)?;
                 }
-                body.push_str("\"/>\n");
+                svg.push_str("\"/>\n");
                 let [x0, y0, x1, y1] = region.bbox;
                 regions.push(RegionInfo {
                     name: name.to_owned(),
@@ -106,10 +161,10 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
         }
         None => {
             for region in landmark_regions::regions(input.landmarks) {
-                open_path(&mut body, region.name, region.label);
+                open_path(&mut svg, region.name, region.label);
                 let (mut area, mut cx, mut cy, mut points) = (0.0, 0.0, 0.0, 0);
                 for (i, ring) in region.rings.iter().enumerate() {
-                    write_polygon(&mut body, ring);
+                    write_polygon(&mut svg, ring);
                     points += ring.len();
                     // The first ring is the outline, later ones are holes.
                     let (a, x, y) = landmark_regions::ring_moments(ring);
@@ -118,7 +173,8 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
                     cx += sign * x;
                     cy += sign * y;
                 }
-                body.push_str("\"/>\n");
+                svg.push_str("\"/>\n");
+                written(&svg)?;
                 let (x0, y0, x1, y1) =
                     landmark_regions::bounds(region.rings.iter().flatten().copied());
                 let centroid = if area.abs() > 1e-9 {
@@ -144,25 +200,6 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
             "landmarks"
         }
     };
-
-    let mut svg = String::with_capacity(body.len() + 512);
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
-        num(crop.x),
-        num(crop.y),
-        num(crop.width),
-        num(crop.height),
-        num(crop.width),
-        num(crop.height),
-        RENDERER_VERSION
-    );
-    let _ = writeln!(
-        svg,
-        "<g class=\"regions\" fill-rule=\"evenodd\" fill-opacity=\"{}\">",
-        num(input.params.opacity())
-    );
-    svg.push_str(&body);
     svg.push_str("</g>\n");
     if input.params.show_landmarks {
         let r = (crop.width.max(crop.height) * 0.004).max(1.0);
@@ -179,6 +216,7 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
         svg.push_str("</g>\n");
     }
     svg.push_str("</svg>\n");
+    written(&svg)?;
 
     let result = RenderResult {
         renderer_version: RENDERER_VERSION.to_owned(),
@@ -191,13 +229,39 @@ pub fn render(input: &RenderInput<'_>) -> Rendered {
         regions,
         svg_bytes: svg.len(),
     };
-    Rendered { svg, result }
+    Ok(Rendered {
+        svg,
+        result,
+        trace_ms,
+        svg_ms: started.elapsed().as_secs_f64() * 1000.0 - trace_ms,
+    })
 }
 
 /// The landmarks' box grown by [`CROP_MARGIN`] on every side, in whole pixels,
 /// clamped to the image.
 pub fn crop_box(landmarks: &Landmarks, width: u32, height: u32) -> BoxPx {
     let (x0, y0, x1, y1) = landmark_regions::bounds(landmarks.iter_px());
+    margin_box(x0, y0, x1, y1, width, height)
+}
+
+/// The pixel box of the face classes among `regions`, grown and clamped as the
+/// landmarks' box is; `None` if there are no face pixels.
+pub fn face_box(regions: &[trace::TracedRegion], width: u32, height: u32) -> Option<BoxPx> {
+    let face = regions.iter().filter(|r| labels::is_face_class(r.label));
+    let [x0, y0, x1, y1] = face.map(|r| r.bbox).reduce(|a, b| {
+        [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+    })?;
+    Some(margin_box(
+        x0.into(),
+        y0.into(),
+        x1.into(),
+        y1.into(),
+        width,
+        height,
+    ))
+}
+
+fn margin_box(x0: f64, y0: f64, x1: f64, y1: f64, width: u32, height: u32) -> BoxPx {
     let margin = (x1 - x0).max(y1 - y0) * CROP_MARGIN;
     let (w, h) = (f64::from(width), f64::from(height));
     let cx0 = (x0 - margin).floor().clamp(0.0, w - 1.0);

@@ -18,6 +18,7 @@
 //! label is on the right — so that both regions along a border get the very same
 //! points, and the shared border stays free of gaps and overlaps.
 
+use super::budget::{BudgetError, Limit, RenderBudget};
 use super::simplify::{self, Sides, P};
 use crate::input::LabelMap;
 use crate::labels::BACKGROUND;
@@ -161,9 +162,24 @@ impl Sides for ChainSides<'_> {
     }
 }
 
-/// Traces every non-background region of `map`, ordered by label.
+/// Traces every non-background region of `map`, ordered by label, with no limits
+/// (for trusted maps; the service uses [`trace_within`]).
 pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
+    match trace_within(map, &RenderBudget::UNLIMITED) {
+        Ok(regions) => regions,
+        Err(e) => unreachable!("an unlimited budget cannot be exceeded: {e}"),
+    }
+}
+
+/// Traces every non-background region of `map`, ordered by label, and stops as soon
+/// as the work exceeds `budget`: border edges are counted row by row in the first
+/// pass, rings and points as the second pass keeps them.
+pub fn trace_within(
+    map: &LabelMap,
+    budget: &RenderBudget,
+) -> Result<Vec<TracedRegion>, BudgetError> {
     let (w, h) = (map.width as usize, map.height as usize);
+    budget.check(Limit::Pixels, (w * h) as u64)?;
     let labels = &map.labels;
     let grid = Grid {
         w: w as i64,
@@ -192,8 +208,10 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
         y1: 0,
     }; 256];
     let mut sides = vec![0u8; w * h];
+    let mut edges = 0u64;
     for y in 0..h {
         let row = y * w;
+        let mut row_edges = 0u32;
         for x in 0..w {
             let l = labels[row + x];
             if l == BACKGROUND {
@@ -221,12 +239,18 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
                 bits |= LEFT;
             }
             sides[row + x] = bits;
+            row_edges += bits.count_ones();
         }
+        edges += u64::from(row_edges);
+        budget.check(Limit::Edges, edges)?;
     }
+    let regions = stats.iter().skip(1).filter(|s| s.area > 0).count();
+    budget.check(Limit::Regions, regions as u64)?;
 
     // Pass 2: follow each unvisited boundary edge around its loop.
     let mut scratch = Scratch::default();
     let mut loops: Vec<Vec<Vec<P>>> = vec![Vec::new(); 256];
+    let (mut rings, mut points) = (0u64, 0u64);
     for y in 0..h {
         for x in 0..w {
             while sides[y * w + x] != 0 {
@@ -240,14 +264,18 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
                     BOTTOM => ((xi + 1, yi + 1), Dir::L),
                     _ => ((xi, yi + 1), Dir::U),
                 };
-                follow(&grid, &mut sides, label, start, dir, &mut scratch.edges);
+                follow(&grid, &mut sides, label, start, dir, &mut scratch.edges, budget)?;
                 let ring = simplify_loop(&grid, u16::from(label), &mut scratch);
+                rings += 1;
+                points += ring.len() as u64;
+                budget.check(Limit::Rings, rings)?;
+                budget.check(Limit::Points, points)?;
                 loops[usize::from(label)].push(ring);
             }
         }
     }
 
-    (1..=255u8)
+    Ok((1..=255u8)
         .filter(|&l| stats[usize::from(l)].area > 0)
         .map(|l| {
             let s = stats[usize::from(l)];
@@ -263,7 +291,7 @@ pub fn trace(map: &LabelMap) -> Vec<TracedRegion> {
                 loops: std::mem::take(&mut loops[usize::from(l)]),
             }
         })
-        .collect()
+        .collect())
 }
 
 /// Buffers reused across loops: a large map has hundreds of thousands of them.
@@ -284,7 +312,8 @@ fn follow(
     start: (i64, i64),
     dir: Dir,
     edges: &mut Vec<((i64, i64), u16)>,
-) {
+    budget: &RenderBudget,
+) -> Result<(), BudgetError> {
     let w = grid.w;
     edges.clear();
     let mut v = start;
@@ -293,6 +322,9 @@ fn follow(
         let ((px, py), side) = Grid::interior(v, d);
         sides[(py * w + px) as usize] &= !side;
         edges.push((v, grid.across(v, d)));
+        if edges.len() % 4096 == 0 {
+            budget.check(Limit::LoopEdges, edges.len() as u64)?;
+        }
         v = d.step(v);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then left.
         let next = [d.turn(1), d, d.turn(3)]
@@ -301,7 +333,7 @@ fn follow(
             .expect("a boundary vertex always has an outgoing edge of the same label");
         d = next;
         if v == start && d == dir {
-            return;
+            return Ok(());
         }
     }
 }

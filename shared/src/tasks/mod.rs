@@ -105,6 +105,11 @@ pub struct Outcome {
 }
 
 impl TaskRow {
+    /// A finished task past its TTL: never served, run again on the next submit.
+    pub fn is_expired(&self) -> bool {
+        self.status.is_finished() && self.ttl_expires_at <= Utc::now()
+    }
+
     /// The cacheable outcome of a finished task; `None` while it is open or when
     /// its failure is retryable (which must not be served from a cache).
     pub fn outcome(&self) -> Option<Outcome> {
@@ -135,6 +140,8 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
+    #[error("database call timed out after {0:?}")]
+    Timeout(std::time::Duration),
     #[error("stored row is malformed: {0}")]
     Corrupt(String),
 }

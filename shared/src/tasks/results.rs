@@ -17,6 +17,17 @@ const COLUMNS: &str = "task_id, tenant, input_hash, status, result, svg_s3_key, 
 #[derive(Clone)]
 pub struct TaskStore {
     pool: Pool,
+    /// Deadline of one call (pool wait, connect and queries together), shortened by
+    /// the invocation's own deadline (see [`crate::deadline`]).
+    timeout: Duration,
+}
+
+/// A task about to be recorded: its id and, when known, its queue message.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub task_id: Uuid,
+    pub outbox: Option<String>,
+    pub inputs_sha256: Option<String>,
 }
 
 /// What inserting a new task found.
@@ -34,6 +45,9 @@ pub enum Claim {
     Claimed {
         attempts: i32,
         submitted_at: DateTime<Utc>,
+        /// The row's own tenant and inputs hash: the message is checked against them.
+        tenant: String,
+        inputs_sha256: Option<String>,
     },
     /// Already `SUCCESS` or `FAILURE`: a duplicate delivery.
     Finished(TaskStatus),
@@ -51,7 +65,29 @@ pub struct Swept {
     pub input_hash: String,
     pub svg_s3_key: Option<String>,
     pub input_s3_key: Option<String>,
-    pub reason: String,
+    pub reason: SweepReason,
+}
+
+/// Why the sweep deleted a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepReason {
+    /// Past its TTL.
+    Expired,
+    /// A failure older than the failure age.
+    Failed,
+    /// Never hit, older than the unused age.
+    Unused,
+}
+
+impl SweepReason {
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "expired" => Ok(SweepReason::Expired),
+            "failed" => Ok(SweepReason::Failed),
+            "unused" => Ok(SweepReason::Unused),
+            other => Err(StoreError::Corrupt(format!("sweep reason {other:?}"))),
+        }
+    }
 }
 
 /// A tenant's entries and processing times, from Postgres.
@@ -100,8 +136,20 @@ fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
 }
 
 impl TaskStore {
-    pub fn new(pool: Pool) -> Self {
-        TaskStore { pool }
+    pub fn new(pool: Pool, timeout: Duration) -> Self {
+        TaskStore { pool, timeout }
+    }
+
+    /// Runs one store call within its deadline. A call cut off mid-transaction is
+    /// rolled back by Postgres when its connection is dropped, so nothing is
+    /// half-written.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        crate::deadline::bounded(self.timeout, call)
+            .await
+            .unwrap_or_else(|allowed| Err(StoreError::Timeout(allowed)))
     }
 
     pub fn pool(&self) -> &Pool {
@@ -110,8 +158,11 @@ impl TaskStore {
 
     #[instrument(skip(self), err)]
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pool.get().await?.execute("SELECT 1", &[]).await?;
-        Ok(())
+        self.bounded(async move {
+            self.pool.get().await?.execute("SELECT 1", &[]).await?;
+            Ok(())
+        })
+        .await
     }
 
     #[instrument(skip(self), err)]
@@ -120,30 +171,37 @@ impl TaskStore {
         tenant: &str,
         input_hash: &str,
     ) -> Result<Option<TaskRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let sql =
-            format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 AND input_hash = $2");
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query_opt(&stmt, &[&tenant, &input_hash])
-            .await?
-            .as_ref()
-            .map(row_to_task)
-            .transpose()
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let sql =
+                format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 AND input_hash = $2");
+            let stmt = client.prepare_cached(&sql).await?;
+            client
+                .query_opt(&stmt, &[&tenant, &input_hash])
+                .await?
+                .as_ref()
+                .map(row_to_task)
+                .transpose()
+        })
+        .await
     }
 
     /// A task of `tenant`; another tenant's task is indistinguishable from none.
     #[instrument(skip(self), err)]
     pub async fn get(&self, tenant: &str, task_id: Uuid) -> Result<Option<TaskRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let sql = format!("SELECT {COLUMNS} FROM task_results WHERE task_id = $1 AND tenant = $2");
-        let stmt = client.prepare_cached(&sql).await?;
-        client
-            .query_opt(&stmt, &[&task_id, &tenant])
-            .await?
-            .as_ref()
-            .map(row_to_task)
-            .transpose()
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let sql =
+                format!("SELECT {COLUMNS} FROM task_results WHERE task_id = $1 AND tenant = $2");
+            let stmt = client.prepare_cached(&sql).await?;
+            client
+                .query_opt(&stmt, &[&task_id, &tenant])
+                .await?
+                .as_ref()
+                .map(row_to_task)
+                .transpose()
+        })
+        .await
     }
 
     /// Records a new `PENDING` task unless one exists for the same inputs. Of any
@@ -156,33 +214,64 @@ impl TaskStore {
         renderer_version: &str,
         ttl: Duration,
     ) -> Result<Inserted, StoreError> {
-        let client = self.pool.get().await?;
-        let sql = format!(
-            "INSERT INTO task_results (task_id, tenant, input_hash, status, renderer_version, ttl_expires_at)
-             VALUES ($1, $2, $3, 'PENDING', $4, now() + make_interval(secs => $5))
-             ON CONFLICT (tenant, input_hash) DO NOTHING
-             RETURNING {COLUMNS}"
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        let id = Uuid::new_v4();
-        if let Some(row) = client
-            .query_opt(
-                &stmt,
-                &[&id, &tenant, &input_hash, &renderer_version, &secs(ttl)],
-            )
-            .await?
-        {
-            return Ok(Inserted::Created(row_to_task(&row)?));
-        }
-        drop(client);
-        // The conflicting row can only vanish if the sweep deleted it in between;
-        // then the caller's retry inserts afresh.
-        match self.find_by_hash(tenant, input_hash).await? {
-            Some(row) => Ok(Inserted::Existing(row)),
-            None => Err(StoreError::Corrupt(
-                "task vanished during insert; retry".into(),
-            )),
-        }
+        let pending = Pending {
+            task_id: Uuid::new_v4(),
+            outbox: None,
+            inputs_sha256: None,
+        };
+        self.insert_with_outbox(tenant, input_hash, renderer_version, ttl, &pending)
+            .await
+    }
+
+    /// Records a new `PENDING` task together with its queue message (the outbox), in
+    /// one statement: if the sender dies before SQS confirms, the relay sends it.
+    #[instrument(skip(self, pending), fields(task_id = %pending.task_id), err)]
+    pub async fn insert_with_outbox(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        renderer_version: &str,
+        ttl: Duration,
+        pending: &Pending,
+    ) -> Result<Inserted, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let sql = format!(
+                "INSERT INTO task_results (task_id, tenant, input_hash, status, renderer_version, ttl_expires_at,
+                                           outbox, inputs_sha256)
+                 VALUES ($1, $2, $3, 'PENDING', $4, now() + make_interval(secs => $5), $6, $7)
+                 ON CONFLICT (tenant, input_hash) DO NOTHING
+                 RETURNING {COLUMNS}"
+            );
+            let stmt = client.prepare_cached(&sql).await?;
+            if let Some(row) = client
+                .query_opt(
+                    &stmt,
+                    &[
+                        &pending.task_id,
+                        &tenant,
+                        &input_hash,
+                        &renderer_version,
+                        &secs(ttl),
+                        &pending.outbox,
+                        &pending.inputs_sha256,
+                    ],
+                )
+                .await?
+            {
+                return Ok(Inserted::Created(row_to_task(&row)?));
+            }
+            drop(client);
+            // The conflicting row can only vanish if the sweep deleted it in between;
+            // then the caller's retry inserts afresh.
+            match self.find_by_hash(tenant, input_hash).await? {
+                Some(row) => Ok(Inserted::Existing(row)),
+                None => Err(StoreError::Corrupt(
+                    "task vanished during insert; retry".into(),
+                )),
+            }
+        })
+        .await
     }
 
     #[instrument(skip(self), err)]
@@ -191,92 +280,168 @@ impl TaskStore {
         task_id: Uuid,
         input_s3_key: Option<&str>,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "UPDATE task_results SET enqueued_at = now(), input_s3_key = COALESCE($2, input_s3_key)
-                 WHERE task_id = $1",
-                &[&task_id, &input_s3_key],
-            )
-            .await?;
-        Ok(())
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "UPDATE task_results SET enqueued_at = now(), outbox = NULL,
+                            input_s3_key = COALESCE($2, input_s3_key)
+                     WHERE task_id = $1",
+                    &[&task_id, &input_s3_key],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
-    /// Undoes `insert_pending` when the task could not be enqueued, so that the
-    /// client's retry starts clean instead of waiting on a task nobody will run.
-    #[instrument(skip(self), err)]
-    pub async fn delete_unqueued(&self, task_id: Uuid) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute("DELETE FROM task_results WHERE task_id = $1 AND status = 'PENDING' AND enqueued_at IS NULL", &[&task_id])
-            .await?;
-        Ok(())
-    }
 
     /// Moves a retryable failure back to `PENDING` for a new run. Returns whether
     /// this call did it (a concurrent submit may have).
     #[instrument(skip(self), err)]
-    pub async fn reopen(&self, task_id: Uuid, ttl: Duration) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let n = client
-            .execute(
-                "UPDATE task_results SET status = 'PENDING', error = NULL, attempts = 0, submitted_at = now(),
-                        enqueued_at = NULL, started_at = NULL, completed_at = NULL,
-                        ttl_expires_at = now() + make_interval(secs => $2)
-                 WHERE task_id = $1 AND status = 'FAILURE' AND (error->>'retryable')::boolean",
-                &[&task_id, &secs(ttl)],
-            )
-            .await?;
-        Ok(n == 1)
+    pub async fn reopen(
+        &self,
+        task_id: Uuid,
+        ttl: Duration,
+        outbox: &str,
+        inputs_sha256: &str,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            // A retryable failure, or an entry past its TTL that the sweep has not
+            // deleted yet: both are run again rather than served.
+            let n = client
+                .execute(
+                    "UPDATE task_results SET status = 'PENDING', error = NULL, result = NULL, attempts = 0,
+                            submitted_at = now(), enqueued_at = NULL, started_at = NULL, completed_at = NULL,
+                            ttl_expires_at = now() + make_interval(secs => $2), outbox = $3, inputs_sha256 = $4
+                     WHERE task_id = $1 AND (
+                        (status = 'FAILURE' AND (error->>'retryable')::boolean)
+                        OR (status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now()))",
+                    &[&task_id, &secs(ttl), &outbox, &inputs_sha256],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// The median time from submit to success of the last 200 tasks that rendered.
+    #[instrument(skip(self), err)]
+    pub async fn median_completion(&self) -> Result<Option<Duration>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FROM (
+                         SELECT extract(epoch FROM completed_at - submitted_at)::float8 AS secs
+                         FROM task_results WHERE status = 'SUCCESS' AND completed_at IS NOT NULL
+                         ORDER BY completed_at DESC LIMIT 200) recent",
+                    &[],
+                )
+                .await?;
+            let secs: Option<f64> = row.try_get(0)?;
+            Ok(secs.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64))
+        })
+        .await
+    }
+
+    /// Finished entries held (the cache's size in rows).
+    #[instrument(skip(self), err)]
+    pub async fn entries(&self) -> Result<i64, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM task_results WHERE status IN ('SUCCESS', 'FAILURE')",
+                    &[],
+                )
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+        .await
+    }
+
+    /// Tasks whose message was recorded but never confirmed sent, oldest first.
+    #[instrument(skip(self), err)]
+    pub async fn unsent(
+        &self,
+        older_than: Duration,
+        batch: i64,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT task_id, outbox FROM task_results
+                     WHERE enqueued_at IS NULL AND outbox IS NOT NULL AND status = 'PENDING'
+                       AND submitted_at < now() - make_interval(secs => $1)
+                     ORDER BY submitted_at LIMIT $2",
+                    &[&secs(older_than), &batch],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+        .await
     }
 
     /// Takes a task for rendering: `PENDING`, or `PROCESSING` under a claim older
     /// than `stale` (its worker crashed).
     #[instrument(skip(self), err)]
     pub async fn claim(&self, task_id: Uuid, stale: Duration) -> Result<Claim, StoreError> {
-        let client = self.pool.get().await?;
-        let claimed = client
-            .query_opt(
-                "UPDATE task_results SET status = 'PROCESSING', attempts = attempts + 1, started_at = now()
-                 WHERE task_id = $1 AND (status = 'PENDING'
-                    OR (status = 'PROCESSING' AND started_at < now() - make_interval(secs => $2)))
-                 RETURNING attempts, submitted_at",
-                &[&task_id, &secs(stale)],
-            )
-            .await?;
-        if let Some(row) = claimed {
-            return Ok(Claim::Claimed {
-                attempts: row.try_get(0)?,
-                submitted_at: row.try_get(1)?,
-            });
-        }
-        let status = client
-            .query_opt(
-                "SELECT status FROM task_results WHERE task_id = $1",
-                &[&task_id],
-            )
-            .await?;
-        Ok(match status {
-            None => Claim::Missing,
-            Some(row) => {
-                let s: String = row.try_get(0)?;
-                match TaskStatus::parse(&s) {
-                    Some(st) if st.is_finished() => Claim::Finished(st),
-                    Some(_) => Claim::Busy,
-                    None => return Err(StoreError::Corrupt(format!("status {s:?}"))),
-                }
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let claimed = client
+                .query_opt(
+                    "UPDATE task_results SET status = 'PROCESSING', attempts = attempts + 1, started_at = now()
+                     WHERE task_id = $1 AND (status = 'PENDING'
+                        OR (status = 'PROCESSING' AND started_at < now() - make_interval(secs => $2)))
+                     RETURNING attempts, submitted_at, tenant, inputs_sha256",
+                    &[&task_id, &secs(stale)],
+                )
+                .await?;
+            if let Some(row) = claimed {
+                return Ok(Claim::Claimed {
+                    attempts: row.try_get(0)?,
+                    submitted_at: row.try_get(1)?,
+                    tenant: row.try_get(2)?,
+                    inputs_sha256: row.try_get(3)?,
+                });
             }
+            let status = client
+                .query_opt(
+                    "SELECT status FROM task_results WHERE task_id = $1",
+                    &[&task_id],
+                )
+                .await?;
+            Ok(match status {
+                None => Claim::Missing,
+                Some(row) => {
+                    let s: String = row.try_get(0)?;
+                    match TaskStatus::parse(&s) {
+                        Some(st) if st.is_finished() => Claim::Finished(st),
+                        Some(_) => Claim::Busy,
+                        None => return Err(StoreError::Corrupt(format!("status {s:?}"))),
+                    }
+                }
+            })
         })
+        .await
     }
 
     /// Gives a claim back after a transient error, so the retry can take it at once.
     #[instrument(skip(self), err)]
     pub async fn release(&self, task_id: Uuid) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute("UPDATE task_results SET status = 'PENDING' WHERE task_id = $1 AND status = 'PROCESSING'", &[&task_id])
-            .await?;
-        Ok(())
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            client
+                .execute("UPDATE task_results SET status = 'PENDING' WHERE task_id = $1 AND status = 'PROCESSING'", &[&task_id])
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records a success and its metrics in one transaction. Returns the finished
@@ -293,33 +458,36 @@ impl TaskStore {
         ttl: Duration,
         metrics: &[Metric<'_>],
     ) -> Result<Option<TaskRow>, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let sql = format!(
-            "UPDATE task_results SET status = 'SUCCESS', result = $2, svg_s3_key = $3, svg_bytes = $4,
-                    processing_time_ms = $5, error = NULL, completed_at = now(),
-                    ttl_expires_at = now() + make_interval(secs => $6)
-             WHERE task_id = $1 AND status = 'PROCESSING'
-             RETURNING {COLUMNS}"
-        );
-        let row = tx
-            .query_opt(
-                &sql,
-                &[
-                    &task_id,
-                    result,
-                    &svg_s3_key,
-                    &svg_bytes,
-                    &processing_time_ms,
-                    &secs(ttl),
-                ],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let task = row_to_task(&row)?;
-        metrics::insert(&tx, "process", task_id, &task.tenant, metrics).await?;
-        tx.commit().await?;
-        Ok(Some(task))
+        self.bounded(async move {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            let sql = format!(
+                "UPDATE task_results SET status = 'SUCCESS', result = $2, svg_s3_key = $3, svg_bytes = $4,
+                        processing_time_ms = $5, error = NULL, completed_at = now(),
+                        ttl_expires_at = now() + make_interval(secs => $6)
+                 WHERE task_id = $1 AND status = 'PROCESSING'
+                 RETURNING {COLUMNS}"
+            );
+            let row = tx
+                .query_opt(
+                    &sql,
+                    &[
+                        &task_id,
+                        result,
+                        &svg_s3_key,
+                        &svg_bytes,
+                        &processing_time_ms,
+                        &secs(ttl),
+                    ],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let task = row_to_task(&row)?;
+            metrics::insert(&tx, "process", task_id, &task.tenant, metrics).await?;
+            tx.commit().await?;
+            Ok(Some(task))
+        })
+        .await
     }
 
     #[instrument(skip(self), err)]
@@ -330,85 +498,97 @@ impl TaskStore {
         processing_time_ms: i32,
         ttl: Duration,
     ) -> Result<Option<TaskRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let error = serde_json::to_value(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sql = format!(
-            "UPDATE task_results SET status = 'FAILURE', error = $2, processing_time_ms = $3, completed_at = now(),
-                    ttl_expires_at = now() + make_interval(secs => $4)
-             WHERE task_id = $1 AND status IN ('PENDING', 'PROCESSING')
-             RETURNING {COLUMNS}"
-        );
-        client
-            .query_opt(&sql, &[&task_id, &error, &processing_time_ms, &secs(ttl)])
-            .await?
-            .as_ref()
-            .map(row_to_task)
-            .transpose()
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let error = serde_json::to_value(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sql = format!(
+                "UPDATE task_results SET status = 'FAILURE', error = $2, processing_time_ms = $3, completed_at = now(),
+                        ttl_expires_at = now() + make_interval(secs => $4)
+                 WHERE task_id = $1 AND status IN ('PENDING', 'PROCESSING')
+                 RETURNING {COLUMNS}"
+            );
+            client
+                .query_opt(&sql, &[&task_id, &error, &processing_time_ms, &secs(ttl)])
+                .await?
+                .as_ref()
+                .map(row_to_task)
+                .transpose()
+        })
+        .await
     }
 
     /// Statistics of `tenant`'s entries; processing times over tasks finished in the
     /// last `days` days.
     #[instrument(skip(self), err)]
     pub async fn stats(&self, tenant: &str, days: u32) -> Result<TenantStats, StoreError> {
-        let client = self.pool.get().await?;
-        let mut stats = TenantStats::default();
-        for row in client
-            .query(
-                "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8
-                 FROM task_results WHERE tenant = $1 GROUP BY status",
-                &[&tenant],
-            )
-            .await?
-        {
-            let n: i64 = row.try_get(1)?;
-            stats.entries += n;
-            stats.by_status.insert(row.try_get(0)?, n);
-            stats.folded_hits += row.try_get::<_, i64>(2)?;
-            stats.storage_bytes += row.try_get::<_, i64>(3)?;
-        }
-        let times = client
-            .query_one(
-                "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
-                 FROM task_results
-                 WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)",
-                &[&tenant, &(days as i32)],
-            )
-            .await?;
-        stats.processing_ms_avg = times.try_get(0)?;
-        stats.processing_ms_min = times.try_get(1)?;
-        stats.processing_ms_max = times.try_get(2)?;
-        Ok(stats)
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let mut stats = TenantStats::default();
+            for row in client
+                .query(
+                    "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8
+                     FROM task_results WHERE tenant = $1 GROUP BY status",
+                    &[&tenant],
+                )
+                .await?
+            {
+                let n: i64 = row.try_get(1)?;
+                stats.entries += n;
+                stats.by_status.insert(row.try_get(0)?, n);
+                stats.folded_hits += row.try_get::<_, i64>(2)?;
+                stats.storage_bytes += row.try_get::<_, i64>(3)?;
+            }
+            let times = client
+                .query_one(
+                    "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
+                     FROM task_results
+                     WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)",
+                    &[&tenant, &(days as i32)],
+                )
+                .await?;
+            stats.processing_ms_avg = times.try_get(0)?;
+            stats.processing_ms_min = times.try_get(1)?;
+            stats.processing_ms_max = times.try_get(2)?;
+            Ok(stats)
+        })
+        .await
     }
 
     /// The latest `limit` tasks of `tenant`, newest first.
     #[instrument(skip(self), err)]
     pub async fn recent(&self, tenant: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let sql = format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2");
-        client
-            .query(&sql, &[&tenant, &limit])
-            .await?
-            .iter()
-            .map(row_to_task)
-            .collect()
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let sql = format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2");
+            client
+                .query(&sql, &[&tenant, &limit])
+                .await?
+                .iter()
+                .map(row_to_task)
+                .collect()
+        })
+        .await
     }
 
     /// Adds hit counts gathered in Redis (write-behind) to the rows.
     #[instrument(skip(self, hits), fields(n = hits.len()), err)]
     pub async fn add_hits(&self, hits: &[(Uuid, i64)]) -> Result<u64, StoreError> {
-        if hits.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
-        let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(
-                "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
-                 FROM unnest($1::uuid[], $2::int8[]) AS h(id, n) WHERE t.task_id = h.id",
-                &[&ids, &counts],
-            )
-            .await?)
+        self.bounded(async move {
+            if hits.is_empty() {
+                return Ok(0);
+            }
+            let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
+            let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
+            let client = self.pool.get().await?;
+            Ok(client
+                .execute(
+                    "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
+                     FROM unnest($1::uuid[], $2::int8[]) AS h(id, n) WHERE t.task_id = h.id",
+                    &[&ids, &counts],
+                )
+                .await?)
+        })
+        .await
     }
 
     /// Deletes one batch of entries that are past their TTL, failed more than
@@ -418,65 +598,73 @@ impl TaskStore {
     pub async fn delete_sweepable(
         &self,
         failure_age: Duration,
-        unused_age: Duration,
+        unused_age: Option<Duration>,
         batch: i64,
     ) -> Result<Vec<Swept>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "WITH doomed AS (
-                     SELECT task_id,
-                            CASE WHEN ttl_expires_at < now() THEN 'expired'
-                                 WHEN status = 'FAILURE' THEN 'failed'
-                                 ELSE 'unused' END AS reason
-                     FROM task_results
-                     WHERE status IN ('SUCCESS', 'FAILURE')
-                       AND (ttl_expires_at < now()
-                            OR (status = 'FAILURE' AND completed_at < now() - make_interval(secs => $1))
-                            OR (cache_hits = 0 AND submitted_at < now() - make_interval(secs => $2)))
-                     LIMIT $3
-                     FOR UPDATE SKIP LOCKED)
-                 DELETE FROM task_results t USING doomed d WHERE t.task_id = d.task_id
-                 RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason",
-                &[&secs(failure_age), &secs(unused_age), &batch],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Swept {
-                    task_id: r.try_get(0)?,
-                    tenant: r.try_get(1)?,
-                    input_hash: r.try_get(2)?,
-                    svg_s3_key: r.try_get(3)?,
-                    input_s3_key: r.try_get(4)?,
-                    reason: r.try_get(5)?,
+        let unused_secs = unused_age.map(secs);
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "WITH doomed AS (
+                         SELECT task_id,
+                                CASE WHEN ttl_expires_at < now() THEN 'expired'
+                                     WHEN status = 'FAILURE' THEN 'failed'
+                                     ELSE 'unused' END AS reason
+                         FROM task_results
+                         WHERE status IN ('SUCCESS', 'FAILURE')
+                           AND (ttl_expires_at < now()
+                                OR (status = 'FAILURE' AND completed_at < now() - make_interval(secs => $1))
+                                OR ($2::float8 IS NOT NULL AND cache_hits = 0
+                                    AND submitted_at < now() - make_interval(secs => $2)))
+                         LIMIT $3
+                         FOR UPDATE SKIP LOCKED)
+                     DELETE FROM task_results t USING doomed d WHERE t.task_id = d.task_id
+                     RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason",
+                    &[&secs(failure_age), &unused_secs, &batch],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Swept {
+                        task_id: r.try_get(0)?,
+                        tenant: r.try_get(1)?,
+                        input_hash: r.try_get(2)?,
+                        svg_s3_key: r.try_get(3)?,
+                        input_s3_key: r.try_get(4)?,
+                        reason: SweepReason::parse(r.try_get(5)?)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// Fails (retryably) tasks that stayed open longer than `stuck_after`: their
     /// message was lost or kept failing. The next identical submit runs them again.
     #[instrument(skip(self), err)]
     pub async fn fail_stuck(&self, stuck_after: Duration, batch: i64) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
-        let error = serde_json::to_value(TaskError {
-            code: "task_stuck".into(),
-            message: "the task did not finish in time; submit it again to retry".into(),
-            field: None,
-            retryable: true,
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let error = serde_json::to_value(TaskError {
+                code: "task_stuck".into(),
+                message: "the task did not finish in time; submit it again to retry".into(),
+                field: None,
+                retryable: true,
+            })
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(client
+                .execute(
+                    "UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now()
+                     WHERE task_id IN (
+                         SELECT task_id FROM task_results
+                         WHERE status IN ('PENDING', 'PROCESSING')
+                           AND COALESCE(started_at, submitted_at) < now() - make_interval(secs => $2)
+                         LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                    &[&error, &secs(stuck_after), &batch],
+                )
+                .await?)
         })
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(client
-            .execute(
-                "UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now()
-                 WHERE task_id IN (
-                     SELECT task_id FROM task_results
-                     WHERE status IN ('PENDING', 'PROCESSING')
-                       AND COALESCE(started_at, submitted_at) < now() - make_interval(secs => $2)
-                     LIMIT $3 FOR UPDATE SKIP LOCKED)",
-                &[&error, &secs(stuck_after), &batch],
-            )
-            .await?)
+        .await
     }
 }

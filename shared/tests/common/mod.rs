@@ -7,6 +7,9 @@
 
 pub mod raster;
 
+#[allow(unused_imports)]
+pub use aws_lambda_events::event::sqs::SqsMessage as SqsRecord;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,248 @@
+//! The task-outcome cache: the one place that decides where a finished task is
+//! looked up, in which order, what is refilled, what is counted, and what has expired.
+//!
+//! Lookup order is L0 (this instance) → Redis (shared) → Postgres (`task_results`,
+//! the source of truth). A hit in a lower tier is written back to every tier above
+//! it with the entry's *remaining* TTL (each tier derives its expiry from the
+//! outcome's `ttl_expires_at`), so a backfill never extends an entry's life. Redis
+//! trouble (down, hanging, breaker open) only skips that tier; Postgres trouble is
+//! the caller's error, which the edge answers with 503.
+//!
+//! Expiry holds on every read: an outcome whose `ttl_expires_at` has passed is never
+//! returned from any tier, even if a tier still holds it (L0's own TTL is shorter,
+//! Redis keys expire with the entry, and a Postgres row past its TTL waits for the
+//! sweep). Such a row is handed back as [`Found::Row`] so that submit runs it again.
+//!
+//! Outcomes stay separate from the general-purpose key-value cache: they are indexed
+//! twice (by input hash for submit, by task id for status), their source of truth
+//! is a table with its own lifecycle (claims, attempts, the sweep), and their hit
+//! counts feed the sweep's "unused" rule.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::memory::MemoryTier;
+use super::redis::RedisTier;
+use super::OutcomeTier;
+use crate::tasks::{Outcome, StoreError, TaskRow, TaskStore};
+
+/// The tier that answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    L0,
+    Redis,
+    Postgres,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::L0 => "l0",
+            Tier::Redis => "redis",
+            Tier::Postgres => "postgres",
+        }
+    }
+}
+
+/// How a request was answered, for the per-tenant request statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Hit(Tier),
+    Miss,
+}
+
+impl Answer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Hit(t) => t.as_str(),
+            Answer::Miss => "miss",
+        }
+    }
+}
+
+/// What the tiers know of a key.
+#[derive(Debug)]
+pub enum Found {
+    /// A finished, unexpired, cacheable outcome, and the tier that had it.
+    Hit(Outcome, Tier),
+    /// A row that is not a servable outcome: open, a retryable failure, or expired.
+    Row(TaskRow),
+    /// Nothing.
+    Absent,
+}
+
+/// Counts kept in the instance before they are sent: at most this many requests.
+/// An instance that dies (or is never invoked again) loses at most this many
+/// counts, which only delays the sweep's "unused" rule and rounds the statistics.
+pub const COUNT_BATCH: u32 = 64;
+/// Counts older than this are sent with the next request, whatever their number.
+pub const COUNT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+
+type RequestKey = (String, chrono::NaiveDate, &'static str);
+
+/// Request and hit counts not yet sent to Redis.
+#[derive(Default)]
+struct Counts {
+    since: Option<std::time::Instant>,
+    requests: std::collections::HashMap<RequestKey, i64>,
+    hits: std::collections::HashMap<Uuid, i64>,
+    pending: u32,
+}
+
+/// L0 and Redis in front of the task store.
+pub struct OutcomeCache {
+    pub l0: MemoryTier,
+    pub redis: RedisTier,
+    counts: std::sync::Mutex<Counts>,
+}
+
+fn live(outcome: Outcome) -> Option<Outcome> {
+    (outcome.ttl_expires_at > Utc::now()).then_some(outcome)
+}
+
+impl OutcomeCache {
+    pub fn new(l0: MemoryTier, redis: RedisTier) -> Self {
+        OutcomeCache {
+            l0,
+            redis,
+            counts: Default::default(),
+        }
+    }
+
+    /// The outcome of `tenant`'s inputs `input_hash`.
+    pub async fn by_hash(
+        &self,
+        tasks: &TaskStore,
+        tenant: &str,
+        input_hash: &str,
+    ) -> Result<Found, StoreError> {
+        if let Some(o) = self.l0.get_by_hash(tenant, input_hash).await.ok().flatten().and_then(live) {
+            return Ok(Found::Hit(o, Tier::L0));
+        }
+        match self.redis.get_by_hash(tenant, input_hash).await {
+            Ok(Some(o)) => {
+                if let Some(o) = live(o) {
+                    self.fill_l0(&o).await;
+                    return Ok(Found::Hit(o, Tier::Redis));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "redis tier skipped"),
+        }
+        self.from_row(tasks.find_by_hash(tenant, input_hash).await?)
+            .await
+    }
+
+    /// The task `task_id` of `tenant`; another tenant's task is [`Found::Absent`],
+    /// exactly like an unknown one, and so is an expired one.
+    pub async fn by_task(
+        &self,
+        tasks: &TaskStore,
+        tenant: &str,
+        task_id: Uuid,
+    ) -> Result<Found, StoreError> {
+        let mine = |o: Outcome| (o.tenant == tenant).then_some(o).and_then(live);
+        if let Some(o) = self.l0.get_by_task(task_id).await.ok().flatten().and_then(mine) {
+            return Ok(Found::Hit(o, Tier::L0));
+        }
+        match self.redis.get_by_task(task_id).await {
+            Ok(Some(o)) => {
+                if let Some(o) = mine(o) {
+                    self.fill_l0(&o).await;
+                    return Ok(Found::Hit(o, Tier::Redis));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "redis tier skipped"),
+        }
+        match self.from_row(tasks.get(tenant, task_id).await?).await? {
+            Found::Row(row) if row.is_expired() => Ok(Found::Absent),
+            found => Ok(found),
+        }
+    }
+
+    async fn from_row(&self, row: Option<TaskRow>) -> Result<Found, StoreError> {
+        let Some(row) = row else {
+            return Ok(Found::Absent);
+        };
+        match row.outcome().and_then(live) {
+            Some(o) => {
+                self.store(&o).await;
+                Ok(Found::Hit(o, Tier::Postgres))
+            }
+            None => Ok(Found::Row(row)),
+        }
+    }
+
+    /// Writes a finished outcome to every tier above Postgres (after a render, or as
+    /// the backfill of a Postgres hit). Failures only cost a later miss.
+    pub async fn store(&self, outcome: &Outcome) {
+        if let Err(e) = self.redis.put(outcome).await {
+            tracing::warn!(error = %e, "redis backfill skipped");
+        }
+        self.fill_l0(outcome).await;
+    }
+
+    /// Writes a just-finished outcome to the shared tier only: the instance that
+    /// rendered it (the process function) does not answer reads.
+    pub async fn publish(&self, outcome: &Outcome) {
+        if let Err(e) = self.redis.put(outcome).await {
+            tracing::warn!(error = %e, "redis publish skipped");
+        }
+    }
+
+    async fn fill_l0(&self, outcome: &Outcome) {
+        if let Err(e) = self.l0.put(outcome).await {
+            tracing::warn!(error = %e, "l0 fill skipped");
+        }
+    }
+
+    /// Forgets a task in every tier above Postgres (the sweep deleted its row).
+    /// Other instances' L0 entries expire on their own within `L0_TTL_SECS`.
+    pub async fn forget(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        task_id: Uuid,
+    ) -> Result<(), super::CacheError> {
+        let _ = self.l0.remove(tenant, input_hash, task_id).await;
+        self.redis.remove(tenant, input_hash, task_id).await
+    }
+
+    /// Counts a request of `tenant` in its statistics, and a hit on its task (which
+    /// the sweep folds into Postgres). Counts are kept in the instance and sent in
+    /// one round trip once [`COUNT_BATCH`] have gathered or the oldest is
+    /// [`COUNT_MAX_AGE`] old, so that a hit costs no round trip of its own.
+    /// Counting never fails a request.
+    pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
+        crate::metrics::cache_request(answer.as_str());
+        let due = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let day = Utc::now().date_naive();
+            *c.requests
+                .entry((tenant.to_owned(), day, answer.as_str()))
+                .or_insert(0) += 1;
+            if let Some(task) = hit_task {
+                *c.hits.entry(task).or_insert(0) += 1;
+            }
+            c.pending += 1;
+            let since = *c.since.get_or_insert_with(std::time::Instant::now);
+            c.pending >= COUNT_BATCH || since.elapsed() >= COUNT_MAX_AGE
+        };
+        if due {
+            self.flush_counts().await;
+        }
+    }
+
+    /// Sends the counts kept in this instance (before statistics are read, before
+    /// the sweep folds hits, and when a batch is due). Counts that cannot be sent
+    /// (Redis down) are dropped: keeping them would grow without bound.
+    pub async fn flush_counts(&self) {
+        let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
+        let requests: Vec<_> = taken.requests.into_iter().collect();
+        let hits: Vec<_> = taken.hits.into_iter().collect();
+        if let Err(e) = self.redis.record_counts(&requests, &hits).await {
+            tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent");
+        }
+    }
+}
