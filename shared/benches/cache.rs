@@ -92,7 +92,7 @@ async fn main() {
         .expect("connect");
     tokio::spawn(conn);
     facesvg::migrate::run(&mut mig).await.expect("migrate");
-    let pool = facesvg::app::pg_pool(&db_url, None, 8).expect("pool");
+    let pool = facesvg::app::pg_pool(&db_url, None, 8, Duration::from_secs(5)).expect("pool");
     let prefix = format!("kvbench-{}", std::process::id());
 
     let value = doc();

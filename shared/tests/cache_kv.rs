@@ -55,7 +55,10 @@ async fn fresh_db() -> (Pool, String) {
         .expect("connect test db");
     tokio::spawn(conn);
     facesvg::migrate::run(&mut db).await.expect("migrations");
-    (facesvg::app::pg_pool(&url, None, 8).expect("pool"), url)
+    (
+        facesvg::app::pg_pool(&url, None, 8, Duration::from_secs(5)).expect("pool"),
+        url,
+    )
 }
 
 fn memory() -> Arc<MemoryBackend> {
@@ -919,7 +922,7 @@ async fn with_postgres_stopped_redis_serves_alone() {
     for port in [dead_port, hang_port] {
         let url = format!("postgres://postgres@127.0.0.1:{port}/nothing");
         let dead_pg = Arc::new(PostgresBackend::new(
-            facesvg::app::pg_pool(&url, None, 2).unwrap(),
+            facesvg::app::pg_pool(&url, None, 2, Duration::from_secs(2)).unwrap(),
             Duration::from_millis(300),
         ));
         let c = Cache::builder()

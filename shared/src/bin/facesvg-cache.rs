@@ -81,7 +81,8 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
     };
     let rest = &args[1..];
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let pool = facesvg::app::pg_pool(&config.database_url, None, 2).map_err(|e| e.to_string())?;
+    let pool = facesvg::app::pg_pool(&config.database_url, None, 2, config.db_connect_timeout)
+        .map_err(|e| e.to_string())?;
     let pg = Arc::new(PostgresBackend::new(pool, Duration::from_secs(30)));
     let mut builder = Cache::builder();
     if config.redis_url != "none" {
