@@ -14,6 +14,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../migrations/0001_task_results.sql"),
     ),
     (
+        2,
+        "cache_store",
+        include_str!("../../migrations/0002_cache_store.sql"),
+    ),
+    (
         3,
         "outbox",
         include_str!("../../migrations/0003_outbox.sql"),

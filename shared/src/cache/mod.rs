@@ -8,8 +8,12 @@
 //!
 //! Both implement [`OutcomeTier`]; Postgres stays the source of truth and refills
 //! them (backfill) on a hit below them.
+//!
+//! [`kv`] is the general-purpose cache (any serde value, memory / Redis / Postgres
+//! tiers, invalidation, single flight) that application code calls directly.
 
 pub mod breaker;
+pub mod kv;
 pub mod memory;
 pub mod outcomes;
 pub mod redis;

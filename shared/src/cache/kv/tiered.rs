@@ -1,0 +1,317 @@
+//! Tiers composed in a lookup order: the one place that decides which tier is
+//! read, what is backfilled, what is counted and what a failing tier costs.
+//!
+//! - Read: each tier is asked, in order, only for the keys still missing (one
+//!   round trip per tier for a whole batch). A tier that fails is counted, logged
+//!   and skipped: the next tier answers.
+//! - Backfill: a key found in tier `i` is written to every tier above `i` that
+//!   answered "miss", with the entry's REMAINING lifetime, never a fresh TTL: a
+//!   value never outlives its first expiry by moving up.
+//! - Write and delete go to every tier concurrently; a write succeeds if one tier
+//!   took it (degraded), a delete only if every tier did.
+//! - Conditional write: the lowest tier that answers arbitrates (Postgres when
+//!   present: the most durable), and the winner's value is written above it.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::backend::{Backend, Entry, Invalidated, Tier};
+use super::key::{Key, Scope};
+use super::stats::{Count, Recorder, Stats, TierStats};
+use super::KvError;
+
+/// A value found by a read, with the tier (position) that held it.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub entry: Entry,
+    pub position: usize,
+    pub tier: Tier,
+}
+
+/// The result of one batched read across the tiers.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Per key: a fresh entry, or (on the stale path) a stale one, or nothing.
+    pub found: Vec<Option<Found>>,
+    /// Tiers that failed during this read (their answer is unknown).
+    pub failed: Vec<Tier>,
+}
+
+/// What an invalidation did, per tier.
+#[derive(Clone, Debug, Serialize)]
+pub struct InvalidateReport {
+    pub scope: String,
+    pub tiers: Vec<TierInvalidation>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TierInvalidation {
+    pub tier: Tier,
+    #[serde(flatten)]
+    pub outcome: Option<Invalidated>,
+    pub error: Option<String>,
+}
+
+impl InvalidateReport {
+    /// Whether every tier applied it.
+    pub fn complete(&self) -> bool {
+        self.tiers.iter().all(|t| t.error.is_none())
+    }
+}
+
+pub struct Tiered {
+    tiers: Vec<Arc<dyn Backend>>,
+    pub(crate) rec: Recorder,
+}
+
+impl Tiered {
+    pub fn new(tiers: Vec<Arc<dyn Backend>>) -> Self {
+        let rec = Recorder::new(tiers.len());
+        Tiered { tiers, rec }
+    }
+
+    pub fn tiers(&self) -> &[Arc<dyn Backend>] {
+        &self.tiers
+    }
+
+    fn fail(&self, position: usize, op: &str, e: &KvError) {
+        self.rec.tiers[position].add(Count::Error, 1);
+        tracing::warn!(tier = %self.tiers[position].tier(), op, error = %e, "cache tier skipped");
+    }
+
+    /// Reads `keys` through the tiers and backfills the tiers above each hit.
+    pub async fn get_many(&self, keys: &[&Key], stale: bool) -> Walk {
+        let mut found: Vec<Option<Found>> = vec![None; keys.len()];
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        let mut missed: Vec<Vec<usize>> = vec![Vec::new(); self.tiers.len()];
+        let mut failed = Vec::new();
+        for (pos, tier) in self.tiers.iter().enumerate() {
+            if pending.is_empty() {
+                break;
+            }
+            let ask: Vec<&Key> = pending.iter().map(|&i| keys[i]).collect();
+            let got = match tier.get_many(&ask, stale).await {
+                Ok(got) => got,
+                Err(e) => {
+                    self.fail(pos, "get", &e);
+                    failed.push(tier.tier());
+                    continue;
+                }
+            };
+            let mut still = Vec::new();
+            let (mut hits, mut misses) = (0, 0);
+            for (&i, e) in pending.iter().zip(got) {
+                match e {
+                    Some(entry) if entry.is_fresh() => {
+                        hits += 1;
+                        found[i] = Some(Found {
+                            entry,
+                            position: pos,
+                            tier: tier.tier(),
+                        });
+                    }
+                    other => {
+                        misses += 1;
+                        // A stale entry is a fallback; a lower tier may hold a fresh one.
+                        if let (Some(entry), None) = (other, &found[i]) {
+                            found[i] = Some(Found {
+                                entry,
+                                position: pos,
+                                tier: tier.tier(),
+                            });
+                        }
+                        still.push(i);
+                        missed[pos].push(i);
+                    }
+                }
+            }
+            self.rec.tiers[pos].add(Count::Hit, hits);
+            self.rec.tiers[pos].add(Count::Miss, misses);
+            pending = still;
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let hit = found[i].as_ref().is_some_and(|f| f.entry.is_fresh());
+            self.rec
+                .caller(k.namespace(), if hit { Count::Hit } else { Count::Miss }, 1);
+        }
+        self.backfill(keys, &found, &missed).await;
+        Walk { found, failed }
+    }
+
+    async fn backfill(&self, keys: &[&Key], found: &[Option<Found>], missed: &[Vec<usize>]) {
+        let writes = missed.iter().enumerate().filter_map(|(pos, idx)| {
+            let items: Vec<(&Key, &Entry)> = idx
+                .iter()
+                .filter_map(|&i| match &found[i] {
+                    Some(f) if f.position > pos && f.entry.is_fresh() => Some((keys[i], &f.entry)),
+                    _ => None,
+                })
+                .collect();
+            (!items.is_empty()).then_some(async move {
+                if let Err(e) = self.tiers[pos].set_many(&items).await {
+                    self.fail(pos, "backfill", &e);
+                }
+            })
+        });
+        join_all(writes).await;
+    }
+
+    /// Writes to every tier; fails only if no tier took the write.
+    pub async fn set_many(&self, items: &[(&Key, &Entry)]) -> Result<(), KvError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let results = join_all(self.tiers.iter().map(|t| t.set_many(items))).await;
+        let mut last_err = None;
+        let mut stored = false;
+        for (pos, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(()) => {
+                    stored = true;
+                    self.rec.tiers[pos].add(Count::Set, items.len() as u64);
+                }
+                Err(e) => {
+                    self.fail(pos, "set", &e);
+                    last_err = Some(e);
+                }
+            }
+        }
+        for (k, _) in items {
+            self.rec.caller(k.namespace(), Count::Set, 1);
+        }
+        match (stored, last_err) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes from every tier; returns whether any tier held a key, per key count.
+    pub async fn delete_many(&self, keys: &[&Key]) -> Result<u64, KvError> {
+        let results = join_all(self.tiers.iter().map(|t| t.delete_many(keys))).await;
+        let mut most = 0;
+        let mut first_err = None;
+        for (pos, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(n) => {
+                    most = most.max(n);
+                    self.rec.tiers[pos].add(Count::Delete, n);
+                }
+                Err(e) => {
+                    self.fail(pos, "delete", &e);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for k in keys {
+            self.rec.caller(k.namespace(), Count::Delete, 1);
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(most),
+        }
+    }
+
+    /// `None` if `entry` was stored; otherwise the entry that won.
+    pub async fn set_if_absent(&self, key: &Key, entry: &Entry) -> Result<Option<Entry>, KvError> {
+        let mut decided = None;
+        let mut last_err = None;
+        for pos in (0..self.tiers.len()).rev() {
+            match self.tiers[pos].set_if_absent(key, entry).await {
+                Ok(r) => {
+                    decided = Some((pos, r));
+                    break;
+                }
+                Err(e) => {
+                    self.fail(pos, "set_if_absent", &e);
+                    last_err = Some(e);
+                }
+            }
+        }
+        let Some((pos, outcome)) = decided else {
+            return Err(last_err.unwrap_or(KvError::Unavailable));
+        };
+        if outcome.is_none() {
+            self.rec.tiers[pos].add(Count::Set, 1);
+            self.rec.caller(key.namespace(), Count::Set, 1);
+        }
+        let winner = outcome.clone().unwrap_or_else(|| entry.clone());
+        let above = self.tiers[..pos].iter().enumerate().map(|(p, t)| {
+            let winner = &winner;
+            async move {
+                if let Err(e) = t.set_many(&[(key, winner)]).await {
+                    self.fail(p, "set", &e);
+                }
+            }
+        });
+        join_all(above).await;
+        Ok(outcome)
+    }
+
+    pub async fn invalidate(&self, scope: &Scope) -> InvalidateReport {
+        let results = join_all(self.tiers.iter().map(|t| t.invalidate(scope))).await;
+        let tiers = results
+            .into_iter()
+            .enumerate()
+            .map(|(pos, r)| {
+                let tier = self.tiers[pos].tier();
+                match r {
+                    Ok(o) => TierInvalidation {
+                        tier,
+                        outcome: Some(o),
+                        error: None,
+                    },
+                    Err(e) => {
+                        self.fail(pos, "invalidate", &e);
+                        TierInvalidation {
+                            tier,
+                            outcome: None,
+                            error: Some(e.to_string()),
+                        }
+                    }
+                }
+            })
+            .collect();
+        InvalidateReport {
+            scope: scope.id(),
+            tiers,
+        }
+    }
+
+    /// Counters, usage and health of every tier (usage and health ask each tier).
+    pub async fn stats(&self) -> Stats {
+        let per = join_all(self.tiers.iter().map(|t| async move {
+            let health = t.health().await;
+            let usage = match &health {
+                Ok(()) => t.usage().await,
+                Err(_) => Err(KvError::Unavailable),
+            };
+            (health, usage)
+        }))
+        .await;
+        let tiers = per
+            .into_iter()
+            .enumerate()
+            .map(|(pos, (health, usage))| {
+                let error = match (&health, &usage) {
+                    (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+                    _ => None,
+                };
+                TierStats {
+                    tier: self.tiers[pos].tier(),
+                    position: pos,
+                    counters: self.rec.tier_snapshot(pos),
+                    usage: usage.ok(),
+                    healthy: health.is_ok(),
+                    error,
+                }
+            })
+            .collect();
+        Stats {
+            overall: self.rec.overall_snapshot(),
+            namespaces: self.rec.namespace_snapshots(),
+            tiers,
+        }
+    }
+}
