@@ -42,6 +42,11 @@ pub struct App {
     pub outcomes: OutcomeCache,
     pub objects: Arc<dyn ObjectStore>,
     pub queue: Arc<dyn TaskQueue>,
+    /// The general-purpose cache (memory → Redis → Postgres `cache_store`): the
+    /// statistics and listings are cached through it.
+    pub kv: crate::cache::kv::Cache,
+    /// Its Postgres tier, for the sweep of expired rows.
+    pub kv_store: Arc<crate::cache::kv::PostgresBackend>,
     /// How long clients should wait between polls of an open task.
     pub poll: crate::services::poll::PollAdvice,
     /// Presigned SVG URLs, reused while more than half their lifetime is left.
@@ -100,7 +105,26 @@ impl App {
             config.db_pool_size,
             config.db_connect_timeout,
         )?;
+        use crate::cache::kv;
+        let kv_redis = Arc::new(
+            kv::RedisBackend::new(&config.redis_url, &config.redis_prefix, config.redis_timeout)
+                .map_err(|e| StartupError::Database(format!("REDIS_URL: {e}")))?,
+        );
+        let kv_store = Arc::new(kv::PostgresBackend::new(pool.clone(), config.db_timeout));
+        let kv = kv::Cache::builder()
+            .tier(Arc::new(kv::MemoryBackend::new(
+                10_000,
+                4 << 20,
+                Duration::from_secs(60),
+            )))
+            .tier(kv_redis.clone())
+            .tier(kv_store.clone())
+            .locks(kv_redis)
+            .ttls(config.kv_ttls.clone())
+            .build();
         Ok(App {
+            kv,
+            kv_store,
             tasks: TaskStore::new(pool, config.db_timeout),
             outcomes: OutcomeCache::new(
                 MemoryTier::new(config.l0_max_bytes, config.l0_ttl),

@@ -91,6 +91,7 @@ pub const VARIABLES: &[&str] = &[
     "STUCK_AFTER_SECS",
     "PRESIGN_TTL_SECS",
     "SWEEP_BATCH",
+    "CACHE_KV_TTLS",
     "AUTH_MODE",
     "TENANT_CLAIM",
     "ADMIN_SCOPE",
@@ -152,6 +153,8 @@ pub struct Config {
     pub stuck_after: Duration,
     pub presign_ttl: Duration,
     pub sweep_batch: i64,
+    /// Default TTLs of the general-purpose cache per namespace (`stats`, `recent`, …).
+    pub kv_ttls: crate::cache::kv::Ttls,
     /// Bytes that the renders of one SQS batch may hold at once (a share of the
     /// function's memory): records wait for room rather than run out of memory together.
     pub batch_memory_bytes: u64,
@@ -271,6 +274,14 @@ impl Config {
             stuck_after: Duration::from_secs(n("STUCK_AFTER_SECS", 3600)?),
             presign_ttl: Duration::from_secs(n("PRESIGN_TTL_SECS", 300)?),
             sweep_batch: n("SWEEP_BATCH", 500)?.clamp(1, 10_000) as i64,
+            kv_ttls: crate::cache::kv::Ttls::parse(&s(
+                "CACHE_KV_TTLS",
+                "default=1h,stats=30s,recent=10s",
+            ))
+            .map_err(|e| ConfigError {
+                name: "CACHE_KV_TTLS",
+                problem: e.to_string(),
+            })?,
             batch_memory_bytes: memory_mb * 1024 * 1024 / 100 * batch_percent,
             auth_mode,
             tenant_claim: s("TENANT_CLAIM", "tenant"),

@@ -33,6 +33,8 @@ pub struct SweepReport {
     pub redis_keys_deleted: u64,
     /// Unsent task messages sent by the relay.
     pub relayed: u64,
+    /// Expired rows of the general-purpose cache's `cache_store` deleted.
+    pub cache_store_expired: u64,
     /// False when the hit counters could not be read: then nothing is judged unused.
     pub unused_rule_applied: bool,
     pub errors: Vec<String>,
@@ -44,6 +46,13 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
 
     report.relayed = relay(app).await?;
+    match app.kv_store.cleanup_expired(app.config.sweep_batch, MAX_BATCHES as u32).await {
+        Ok(c) => {
+            report.cache_store_expired = c.deleted;
+            report.more |= c.more;
+        }
+        Err(e) => report.errors.push(format!("cache_store: {e}")),
+    }
 
     // Fail safe: "never hit" is judged only on counts that were read and folded. With
     // Redis down, entries in use would look unused, so that rule waits a run.

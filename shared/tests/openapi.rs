@@ -611,6 +611,34 @@ async fn every_route_answers_as_described() {
     assert_eq!(r.status, 401, "{}", r.body);
     spec.check("post", CLEANUP, &r);
 
+    // Invalidation of the general-purpose cache: own tenant, another (refused),
+    // nobody, a body that is not the documented JSON, and the admin scope.
+    const INVALIDATE: &str = "/api/v1/cache/invalidate";
+    let invalidate = |tenant: Option<&'static str>, body: &'static str, admin: bool| {
+        let mut event = common::http_event("POST", INVALIDATE, tenant, Some("application/json"), body.as_bytes());
+        if !admin && tenant.is_some() {
+            event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
+        }
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let app = t.app.clone();
+        async move { common::to_resp(facesvg::api::status(&app, req).await) }
+    };
+    let r = invalidate(Some("tenant-a"), r#"{"namespace": "stats"}"#, false).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    spec.check("post", INVALIDATE, &r);
+    let r = invalidate(Some("tenant-a"), r#"{"tenant": "tenant-b"}"#, false).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    spec.check("post", INVALIDATE, &r);
+    let r = invalidate(None, "", false).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    spec.check("post", INVALIDATE, &r);
+    let r = invalidate(Some("tenant-a"), r#"{"everything": true}"#, false).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    spec.check("post", INVALIDATE, &r);
+    let r = invalidate(Some("tenant-a"), r#"{"tenant": "tenant-b", "namespace": "stats"}"#, true).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    spec.check("post", INVALIDATE, &r);
+
     // Every operation of the description was exercised.
     let seen = spec.seen.lock().unwrap().clone();
     for (method, route) in spec.operations() {

@@ -333,6 +333,7 @@ fn routes_match_the_api_and_only_health_and_static_pages_are_open() {
         ("GET", "/health", "status", true),
         ("GET", "/api/v1/cache/stats", "status", false),
         ("GET", "/api/v1/cache/recent", "status", false),
+        ("POST", "/api/v1/cache/invalidate", "status", false),
         ("POST", "/api/v1/cache/cleanup", "cache-cleanup", false),
         // Static pages without tenant data (the viewer's API calls are authorised).
         ("GET", "/openapi.json", "status", true),

@@ -133,6 +133,7 @@ pub fn route_key(method: &str, path: &str) -> &'static str {
         ("GET", "/api/v1/cache/stats") => "GET /api/v1/cache/stats",
         ("GET", "/api/v1/cache/recent") => "GET /api/v1/cache/recent",
         ("POST", "/api/v1/cache/cleanup") => "POST /api/v1/cache/cleanup",
+        ("POST", "/api/v1/cache/invalidate") => "POST /api/v1/cache/invalidate",
         ("GET", "/health") => "GET /health",
         ("GET", "/openapi.json") => "GET /openapi.json",
         ("GET", "/docs") => "GET /docs",

@@ -31,6 +31,14 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     if let Some(asset) = super::docs::static_route(req.method(), &path) {
         return Ok(asset);
     }
+    if path == "/api/v1/cache/invalidate" {
+        if req.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed("use POST".into()));
+        }
+        let caller = auth::caller(&app.config, req)?;
+        let resp = invalidate(app, req, &caller).await?;
+        return Ok(super::served(resp, &caller.tenant, None));
+    }
     if req.method() != Method::GET {
         return Err(ApiError::MethodNotAllowed("use GET".into()));
     }
@@ -96,7 +104,46 @@ fn query_number(
 
 /// Requests per tier (Redis, written behind on every submit), entries, storage
 /// and processing times (Postgres), for the caller's tenant only.
+/// A key of the general-purpose cache for `tenant`'s `namespace`.
+fn kv_key(namespace: &str, tenant: &str, parts: &[&str]) -> Result<crate::cache::kv::Key, ApiError> {
+    crate::cache::kv::KeyBuilder::new(namespace)
+        .and_then(|b| b.key(tenant, parts))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A listing computed once per key and TTL through the general-purpose cache (one
+/// computation across instances), answered with a matching short `max-age`.
+async fn cached_listing<F, Fut>(
+    app: &App,
+    namespace: &str,
+    tenant: &str,
+    parts: &[&str],
+    compute: F,
+) -> Result<Response<Body>, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
+{
+    let key = kv_key(namespace, tenant, parts)?;
+    let fetched = app
+        .kv
+        .get_or_compute(&key, None, compute)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut resp = json_response(StatusCode::OK, &fetched.value);
+    let max_age = app.config.kv_ttls.for_namespace(namespace).as_secs();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("private, max-age={max_age}")) {
+        resp.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    Ok(resp)
+}
+
 async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
+    let days_part = days.to_string();
+    cached_listing(app, "stats", tenant, &[&days_part], || compute_stats(app, tenant, days)).await
+}
+
+async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json::Value, ApiError> {
     // This instance's own counts first, so that a caller sees its requests.
     app.outcomes.flush_counts().await;
     let stats = app
@@ -111,52 +158,115 @@ async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body
             None
         }
     };
-    let requests = counts.map(|c| {
+    let (total, hits) = counts.as_ref().map_or((0, 0), |c| {
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         let hits = get("l0") + get("redis") + get("postgres");
-        let total = hits + get("miss");
+        (hits + get("miss"), hits)
+    });
+    let ratio = if total > 0 { hits as f64 / total as f64 } else { 0.0 };
+    let requests = counts.map(|c| {
+        let get = |k: &str| c.get(k).copied().unwrap_or(0);
         json!({
             "total": total,
             "hits": {"l0": get("l0"), "redis": get("redis"), "postgres": get("postgres"), "total": hits},
             "misses": get("miss"),
-            "hit_ratio": if total > 0 { hits as f64 / total as f64 } else { 0.0 },
+            "hit_ratio": ratio,
         })
     });
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "days": days,
-            "requests": requests,
-            "entries": stats.entries,
-            "entries_by_status": stats.by_status,
-            "storage_bytes": stats.storage_bytes,
-            "processing_time_ms": {"avg": stats.processing_ms_avg, "min": stats.processing_ms_min, "max": stats.processing_ms_max},
-        }),
-    ))
+    let active = stats.entries - stats.expired_entries;
+    Ok(json!({
+        "days": days,
+        "requests": requests,
+        "entries": stats.entries,
+        "entries_by_status": stats.by_status,
+        "storage_bytes": stats.storage_bytes,
+        "processing_time_ms": {"avg": stats.processing_ms_avg, "min": stats.processing_ms_min, "max": stats.processing_ms_max},
+        // The original service's names, kept for its clients.
+        "total_requests": total,
+        "cache_hits": hits,
+        "cache_hit_ratio": (ratio * 10_000.0).round() / 100.0,
+        "avg_processing_time_ms": stats.processing_ms_avg,
+        "cache_efficiency": (ratio * 10_000.0).round() / 100.0,
+        "active_entries": active,
+        "expired_entries": stats.expired_entries,
+    }))
 }
 
 async fn recent(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, ApiError> {
-    let rows = app
-        .tasks
-        .recent(tenant, limit)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let tasks: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "task_id": r.task_id,
-                "status": r.status.as_str(),
-                "submitted_at": r.submitted_at,
-                "completed_at": r.completed_at,
-                "processing_time_ms": r.processing_time_ms,
-                "cache_hits": r.cache_hits,
-                "svg_bytes": r.svg_bytes,
-                "status_url": status_url(r.task_id),
+    let limit_part = limit.to_string();
+    cached_listing(app, "recent", tenant, &[&limit_part], || async move {
+        let rows = app
+            .tasks
+            .recent(tenant, limit)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let tasks: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "task_id": r.task_id,
+                    "status": r.status.as_str(),
+                    "submitted_at": r.submitted_at,
+                    "completed_at": r.completed_at,
+                    "processing_time_ms": r.processing_time_ms,
+                    "cache_hits": r.cache_hits,
+                    "svg_bytes": r.svg_bytes,
+                    "status_url": status_url(r.task_id),
+                })
             })
-        })
-        .collect();
-    Ok(json_response(StatusCode::OK, &json!({ "tasks": tasks })))
+            .collect();
+        Ok(json!({ "tasks": tasks }))
+    })
+    .await
+}
+
+/// `POST /api/v1/cache/invalidate` with `{"namespace"?, "tenant"?, "tag"?}`: drops
+/// entries of the general-purpose cache. A tenant invalidates only its own entries
+/// (all of them, or one namespace); the admin scope may name any tenant, a namespace
+/// across tenants, or a tag. The answer gives each tier's counts.
+async fn invalidate(app: &App, req: &Request, caller: &auth::Caller) -> Result<Response<Body>, ApiError> {
+    use crate::cache::kv::Scope;
+    use crate::input::InputError;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        namespace: Option<String>,
+        tenant: Option<String>,
+        tag: Option<String>,
+    }
+    let body: &[u8] = req.body().as_ref();
+    if body.len() > 4096 {
+        return Err(InputError::too_large("body", "at most 4096 bytes").into());
+    }
+    let ask: Ask = if body.iter().all(u8::is_ascii_whitespace) {
+        Ask { namespace: None, tenant: None, tag: None }
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            InputError::invalid("body", format!("expected {{\"namespace\", \"tenant\", \"tag\"}}: {e}"))
+        })?
+    };
+    let bad = |field: &'static str, e: crate::cache::kv::KvError| ApiError::from(InputError::invalid(field, e.to_string()));
+    let report = match (ask.tag, ask.tenant, ask.namespace) {
+        (Some(tag), None, None) if caller.admin => app.kv.invalidate_tag(&tag).await,
+        (Some(_), _, _) if !caller.admin => return Err(ApiError::Forbidden),
+        (Some(_), _, _) => {
+            return Err(InputError::invalid("tag", "a tag is invalidated on its own").into())
+        }
+        (None, Some(t), _) if t != caller.tenant && !caller.admin => return Err(ApiError::Forbidden),
+        // The admin scope: a namespace across every tenant.
+        (None, None, Some(ns)) if caller.admin => {
+            app.kv.invalidate(&Scope::namespace(&ns).map_err(|e| bad("namespace", e))?).await
+        }
+        (None, tenant, ns) => {
+            let tenant = tenant.unwrap_or_else(|| caller.tenant.clone());
+            let scope = match ns {
+                Some(ns) => Scope::tenant_namespace(&tenant, &ns).map_err(|e| bad("namespace", e))?,
+                None => Scope::tenant(&tenant),
+            };
+            app.kv.invalidate(&scope).await
+        }
+    };
+    Ok(json_response(StatusCode::OK, &json!(report)))
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {

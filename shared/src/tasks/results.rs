@@ -98,6 +98,8 @@ pub struct TenantStats {
     /// Hits already folded in from Redis by the sweep.
     pub folded_hits: i64,
     pub storage_bytes: i64,
+    /// Finished entries past their TTL, not yet deleted by the sweep (never served).
+    pub expired_entries: i64,
     pub processing_ms_avg: Option<f64>,
     pub processing_ms_min: Option<i32>,
     pub processing_ms_max: Option<i32>,
@@ -526,7 +528,8 @@ impl TaskStore {
             let mut stats = TenantStats::default();
             for row in client
                 .query(
-                    "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8
+                    "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8,
+                            count(*) FILTER (WHERE status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now())
                      FROM task_results WHERE tenant = $1 GROUP BY status",
                     &[&tenant],
                 )
@@ -537,6 +540,7 @@ impl TaskStore {
                 stats.by_status.insert(row.try_get(0)?, n);
                 stats.folded_hits += row.try_get::<_, i64>(2)?;
                 stats.storage_bytes += row.try_get::<_, i64>(3)?;
+                stats.expired_entries += row.try_get::<_, i64>(4)?;
             }
             let times = client
                 .query_one(
