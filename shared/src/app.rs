@@ -106,20 +106,21 @@ impl App {
             config.db_connect_timeout,
         )?;
         use crate::cache::kv;
-        let kv_redis = Arc::new(
-            kv::RedisBackend::new(&config.redis_url, &config.redis_prefix, config.redis_timeout)
-                .map_err(|e| StartupError::Database(format!("REDIS_URL: {e}")))?,
-        );
         let kv_store = Arc::new(kv::PostgresBackend::new(pool.clone(), config.db_timeout));
-        let kv = kv::Cache::builder()
-            .tier(Arc::new(kv::MemoryBackend::new(
-                10_000,
-                4 << 20,
-                Duration::from_secs(60),
-            )))
-            .tier(kv_redis.clone())
+        let mut kv = kv::Cache::builder().tier(Arc::new(kv::MemoryBackend::new(
+            10_000,
+            4 << 20,
+            Duration::from_secs(60),
+        )));
+        if !crate::cache::redis::is_disabled(&config.redis_url) {
+            let kv_redis = Arc::new(
+                kv::RedisBackend::new(&config.redis_url, &config.redis_prefix, config.redis_timeout)
+                    .map_err(|e| StartupError::Database(format!("REDIS_URL: {e}")))?,
+            );
+            kv = kv.tier(kv_redis.clone()).locks(kv_redis);
+        }
+        let kv = kv
             .tier(kv_store.clone())
-            .locks(kv_redis)
             .ttls(config.kv_ttls.clone())
             .build();
         Ok(App {

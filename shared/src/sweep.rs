@@ -65,6 +65,8 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
             }
             Err(e) => report.errors.push(format!("folding hits: {e}")),
         },
+        // Without Redis there are no counts to judge by: the rule never applies.
+        Err(crate::cache::CacheError::Disabled) => {}
         Err(e) => report.errors.push(format!("reading hits: {e}")),
     }
     let unused_age = report.unused_rule_applied.then_some(UNUSED_MAX_AGE);

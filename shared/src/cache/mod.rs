@@ -33,6 +33,9 @@ pub enum CacheError {
     Timeout,
     #[error("circuit open: skipping the cache after repeated errors")]
     CircuitOpen,
+    /// `REDIS_URL=none`: the deployment runs without Redis, by choice.
+    #[error("the Redis tier is disabled (REDIS_URL=none)")]
+    Disabled,
     #[error("cached value is malformed: {0}")]
     Malformed(#[from] serde_json::Error),
 }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::memory::MemoryTier;
 use super::redis::RedisTier;
-use super::OutcomeTier;
+use super::{CacheError, OutcomeTier};
 use crate::tasks::{Outcome, StoreError, TaskRow, TaskStore};
 
 /// The tier that answered a request.
@@ -126,7 +126,7 @@ impl OutcomeCache {
                     return Ok(Found::Hit(o, Tier::Redis));
                 }
             }
-            Ok(None) => {}
+            Ok(None) | Err(CacheError::Disabled) => {}
             Err(e) => tracing::warn!(error = %e, "redis tier skipped"),
         }
         self.from_row(tasks.find_by_hash(tenant, input_hash).await?)
@@ -152,7 +152,7 @@ impl OutcomeCache {
                     return Ok(Found::Hit(o, Tier::Redis));
                 }
             }
-            Ok(None) => {}
+            Ok(None) | Err(CacheError::Disabled) => {}
             Err(e) => tracing::warn!(error = %e, "redis tier skipped"),
         }
         match self.from_row(tasks.get(tenant, task_id).await?).await? {
@@ -177,8 +177,9 @@ impl OutcomeCache {
     /// Writes a finished outcome to every tier above Postgres (after a render, or as
     /// the backfill of a Postgres hit). Failures only cost a later miss.
     pub async fn store(&self, outcome: &Outcome) {
-        if let Err(e) = self.redis.put(outcome).await {
-            tracing::warn!(error = %e, "redis backfill skipped");
+        match self.redis.put(outcome).await {
+            Ok(()) | Err(CacheError::Disabled) => {}
+            Err(e) => tracing::warn!(error = %e, "redis backfill skipped"),
         }
         self.fill_l0(outcome).await;
     }
@@ -186,8 +187,9 @@ impl OutcomeCache {
     /// Writes a just-finished outcome to the shared tier only: the instance that
     /// rendered it (the process function) does not answer reads.
     pub async fn publish(&self, outcome: &Outcome) {
-        if let Err(e) = self.redis.put(outcome).await {
-            tracing::warn!(error = %e, "redis publish skipped");
+        match self.redis.put(outcome).await {
+            Ok(()) | Err(CacheError::Disabled) => {}
+            Err(e) => tracing::warn!(error = %e, "redis publish skipped"),
         }
     }
 
@@ -241,8 +243,9 @@ impl OutcomeCache {
         let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
         let requests: Vec<_> = taken.requests.into_iter().collect();
         let hits: Vec<_> = taken.hits.into_iter().collect();
-        if let Err(e) = self.redis.record_counts(&requests, &hits).await {
-            tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent");
+        match self.redis.record_counts(&requests, &hits).await {
+            Ok(()) | Err(CacheError::Disabled) => {}
+            Err(e) => tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent"),
         }
     }
 }

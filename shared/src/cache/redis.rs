@@ -22,11 +22,17 @@ use super::breaker::Breaker;
 use super::{remaining_ttl_secs, CacheError, OutcomeTier};
 use crate::tasks::Outcome;
 
+/// `REDIS_URL=none` (any case): no Redis tier.
+pub fn is_disabled(url: &str) -> bool {
+    url.trim().eq_ignore_ascii_case("none")
+}
+
 /// Daily request counters outlive the longest statistics window (90 days).
 const STATS_RETENTION_SECS: u64 = 92 * 24 * 3600;
 
 pub struct RedisTier {
-    client: redis::Client,
+    /// `None` when the deployment runs without Redis (`REDIS_URL=none`).
+    client: Option<redis::Client>,
     conn: Mutex<Option<ConnectionManager>>,
     timeout: Duration,
     prefix: String,
@@ -35,13 +41,23 @@ pub struct RedisTier {
 
 impl RedisTier {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
+        let client = if is_disabled(url) {
+            None
+        } else {
+            Some(redis::Client::open(url)?)
+        };
         Ok(RedisTier {
-            client: redis::Client::open(url)?,
+            client,
             conn: Mutex::new(None),
             timeout,
             prefix: prefix.to_owned(),
             breaker: Breaker::new(3, Duration::from_secs(5)),
         })
+    }
+
+    /// Whether this deployment has a Redis tier at all.
+    pub fn is_enabled(&self) -> bool {
+        self.client.is_some()
     }
 
     pub fn prefix(&self) -> &str {
@@ -61,6 +77,7 @@ impl RedisTier {
     }
 
     async fn connection(&self) -> Result<ConnectionManager, CacheError> {
+        let client = self.client.as_ref().ok_or(CacheError::Disabled)?;
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -69,7 +86,7 @@ impl RedisTier {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
-        let c = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        let c = ConnectionManager::new_with_config(client.clone(), config).await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -80,6 +97,9 @@ impl RedisTier {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
     {
+        if self.client.is_none() {
+            return Err(CacheError::Disabled);
+        }
         if !self.breaker.allow() {
             return Err(CacheError::CircuitOpen);
         }
