@@ -163,6 +163,9 @@ if $DEMO; then
   grep -q '<path id="region-skin"' "$RUN/demo.svg" || fail "the SVG has no skin region"
   log "3) SVG: $(wc -c <"$RUN/demo.svg") bytes, $(grep -c '<path' "$RUN/demo.svg") region paths -> ${RUN#"$ROOT/"}/demo.svg"
 
+  # Each instance sends its request counts at most once a second (see README): wait
+  # that second, so that the statistics below see this request too.
+  sleep 1.1
   log "4) the same submit again (from the cache)"
   out=$(submit); resp=$(echo "$out" | head -n 1); meta=$(echo "$out" | tail -n 1)
   echo "$resp" | cut -c1-300
@@ -184,5 +187,6 @@ if $SMOKE; then
   log "smoke run passed"
   exit 0
 fi
+log "viewer: $URL/viewer · API docs: $URL/docs"
 log "serving on $URL (Ctrl-C to stop); logs in ${RUN#"$ROOT/"}/{watch,gateway,submit,status,process,cache-cleanup}.log"
 wait

@@ -72,7 +72,7 @@ set +e
 # bytes only test the local gateway's HTTP parsing (API Gateway checks headers itself).
 PYTHONPATH="$OUT" SCHEMATHESIS_HOOKS=facesvg_hooks "$VENV/bin/st" run "$URL/openapi.json" --url "$URL" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
-  --max-examples "$EXAMPLES" --seed 8 --workers 2 --request-timeout 30 \
+  --max-examples "$EXAMPLES" --seed 8 --workers 1 --request-timeout 30 \
   --header "X-Tenant: $tenant" \
   --generation-database none --no-color \
   --report junit --report-junit-path "$OUT/junit.xml" 2>&1 | tee "$OUT/run.log"

@@ -127,10 +127,6 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
         .unwrap()
         .get(0);
     assert_eq!(hits, 0);
-    assert!(
-        t.app.outcomes.redis.take_hits().await.unwrap().is_empty(),
-        "fewer than a batch: still in the instance"
-    );
     for instance in [&t.app, &other, &third] {
         instance.outcomes.flush_counts().await;
     }

@@ -75,15 +75,17 @@ pub enum Found {
 /// An instance that dies (or is never invoked again) loses at most this many
 /// counts, which only delays the sweep's "unused" rule and rounds the statistics.
 pub const COUNT_BATCH: u32 = 64;
-/// Counts older than this are sent with the next request, whatever their number.
-pub const COUNT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+/// An instance sends its counts at most this often (unless a batch is full, or the
+/// request is a miss, which goes to the backends anyway). A quiet instance thus
+/// sends each count at once; a busy one sends one pipeline a second, not one per hit.
+pub const COUNT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 type RequestKey = (String, chrono::NaiveDate, &'static str);
 
 /// Request and hit counts not yet sent to Redis.
 #[derive(Default)]
 struct Counts {
-    since: Option<std::time::Instant>,
+    last_sent: Option<std::time::Instant>,
     requests: std::collections::HashMap<RequestKey, i64>,
     hits: std::collections::HashMap<Uuid, i64>,
     pending: u32,
@@ -213,8 +215,9 @@ impl OutcomeCache {
 
     /// Counts a request of `tenant` in its statistics, and a hit on its task (which
     /// the sweep folds into Postgres). Counts are kept in the instance and sent in
-    /// one round trip once [`COUNT_BATCH`] have gathered or the oldest is
-    /// [`COUNT_MAX_AGE`] old, so that a hit costs no round trip of its own.
+    /// one round trip when [`COUNT_BATCH`] have gathered, when the last were sent
+    /// [`COUNT_INTERVAL`] ago, or with a miss: under load a hit costs no round trip
+    /// of its own.
     /// Counting never fails a request.
     pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
         crate::metrics::cache_request(answer.as_str());
@@ -228,8 +231,8 @@ impl OutcomeCache {
                 *c.hits.entry(task).or_insert(0) += 1;
             }
             c.pending += 1;
-            let since = *c.since.get_or_insert_with(std::time::Instant::now);
-            c.pending >= COUNT_BATCH || since.elapsed() >= COUNT_MAX_AGE
+            let quiet = c.last_sent.is_none_or(|t| t.elapsed() >= COUNT_INTERVAL);
+            c.pending >= COUNT_BATCH || quiet || answer == Answer::Miss
         };
         if due {
             self.flush_counts().await;
@@ -240,7 +243,12 @@ impl OutcomeCache {
     /// the sweep folds hits, and when a batch is due). Counts that cannot be sent
     /// (Redis down) are dropped: keeping them would grow without bound.
     pub async fn flush_counts(&self) {
-        let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
+        let taken = {
+            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let taken = std::mem::take(&mut *c);
+            c.last_sent = Some(std::time::Instant::now());
+            taken
+        };
         let requests: Vec<_> = taken.requests.into_iter().collect();
         let hits: Vec<_> = taken.hits.into_iter().collect();
         match self.redis.record_counts(&requests, &hits).await {
