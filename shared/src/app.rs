@@ -114,8 +114,12 @@ impl App {
         )));
         if !crate::cache::redis::is_disabled(&config.redis_url) {
             let kv_redis = Arc::new(
-                kv::RedisBackend::new(&config.redis_url, &config.redis_prefix, config.redis_timeout)
-                    .map_err(|e| StartupError::Database(format!("REDIS_URL: {e}")))?,
+                kv::RedisBackend::new(
+                    &config.redis_url,
+                    &config.redis_prefix,
+                    config.redis_timeout,
+                )
+                .map_err(|e| StartupError::Database(format!("REDIS_URL: {e}")))?,
             );
             kv = kv.tier(kv_redis.clone()).locks(kv_redis);
         }
@@ -129,7 +133,11 @@ impl App {
             tasks: TaskStore::new(pool, config.db_timeout),
             outcomes: OutcomeCache::new(
                 MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
-                RedisTier::new(&config.redis_url, &config.redis_prefix, config.redis_timeout)?,
+                RedisTier::new(
+                    &config.redis_url,
+                    &config.redis_prefix,
+                    config.redis_timeout,
+                )?,
             ),
             objects,
             queue,

@@ -327,7 +327,8 @@ mod tests {
         assert_eq!(err.name, "DB_POOL_SIZE");
         assert!(Config::from_lookup(|k| (k == "AUTH_MODE").then(|| "open".to_owned())).is_err());
         assert!(Config::from_lookup(|k| (k == "CACHE_TTL_HOURS").then(|| "0".to_owned())).is_err());
-        let too_big = Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
+        let too_big =
+            Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
         assert_eq!(too_big.unwrap_err().name, "MAX_BODY_BYTES");
     }
 

@@ -80,7 +80,10 @@ mod tests {
             .as_millis() as u64
             + 5_000;
         let left = from_epoch_ms(soon).unwrap() - Instant::now();
-        assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(3), "{left:?}");
+        assert!(
+            left <= Duration::from_secs(5) && left > Duration::from_secs(3),
+            "{left:?}"
+        );
     }
 
     #[tokio::test]

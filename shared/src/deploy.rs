@@ -27,7 +27,9 @@ pub fn is_custom_resource(event: &Value) -> bool {
 /// port, credentials in the URL) is refused without a connection, so an event
 /// forged by whoever can invoke the function cannot turn it into a request relay.
 pub fn check_response_url(url: &str) -> Result<(), String> {
-    let uri: hyper::Uri = url.parse().map_err(|_| "ResponseURL is not a URL".to_owned())?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| "ResponseURL is not a URL".to_owned())?;
     if uri.scheme_str() != Some("https") {
         return Err("ResponseURL must be https".into());
     }

@@ -82,7 +82,9 @@ pub fn emit(dims: &[(&str, &str)], metrics: &[Metric<'_>], properties: Value) {
     }
     let line = Value::Object(record).to_string();
     if let Some(c) = CAPTURE.get() {
-        c.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+        c.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line.clone());
     }
     // Standard output is the EMF channel: Lambda ships it to CloudWatch Logs. Outside
     // a function (tests, tools) nobody collects it.
@@ -131,7 +133,11 @@ pub fn request(r: &RequestRecord<'_>) {
     let function = function_name();
     let status = r.status.to_string();
     emit(
-        &[("Function", function), ("Route", r.route), ("Status", &status)],
+        &[
+            ("Function", function),
+            ("Route", r.route),
+            ("Status", &status),
+        ],
         &[Metric {
             name: "Requests",
             unit: "Count",

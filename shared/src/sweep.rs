@@ -46,7 +46,11 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
 
     report.relayed = relay(app).await?;
-    match app.kv_store.cleanup_expired(app.config.sweep_batch, MAX_BATCHES as u32).await {
+    match app
+        .kv_store
+        .cleanup_expired(app.config.sweep_batch, MAX_BATCHES as u32)
+        .await
+    {
         Ok(c) => {
             report.cache_store_expired = c.deleted;
             report.more |= c.more;
@@ -135,7 +139,10 @@ pub const RELAY_AFTER: Duration = Duration::from_secs(10);
 pub async fn relay(app: &App) -> Result<u64, StoreError> {
     let mut sent = 0;
     for _ in 0..MAX_BATCHES {
-        let unsent = app.tasks.unsent(RELAY_AFTER, app.config.sweep_batch).await?;
+        let unsent = app
+            .tasks
+            .unsent(RELAY_AFTER, app.config.sweep_batch)
+            .await?;
         if unsent.is_empty() {
             break;
         }
@@ -147,7 +154,9 @@ pub async fn relay(app: &App) -> Result<u64, StoreError> {
                     sent += 1;
                     progressed = true;
                 }
-                Err(e) => tracing::warn!(error = %e, %task_id, "relay send failed; next run retries"),
+                Err(e) => {
+                    tracing::warn!(error = %e, %task_id, "relay send failed; next run retries")
+                }
             }
         }
         if !progressed {

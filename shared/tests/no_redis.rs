@@ -26,7 +26,11 @@ async fn without_redis_submit_process_and_status_run_on_l0_and_postgres() {
 
     let public = t.get_as(None, "/health").await;
     assert_eq!(public.status, 200);
-    assert_eq!(public.json()["status"], "ok", "no Redis is a choice, not degradation");
+    assert_eq!(
+        public.json()["status"],
+        "ok",
+        "no Redis is a choice, not degradation"
+    );
     let admin = t.get("/health").await.json();
     assert_eq!(admin["checks"]["redis"]["disabled"], true, "{admin}");
 

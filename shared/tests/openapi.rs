@@ -615,7 +615,13 @@ async fn every_route_answers_as_described() {
     // nobody, a body that is not the documented JSON, and the admin scope.
     const INVALIDATE: &str = "/api/v1/cache/invalidate";
     let invalidate = |tenant: Option<&'static str>, body: &'static str, admin: bool| {
-        let mut event = common::http_event("POST", INVALIDATE, tenant, Some("application/json"), body.as_bytes());
+        let mut event = common::http_event(
+            "POST",
+            INVALIDATE,
+            tenant,
+            Some("application/json"),
+            body.as_bytes(),
+        );
         if !admin && tenant.is_some() {
             event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
         }
@@ -635,7 +641,12 @@ async fn every_route_answers_as_described() {
     let r = invalidate(Some("tenant-a"), r#"{"everything": true}"#, false).await;
     assert_eq!(r.status, 400, "{}", r.body);
     spec.check("post", INVALIDATE, &r);
-    let r = invalidate(Some("tenant-a"), r#"{"tenant": "tenant-b", "namespace": "stats"}"#, true).await;
+    let r = invalidate(
+        Some("tenant-a"),
+        r#"{"tenant": "tenant-b", "namespace": "stats"}"#,
+        true,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     spec.check("post", INVALIDATE, &r);
 

@@ -96,7 +96,14 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     assert_eq!(from_redis.json()["cache_tier"], "redis");
 
     // Redis lost its copy: Postgres answers and backfills Redis.
-    let outcome = t.app.outcomes.redis.get_by_task(task_uuid).await.unwrap().unwrap();
+    let outcome = t
+        .app
+        .outcomes
+        .redis
+        .get_by_task(task_uuid)
+        .await
+        .unwrap()
+        .unwrap();
     let prefix = t.app.outcomes.redis.prefix().to_owned();
     let mut conn = t.redis().await;
     let _: i64 = redis::cmd("DEL")
@@ -112,7 +119,13 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     let from_pg = submit_to(&third, Some("tenant-a"), &form).await;
     assert_eq!(from_pg.json()["cache_tier"], "postgres");
     assert!(
-        t.app.outcomes.redis.get_by_task(task_uuid).await.unwrap().is_some(),
+        t.app
+            .outcomes
+            .redis
+            .get_by_task(task_uuid)
+            .await
+            .unwrap()
+            .is_some(),
         "backfilled"
     );
 

@@ -11,11 +11,20 @@ async fn open_tasks_advise_the_recent_median_wait() {
     // No history yet: the minimum.
     let first = t.submit(&Form::takeo()).await;
     assert_eq!(first.status, 202);
-    assert_eq!(first.headers.get("retry-after").map(String::as_str), Some("1"));
-    assert_eq!(first.headers.get("cache-control").map(String::as_str), Some("no-store"));
+    assert_eq!(
+        first.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        first.headers.get("cache-control").map(String::as_str),
+        Some("no-store")
+    );
     let id = first.json()["task_id"].as_str().unwrap().to_owned();
     let open = t.get(&format!("/api/v1/frontal/crop/status/{id}")).await;
-    assert_eq!(open.headers.get("retry-after").map(String::as_str), Some("1"));
+    assert_eq!(
+        open.headers.get("retry-after").map(String::as_str),
+        Some("1")
+    );
 
     // Recent renders took 4, 6 and 7 s from submit to success: the median is 6 s.
     let db = t.db().await;
@@ -34,7 +43,10 @@ async fn open_tasks_advise_the_recent_median_wait() {
     let other = t.another_instance().await;
     let second = submit_to(&other, Some("tenant-a"), &Form::einstein()).await;
     assert_eq!(second.status, 202);
-    assert_eq!(second.headers.get("retry-after").map(String::as_str), Some("6"));
+    assert_eq!(
+        second.headers.get("retry-after").map(String::as_str),
+        Some("6")
+    );
 
     // A finished task is no longer polled: no advice.
     t.drain().await;
@@ -54,7 +66,11 @@ async fn a_presigned_url_is_reused_while_more_than_half_its_life_is_left() {
     let a = t.submit(&Form::takeo()).await;
     let b = t.submit(&Form::takeo()).await;
     assert_eq!(url(&a), url(&b), "signed once, reused");
-    assert_eq!(first["svg_url"].as_str(), Some(url(&a).as_str()), "the status call signed it");
+    assert_eq!(
+        first["svg_url"].as_str(),
+        Some(url(&a).as_str()),
+        "the status call signed it"
+    );
     // Past half of its two seconds, a fresh one is signed.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let c = t.submit(&Form::takeo()).await;

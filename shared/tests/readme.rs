@@ -8,7 +8,9 @@ fn readme() -> String {
 }
 
 fn section<'a>(text: &'a str, heading: &str) -> &'a str {
-    let start = text.find(heading).unwrap_or_else(|| panic!("no {heading:?} section"));
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} section"));
     let rest = &text[start + heading.len()..];
     &rest[..rest.find("\n## ").unwrap_or(rest.len())]
 }
@@ -18,7 +20,10 @@ fn every_configuration_variable_is_documented() {
     let text = readme();
     let table = section(&text, "## Configuration");
     for var in facesvg::config::VARIABLES {
-        assert!(table.contains(&format!("`{var}`")), "{var} is read by the code but not in the README");
+        assert!(
+            table.contains(&format!("`{var}`")),
+            "{var} is read by the code but not in the README"
+        );
     }
 }
 
@@ -30,8 +35,15 @@ fn every_route_is_in_the_api_table() {
         serde_json::from_str(include_str!("../src/api/openapi.json")).expect("openapi.json");
     for (path, ops) in spec["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
-            let row = format!("`{} {}", method.to_uppercase(), path.split('?').next().unwrap());
-            assert!(table.contains(&row), "{row}` is served but not in the README's API table");
+            let row = format!(
+                "`{} {}",
+                method.to_uppercase(),
+                path.split('?').next().unwrap()
+            );
+            assert!(
+                table.contains(&row),
+                "{row}` is served but not in the README's API table"
+            );
         }
     }
 }
@@ -39,9 +51,17 @@ fn every_route_is_in_the_api_table() {
 #[test]
 fn nothing_links_outside_the_repository() {
     let text = readme();
-    assert!(!text.contains("../"), "the README links outside the repository");
+    assert!(
+        !text.contains("../"),
+        "the README links outside the repository"
+    );
     for doc in ["SECURITY.md", "docs/viewer.png"] {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(doc);
-        assert!(!text.contains(doc) || path.exists(), "{doc} is linked but missing");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(doc);
+        assert!(
+            !text.contains(doc) || path.exists(),
+            "{doc} is linked but missing"
+        );
     }
 }

@@ -151,7 +151,13 @@ async fn the_sweep_deletes_exactly_what_it_should() {
         assert!(t.app.objects.get(&gone.1).await.unwrap().is_none());
     }
     assert!(
-        t.app.outcomes.redis.get_by_task(expired.0).await.unwrap().is_none(),
+        t.app
+            .outcomes
+            .redis
+            .get_by_task(expired.0)
+            .await
+            .unwrap()
+            .is_none(),
         "redis keys deleted"
     );
 

@@ -114,7 +114,11 @@ pub struct Served {
 }
 
 /// Marks `resp` as served for `tenant`, from `tier` if a cache tier answered.
-pub fn served(mut resp: Response<Body>, tenant: &str, tier: Option<&'static str>) -> Response<Body> {
+pub fn served(
+    mut resp: Response<Body>,
+    tenant: &str,
+    tier: Option<&'static str>,
+) -> Response<Body> {
     resp.extensions_mut().insert(Served {
         tenant: Some(tenant.to_owned()),
         tier,
@@ -128,8 +132,12 @@ pub fn route_key(method: &str, path: &str) -> &'static str {
     let task = |p: &str| p.starts_with(TASK_ROUTES);
     match (method, path) {
         ("POST", "/api/v1/frontal/crop/submit") => "POST /api/v1/frontal/crop/submit",
-        ("GET", p) if task(p) && p.contains("/status/") => "GET /api/v1/frontal/crop/status/{task_id}",
-        ("GET", p) if task(p) && p.contains("/result/") => "GET /api/v1/frontal/crop/result/{task_id}.svg",
+        ("GET", p) if task(p) && p.contains("/status/") => {
+            "GET /api/v1/frontal/crop/status/{task_id}"
+        }
+        ("GET", p) if task(p) && p.contains("/result/") => {
+            "GET /api/v1/frontal/crop/result/{task_id}.svg"
+        }
         ("GET", "/api/v1/cache/stats") => "GET /api/v1/cache/stats",
         ("GET", "/api/v1/cache/recent") => "GET /api/v1/cache/recent",
         ("POST", "/api/v1/cache/cleanup") => "POST /api/v1/cache/cleanup",
@@ -159,11 +167,12 @@ pub async fn observe(
     .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
     .unwrap_or_default();
     let resp = handler(req).await;
-    let served = resp.extensions().get::<Served>().cloned().unwrap_or_default();
-    let error_code = resp
+    let served = resp
         .extensions()
-        .get::<ErrorCode>()
-        .map(|c| c.0);
+        .get::<Served>()
+        .cloned()
+        .unwrap_or_default();
+    let error_code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
     crate::metrics::request(&crate::metrics::RequestRecord {
         route,
         status: resp.status().as_u16(),

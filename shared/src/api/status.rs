@@ -105,7 +105,11 @@ fn query_number(
 /// Requests per tier (Redis, written behind on every submit), entries, storage
 /// and processing times (Postgres), for the caller's tenant only.
 /// A key of the general-purpose cache for `tenant`'s `namespace`.
-fn kv_key(namespace: &str, tenant: &str, parts: &[&str]) -> Result<crate::cache::kv::Key, ApiError> {
+fn kv_key(
+    namespace: &str,
+    tenant: &str,
+    parts: &[&str],
+) -> Result<crate::cache::kv::Key, ApiError> {
     crate::cache::kv::KeyBuilder::new(namespace)
         .and_then(|b| b.key(tenant, parts))
         .map_err(|e| ApiError::Internal(e.to_string()))
@@ -140,7 +144,10 @@ where
 
 async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
     let days_part = days.to_string();
-    cached_listing(app, "stats", tenant, &[&days_part], || compute_stats(app, tenant, days)).await
+    cached_listing(app, "stats", tenant, &[&days_part], || {
+        compute_stats(app, tenant, days)
+    })
+    .await
 }
 
 async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json::Value, ApiError> {
@@ -163,7 +170,11 @@ async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json:
         let hits = get("l0") + get("redis") + get("postgres");
         (hits + get("miss"), hits)
     });
-    let ratio = if total > 0 { hits as f64 / total as f64 } else { 0.0 };
+    let ratio = if total > 0 {
+        hits as f64 / total as f64
+    } else {
+        0.0
+    };
     let requests = counts.map(|c| {
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         json!({
@@ -224,7 +235,11 @@ async fn recent(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, A
 /// entries of the general-purpose cache. A tenant invalidates only its own entries
 /// (all of them, or one namespace); the admin scope may name any tenant, a namespace
 /// across tenants, or a tag. The answer gives each tier's counts.
-async fn invalidate(app: &App, req: &Request, caller: &auth::Caller) -> Result<Response<Body>, ApiError> {
+async fn invalidate(
+    app: &App,
+    req: &Request,
+    caller: &auth::Caller,
+) -> Result<Response<Body>, ApiError> {
     use crate::cache::kv::Scope;
     use crate::input::InputError;
     #[derive(serde::Deserialize)]
@@ -239,28 +254,43 @@ async fn invalidate(app: &App, req: &Request, caller: &auth::Caller) -> Result<R
         return Err(InputError::too_large("body", "at most 4096 bytes").into());
     }
     let ask: Ask = if body.iter().all(u8::is_ascii_whitespace) {
-        Ask { namespace: None, tenant: None, tag: None }
+        Ask {
+            namespace: None,
+            tenant: None,
+            tag: None,
+        }
     } else {
         serde_json::from_slice(body).map_err(|e| {
-            InputError::invalid("body", format!("expected {{\"namespace\", \"tenant\", \"tag\"}}: {e}"))
+            InputError::invalid(
+                "body",
+                format!("expected {{\"namespace\", \"tenant\", \"tag\"}}: {e}"),
+            )
         })?
     };
-    let bad = |field: &'static str, e: crate::cache::kv::KvError| ApiError::from(InputError::invalid(field, e.to_string()));
+    let bad = |field: &'static str, e: crate::cache::kv::KvError| {
+        ApiError::from(InputError::invalid(field, e.to_string()))
+    };
     let report = match (ask.tag, ask.tenant, ask.namespace) {
         (Some(tag), None, None) if caller.admin => app.kv.invalidate_tag(&tag).await,
         (Some(_), _, _) if !caller.admin => return Err(ApiError::Forbidden),
         (Some(_), _, _) => {
             return Err(InputError::invalid("tag", "a tag is invalidated on its own").into())
         }
-        (None, Some(t), _) if t != caller.tenant && !caller.admin => return Err(ApiError::Forbidden),
+        (None, Some(t), _) if t != caller.tenant && !caller.admin => {
+            return Err(ApiError::Forbidden)
+        }
         // The admin scope: a namespace across every tenant.
         (None, None, Some(ns)) if caller.admin => {
-            app.kv.invalidate(&Scope::namespace(&ns).map_err(|e| bad("namespace", e))?).await
+            app.kv
+                .invalidate(&Scope::namespace(&ns).map_err(|e| bad("namespace", e))?)
+                .await
         }
         (None, tenant, ns) => {
             let tenant = tenant.unwrap_or_else(|| caller.tenant.clone());
             let scope = match ns {
-                Some(ns) => Scope::tenant_namespace(&tenant, &ns).map_err(|e| bad("namespace", e))?,
+                Some(ns) => {
+                    Scope::tenant_namespace(&tenant, &ns).map_err(|e| bad("namespace", e))?
+                }
                 None => Scope::tenant(&tenant),
             };
             app.kv.invalidate(&scope).await
@@ -343,7 +373,10 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
         // An open task: poll again after the advised wait, and never from a cache.
         let h = resp.headers_mut();
         h.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
     }
     Ok(resp)
 }
@@ -385,7 +418,9 @@ async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, A
 /// error text) only for `admin`.
 pub async fn health(app: &App, admin: bool) -> Response<Body> {
     let (pg, redis, s3, sqs) = tokio::join!(
-        check("postgres", async { app.tasks.ping().await.map_err(|e| e.to_string()) }),
+        check("postgres", async {
+            app.tasks.ping().await.map_err(|e| e.to_string())
+        }),
         check("redis", async {
             match app.outcomes.redis.ping().await {
                 // Running without Redis is a choice, not a fault.
@@ -393,8 +428,12 @@ pub async fn health(app: &App, admin: bool) -> Response<Body> {
                 Err(e) => Err(e.to_string()),
             }
         }),
-        check("s3", async { app.objects.ping().await.map_err(|e| e.to_string()) }),
-        check("sqs", async { app.queue.ping().await.map_err(|e| e.to_string()) }),
+        check("s3", async {
+            app.objects.ping().await.map_err(|e| e.to_string())
+        }),
+        check("sqs", async {
+            app.queue.ping().await.map_err(|e| e.to_string())
+        }),
     );
     let essential = pg && s3 && sqs;
     let status = match (essential, redis) {

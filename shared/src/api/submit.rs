@@ -151,7 +151,13 @@ fn accepted(
     if let Ok(v) = header::HeaderValue::from_str(&status_url(task_id)) {
         h.insert(header::LOCATION, v);
     }
-    h.insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    h.insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(retry_after_secs),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }

@@ -106,7 +106,10 @@ mod tests {
         assert!(!b.allow(), "everyone else waits for the probe");
         assert!(!b.allow());
         b.failure();
-        assert!(b.allow(), "a failed probe opens it again; the next cool-down ends");
+        assert!(
+            b.allow(),
+            "a failed probe opens it again; the next cool-down ends"
+        );
         assert!(!b.allow());
         b.success();
         assert!(b.allow() && b.allow(), "closed: every call goes ahead");

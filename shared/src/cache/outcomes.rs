@@ -118,7 +118,14 @@ impl OutcomeCache {
         tenant: &str,
         input_hash: &str,
     ) -> Result<Found, StoreError> {
-        if let Some(o) = self.l0.get_by_hash(tenant, input_hash).await.ok().flatten().and_then(live) {
+        if let Some(o) = self
+            .l0
+            .get_by_hash(tenant, input_hash)
+            .await
+            .ok()
+            .flatten()
+            .and_then(live)
+        {
             return Ok(Found::Hit(o, Tier::L0));
         }
         match self.redis.get_by_hash(tenant, input_hash).await {
@@ -144,7 +151,14 @@ impl OutcomeCache {
         task_id: Uuid,
     ) -> Result<Found, StoreError> {
         let mine = |o: Outcome| (o.tenant == tenant).then_some(o).and_then(live);
-        if let Some(o) = self.l0.get_by_task(task_id).await.ok().flatten().and_then(mine) {
+        if let Some(o) = self
+            .l0
+            .get_by_task(task_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(mine)
+        {
             return Ok(Found::Hit(o, Tier::L0));
         }
         match self.redis.get_by_task(task_id).await {
@@ -253,7 +267,9 @@ impl OutcomeCache {
         let hits: Vec<_> = taken.hits.into_iter().collect();
         match self.redis.record_counts(&requests, &hits).await {
             Ok(()) | Err(CacheError::Disabled) => {}
-            Err(e) => tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent"),
+            Err(e) => {
+                tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent")
+            }
         }
     }
 }

@@ -68,7 +68,6 @@ impl RenderBudget {
         max_svg_bytes: u64::MAX,
     };
 
-
     pub(crate) fn check(&self, what: Limit, value: u64) -> Result<(), BudgetError> {
         let max = match what {
             Limit::Pixels => self.max_pixels,

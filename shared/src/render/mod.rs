@@ -249,7 +249,12 @@ pub fn crop_box(landmarks: &Landmarks, width: u32, height: u32) -> BoxPx {
 pub fn face_box(regions: &[trace::TracedRegion], width: u32, height: u32) -> Option<BoxPx> {
     let face = regions.iter().filter(|r| labels::is_face_class(r.label));
     let [x0, y0, x1, y1] = face.map(|r| r.bbox).reduce(|a, b| {
-        [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])]
+        [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ]
     })?;
     Some(margin_box(
         x0.into(),

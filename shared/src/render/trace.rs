@@ -264,7 +264,15 @@ pub fn trace_within(
                     BOTTOM => ((xi + 1, yi + 1), Dir::L),
                     _ => ((xi, yi + 1), Dir::U),
                 };
-                follow(&grid, &mut sides, label, start, dir, &mut scratch.edges, budget)?;
+                follow(
+                    &grid,
+                    &mut sides,
+                    label,
+                    start,
+                    dir,
+                    &mut scratch.edges,
+                    budget,
+                )?;
                 let ring = simplify_loop(&grid, u16::from(label), &mut scratch);
                 rings += 1;
                 points += ring.len() as u64;

@@ -78,7 +78,9 @@ pub async fn submit(
     for _ in 0..2 {
         let row = match cache.by_hash(&app.tasks, tenant, &hash).await? {
             Found::Hit(outcome, tier) => {
-                cache.count(tenant, Answer::Hit(tier), Some(outcome.task_id)).await;
+                cache
+                    .count(tenant, Answer::Hit(tier), Some(outcome.task_id))
+                    .await;
                 return Ok(SubmitOutcome::Cached { outcome, tier });
             }
             Found::Row(row) => row,
@@ -193,7 +195,8 @@ async fn prepare(
         sub.segmentation_png,
         sub.params,
     );
-    let inputs_json = serde_json::to_vec(&inputs).map_err(|e| SubmitError::Internal(e.to_string()))?;
+    let inputs_json =
+        serde_json::to_vec(&inputs).map_err(|e| SubmitError::Internal(e.to_string()))?;
     let inputs_sha256 = hex::encode(sha256(&inputs_json));
     let mut message = TaskMessage {
         v: MESSAGE_VERSION,
@@ -202,7 +205,8 @@ async fn prepare(
         input_hash: hash.to_owned(),
         inputs: InputsRef::Inline { inputs },
     };
-    let inline = serde_json::to_string(&message).map_err(|e| SubmitError::Internal(e.to_string()))?;
+    let inline =
+        serde_json::to_string(&message).map_err(|e| SubmitError::Internal(e.to_string()))?;
     if inline.len() <= app.config.limits.max_message_bytes {
         return Ok(Prepared {
             body: inline,

@@ -297,7 +297,6 @@ impl TaskStore {
         .await
     }
 
-
     /// Moves a retryable failure back to `PENDING` for a new run. Returns whether
     /// this call did it (a concurrent submit may have).
     #[instrument(skip(self), err)]
@@ -343,7 +342,9 @@ impl TaskStore {
                 )
                 .await?;
             let secs: Option<f64> = row.try_get(0)?;
-            Ok(secs.filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64))
+            Ok(secs
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64))
         })
         .await
     }
