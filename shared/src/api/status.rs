@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::{auth, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES};
 use crate::app::App;
-use crate::tasks::{Outcome, TaskRow, TaskStatus};
+use crate::cache::outcomes::Found;
+use crate::tasks::TaskStatus;
 
 pub async fn status(app: &App, req: Request) -> Response<Body> {
     super::observe(req, async |req| answer(app, req).await).await
@@ -304,24 +305,17 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such task".into()))
 }
 
-/// What is known of a task: a finished outcome, or its row.
-enum Found {
-    Outcome(Outcome),
-    Row(TaskRow),
-}
-
+/// What the tiers know of `tenant`'s task (another tenant's, or an expired one, is
+/// [`Found::Absent`], exactly like an unknown one).
 async fn find(app: &App, tenant: &str, task_id: Uuid) -> Result<Found, ApiError> {
-    use crate::cache::outcomes::Found as Tiers;
-    match app
-        .outcomes
+    app.outcomes
         .by_task(&app.tasks, tenant, task_id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-    {
-        Tiers::Hit(o, _) => Ok(Found::Outcome(o)),
-        Tiers::Row(row) => Ok(Found::Row(row)),
-        Tiers::Absent => Err(ApiError::NotFound("no such task".into())),
-    }
+        .map_err(|e| ApiError::Unavailable(e.to_string()))
+}
+
+fn no_such_task() -> ApiError {
+    ApiError::NotFound("no such task".into())
 }
 
 async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
@@ -332,7 +326,7 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
     });
     let mut open_wait = None;
     match find(app, tenant, task_id).await? {
-        Found::Outcome(o) => {
+        Found::Hit(o, _) => {
             body["status"] = json!(o.status.as_str());
             body["submitted_at"] = json!(o.submitted_at);
             body["completed_at"] = json!(o.completed_at);
@@ -367,6 +361,7 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
                 body["error"] = json!(e);
             }
         }
+        Found::Absent => return Err(no_such_task()),
     }
     let mut resp = json_response(StatusCode::OK, &body);
     if let Some(secs) = open_wait {
@@ -383,8 +378,9 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
 
 async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
     let outcome = match find(app, tenant, task_id).await? {
-        Found::Outcome(o) => o,
+        Found::Hit(o, _) => o,
         Found::Row(row) => return Err(ApiError::NotReady(row.status.as_str())),
+        Found::Absent => return Err(no_such_task()),
     };
     if outcome.status != TaskStatus::Success {
         return Err(ApiError::NotFound("the task failed; it has no SVG".into()));
