@@ -1184,7 +1184,7 @@ async fn the_memory_tier_is_bounded_by_entries_and_by_bytes() {
             .await
             .unwrap();
     }
-    let n = by_entries.entry_count().await;
+    let n = by_entries.entry_count();
     assert!(n <= 10 && n > 0, "{n}");
     let u = by_bytes.usage().await.unwrap();
     assert!(u.bytes <= 64 * 1024 && u.entries > 0, "{u:?}");
@@ -1224,4 +1224,23 @@ async fn postgres_counts_hits_when_asked_and_lists_keys() {
     assert_eq!(hits[k1.full()], 4);
     assert_eq!(hits[k2.full()], 1);
     assert!(listed.iter().all(|l| l.bytes > 0 && l.expires_in_ms > 0));
+}
+
+/// The in-process tier keeps the first typed read's value, so that later hits do
+/// not parse the JSON again; a read as another type still decodes the bytes.
+#[tokio::test]
+async fn a_memory_hit_reuses_the_decoded_value() {
+    let c = Cache::builder().tier(memory()).build();
+    let k = key("memo", "acme", &["a"]);
+    c.set(&k, &doc("a", 1), None).await.unwrap();
+    let kept = |c: &Cache| format!("{:?}", c.tiers()[0].get_local(&k).unwrap().memo);
+    assert_eq!(kept(&c), "Memo(empty)", "nothing decoded before a read");
+    assert_eq!(c.get::<Doc>(&k).await.unwrap(), Some(doc("a", 1)));
+    assert_eq!(kept(&c), "Memo(kept)");
+    assert_eq!(c.get::<Doc>(&k).await.unwrap(), Some(doc("a", 1)));
+    let as_json = c.get::<serde_json::Value>(&k).await.unwrap().unwrap();
+    assert_eq!(as_json["name"], "a", "another type decodes the bytes");
+    // A new value replaces the slot, and with it the decoded copy.
+    c.set(&k, &doc("b", 2), None).await.unwrap();
+    assert_eq!(c.get::<Doc>(&k).await.unwrap(), Some(doc("b", 2)));
 }

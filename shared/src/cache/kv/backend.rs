@@ -1,9 +1,10 @@
 //! The one seam every tier implements ([`Backend`]), the entry it stores, and the
 //! guard (timeout + circuit breaker) that bounds what a sick network tier costs.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,6 +54,56 @@ pub struct Entry {
     pub compute_ms: u32,
     /// Normalised tags (see [`super::key::normalize_tag`]).
     pub tags: Vec<String>,
+    /// The decoded value, where the tier keeps one (see [`Memo`]).
+    pub memo: Memo,
+}
+
+/// The decoded copy of a value that a tier in this process keeps beside its JSON,
+/// so that repeated hits on it do not parse the same bytes again: a memory-tier hit
+/// then costs the map lookup and a clone, like a typed cache used directly. The
+/// first type a value is read as is kept; a read as another type decodes the bytes.
+/// Network tiers carry none (their bytes are new on every read).
+#[derive(Clone, Default)]
+pub struct Memo(Option<Arc<OnceLock<Arc<dyn Any + Send + Sync>>>>);
+
+impl Memo {
+    /// An empty slot that the first typed read fills.
+    pub fn slot() -> Self {
+        Memo(Some(Arc::new(OnceLock::new())))
+    }
+
+    /// The kept value, if there is one of type `T`.
+    pub fn get<T: Clone + 'static>(&self) -> Option<T> {
+        self.0.as_ref()?.get()?.downcast_ref::<T>().cloned()
+    }
+
+    /// Whether a decoded value would be kept (a slot that is still empty).
+    pub fn wants(&self) -> bool {
+        self.0.as_ref().is_some_and(|c| c.get().is_none())
+    }
+
+    pub fn fill<T: Send + Sync + 'static>(&self, value: T) {
+        if let Some(c) = &self.0 {
+            let _ = c.set(Arc::new(value));
+        }
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.wants() || self.0.is_none() {
+            "Memo(empty)"
+        } else {
+            "Memo(kept)"
+        })
+    }
+}
+
+/// A memo is a cache of `value`, so it never makes two entries differ.
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Entry {
@@ -63,6 +114,7 @@ impl Entry {
             grace: Duration::ZERO,
             compute_ms: 0,
             tags: Vec::new(),
+            memo: Memo::default(),
         }
     }
 
@@ -111,6 +163,12 @@ pub struct NamespaceUsage {
 #[async_trait]
 pub trait Backend: Send + Sync {
     fn tier(&self) -> Tier;
+
+    /// A fresh entry of `key` if this tier can tell without I/O (an in-process
+    /// tier); `None` otherwise. Lets the common hit skip a future and a batch.
+    fn get_local(&self, _key: &Key) -> Option<Entry> {
+        None
+    }
 
     /// One result per key, in order. Expired entries are never returned; with
     /// `stale`, entries past expiry but within their grace are (with `ttl` zero).

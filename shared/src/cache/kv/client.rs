@@ -178,6 +178,24 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, KvError> {
     Ok(serde_json::from_slice(bytes)?)
 }
 
+/// A found entry's value as `T`: the tier's decoded copy when it keeps one of this
+/// type, else the JSON decoded (and kept, where the tier has room for it).
+fn decode_entry<T: Cacheable>(e: &Entry) -> Result<T, KvError> {
+    if let Some(v) = e.memo.get::<T>() {
+        return Ok(v);
+    }
+    let v: T = decode(&e.value)?;
+    if e.memo.wants() {
+        e.memo.fill(v.clone());
+    }
+    Ok(v)
+}
+
+/// What a typed read can return: JSON-decodable, and cheap enough to clone out of
+/// the in-process tier's decoded copy (see [`super::backend::Memo`]).
+pub trait Cacheable: DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
+
 fn encode<T: Serialize>(value: &T) -> Result<Arc<[u8]>, KvError> {
     Ok(serde_json::to_vec(value)?.into())
 }
@@ -210,43 +228,43 @@ impl Cache {
             grace: opts.grace,
             compute_ms: 0,
             tags: opts.tags.iter().map(|t| normalize_tag(t)).collect(),
+            memo: Default::default(),
         }
     }
 
-    #[instrument(skip_all, fields(key = key.full()))]
-    pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<T>, KvError> {
+    /// No span of its own: each tier's I/O has one, and a memory hit does none.
+    pub async fn get<T: Cacheable>(&self, key: &Key) -> Result<Option<T>, KvError> {
         let l = self.lookup(key).await?;
         Ok(l.value)
     }
 
     /// Like [`Cache::get`], with the answering tier, the remaining TTL and the
     /// tiers that failed. Errs only if no tier answered at all.
-    pub async fn lookup<T: DeserializeOwned>(&self, key: &Key) -> Result<Lookup<T>, KvError> {
-        let walk = self.tiers.get_many(&[key], false).await;
-        let found = walk.found.into_iter().next().flatten();
-        if found.is_none() && walk.failed.len() == self.tiers.tiers().len() {
+    pub async fn lookup<T: Cacheable>(&self, key: &Key) -> Result<Lookup<T>, KvError> {
+        let (found, failed) = self.tiers.get_one(key, false).await;
+        if found.is_none() && failed.len() == self.tiers.tiers().len() {
             return Err(KvError::Unavailable);
         }
         Ok(match found {
             Some(f) => Lookup {
-                value: Some(decode(&f.entry.value)?),
+                value: Some(decode_entry(&f.entry)?),
                 tier: Some(f.tier),
                 ttl: Some(f.entry.ttl),
-                failed: walk.failed,
+                failed,
             },
             None => Lookup {
                 value: None,
                 tier: None,
                 ttl: None,
-                failed: walk.failed,
+                failed,
             },
         })
     }
 
     pub async fn exists(&self, key: &Key) -> Result<bool, KvError> {
-        let walk = self.tiers.get_many(&[key], false).await;
-        let hit = walk.found.first().is_some_and(|f| f.is_some());
-        if !hit && walk.failed.len() == self.tiers.tiers().len() {
+        let (found, failed) = self.tiers.get_one(key, false).await;
+        let hit = found.is_some();
+        if !hit && failed.len() == self.tiers.tiers().len() {
             return Err(KvError::Unavailable);
         }
         Ok(hit)
@@ -288,10 +306,7 @@ impl Cache {
 
     /// One round trip per tier for the whole batch; results in order.
     #[instrument(skip_all, fields(keys = keys.len()))]
-    pub async fn get_many<T: DeserializeOwned>(
-        &self,
-        keys: &[Key],
-    ) -> Result<Vec<Option<T>>, KvError> {
+    pub async fn get_many<T: Cacheable>(&self, keys: &[Key]) -> Result<Vec<Option<T>>, KvError> {
         let refs: Vec<&Key> = keys.iter().collect();
         let walk = self.tiers.get_many(&refs, false).await;
         if walk.failed.len() == self.tiers.tiers().len() && !keys.is_empty() {
@@ -299,7 +314,7 @@ impl Cache {
         }
         walk.found
             .into_iter()
-            .map(|f| f.map(|f| decode(&f.entry.value)).transpose())
+            .map(|f| f.map(|f| decode_entry(&f.entry)).transpose())
             .collect()
     }
 
@@ -422,7 +437,7 @@ impl Cache {
         f: F,
     ) -> Result<Fetched<T>, KvError>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + Cacheable,
         E: Display,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -446,13 +461,12 @@ impl Cache {
         f: F,
     ) -> Result<Fetched<T>, KvError>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + Cacheable,
         E: Display,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let walk = self.tiers.get_many(&[key], !opts.grace.is_zero()).await;
-        let found = walk.found.into_iter().next().flatten();
+        let (found, _) = self.tiers.get_one(key, !opts.grace.is_zero()).await;
         let mut early = false;
         if let Some(hit) = &found {
             if hit.entry.is_fresh() {
@@ -466,7 +480,7 @@ impl Cache {
                 });
                 if !early {
                     return Ok(Fetched {
-                        value: decode(&hit.entry.value)?,
+                        value: decode_entry(&hit.entry)?,
                         source: Source::Tier(hit.tier),
                         stale: false,
                     });

@@ -1,4 +1,5 @@
-//! The in-process tier: a `moka` future cache, bounded by entries and by bytes, with
+//! The in-process tier: a `moka` cache (the synchronous one: nothing here waits on
+//! I/O, and a hit can then be answered without a future; see [`Backend::get_local`]), bounded by entries and by bytes, with
 //! a per-entry TTL through moka's `Expiry`.
 //!
 //! moka bounds one weighted capacity. Both bounds hold by weighing each entry at
@@ -20,15 +21,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use moka::future::Cache;
+use moka::sync::Cache;
 use moka::Expiry;
 
-use super::backend::{Backend, Entry, Invalidated, NamespaceUsage, Tier, Usage};
+use super::backend::{Backend, Entry, Invalidated, Memo, NamespaceUsage, Tier, Usage};
 use super::key::{tag_scope, Key, Scope};
 use super::KvError;
 
 struct Slot {
     value: Arc<[u8]>,
+    /// The value decoded by the first typed read, for every later one.
+    memo: Memo,
     fresh_until: Instant,
     stale_until: Instant,
     compute_ms: u32,
@@ -110,6 +113,7 @@ impl MemoryBackend {
                 .saturating_duration_since(now.max(slot.fresh_until)),
             compute_ms: slot.compute_ms,
             tags: slot.tags.clone(),
+            memo: slot.memo.clone(),
         })
     }
 
@@ -119,6 +123,7 @@ impl MemoryBackend {
         scopes.extend(e.tags.iter().map(|t| tag_scope(t)));
         Arc::new(Slot {
             value: e.value.clone(),
+            memo: Memo::slot(),
             fresh_until: now + ttl,
             stale_until: now + ttl + e.grace,
             compute_ms: e.compute_ms,
@@ -131,8 +136,8 @@ impl MemoryBackend {
     }
 
     /// Counts of entries (fresh or in grace) the tier holds right now.
-    pub async fn entry_count(&self) -> u64 {
-        self.cache.run_pending_tasks().await;
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 }
@@ -143,11 +148,16 @@ impl Backend for MemoryBackend {
         Tier::Memory
     }
 
+    fn get_local(&self, key: &Key) -> Option<Entry> {
+        let slot = self.cache.get(key.full())?;
+        self.to_entry(&slot, Instant::now(), false)
+    }
+
     async fn get_many(&self, keys: &[&Key], stale: bool) -> Result<Vec<Option<Entry>>, KvError> {
         let now = Instant::now();
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
-            let got = self.cache.get(k.full()).await;
+            let got = self.cache.get(k.full());
             out.push(got.and_then(|s| self.to_entry(&s, now, stale)));
         }
         Ok(out)
@@ -159,9 +169,7 @@ impl Backend for MemoryBackend {
             if e.ttl.is_zero() {
                 continue;
             }
-            self.cache
-                .insert(k.full().to_owned(), self.slot(k, e, now))
-                .await;
+            self.cache.insert(k.full().to_owned(), self.slot(k, e, now));
         }
         Ok(())
     }
@@ -173,10 +181,7 @@ impl Backend for MemoryBackend {
         let got = self
             .cache
             .entry(key.full().to_owned())
-            .or_insert_with_if(async move { slot }, |old| {
-                self.to_entry(old, now, false).is_none()
-            })
-            .await;
+            .or_insert_with_if(move || slot, |old| self.to_entry(old, now, false).is_none());
         if got.is_fresh() || Arc::ptr_eq(got.value(), &mine) {
             return Ok(None);
         }
@@ -187,7 +192,7 @@ impl Backend for MemoryBackend {
         let now = Instant::now();
         let mut n = 0;
         for k in keys {
-            if let Some(s) = self.cache.remove(k.full()).await {
+            if let Some(s) = self.cache.remove(k.full()) {
                 n += u64::from(self.to_entry(&s, now, false).is_some());
             }
         }
@@ -203,7 +208,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn usage(&self) -> Result<Usage, KvError> {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         let now = Instant::now();
         let mut usage = Usage::default();
         for (k, slot) in self.cache.iter() {

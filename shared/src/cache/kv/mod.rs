@@ -65,9 +65,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use backend::{Backend, Entry, Invalidated, Tier, Usage};
+pub use backend::{Backend, Entry, Invalidated, Memo, Tier, Usage};
 pub use client::{
-    Cache, CacheBuilder, Conditional, Fetched, Lookup, SetOptions, Source, WarmOptions, WarmReport,
+    Cache, CacheBuilder, Cacheable, Conditional, Fetched, Lookup, SetOptions, Source, WarmOptions,
+    WarmReport,
 };
 pub use flight::{ComputeOptions, FlightOptions, XorShift};
 pub use key::{Key, KeyBuilder, Scope};

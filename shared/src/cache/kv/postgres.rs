@@ -192,6 +192,7 @@ fn entry(r: &Row) -> Entry {
         grace: Duration::from_millis(grace.max(0) as u64),
         compute_ms: compute.max(0) as u32,
         tags: r.get(4),
+        memo: Default::default(),
     }
 }
 
@@ -478,6 +479,7 @@ impl ShiftedRow<'_> {
             grace: Duration::from_millis(grace.max(0) as u64),
             compute_ms: compute.max(0) as u32,
             tags: r.get(7),
+            memo: Default::default(),
         }
     }
 }

@@ -295,6 +295,7 @@ fn parse_entries(raw: Value, n: usize) -> Result<Vec<Option<Entry>>, KvError> {
                     ttl: Duration::from_millis(life - grace),
                     grace: Duration::from_millis(grace),
                     compute_ms: compute.clamp(0, i64::from(u32::MAX)) as u32,
+                    memo: Default::default(),
                     tags: tags
                         .split('\n')
                         .filter(|t| !t.is_empty())

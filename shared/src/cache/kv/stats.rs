@@ -127,6 +127,16 @@ impl Recorder {
     /// Counts `n` outcomes for callers, overall and in the namespace.
     pub fn caller(&self, ns: &str, what: Count, n: u64) {
         self.overall.add(what, n);
+        // Counted under the read lock: no reference count to move on a hit.
+        if let Some(c) = self
+            .namespaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ns)
+        {
+            c.add(what, n);
+            return;
+        }
         self.namespace(ns).add(what, n);
     }
 

@@ -81,6 +81,30 @@ impl Tiered {
         tracing::warn!(tier = %self.tiers[position].tier(), op, error = %e, "cache tier skipped");
     }
 
+    /// Reads one key: [`Tiered::get_many`] of it, except that the common read (fresh
+    /// in an in-process top tier) is answered without a future or a batch.
+    pub async fn get_one(&self, key: &Key, stale: bool) -> (Option<Found>, Vec<Tier>) {
+        if let Some(top) = self.tiers.first() {
+            if let Some(entry) = top.get_local(key) {
+                self.rec.tiers[0].add(Count::Hit, 1);
+                self.rec.caller(key.namespace(), Count::Hit, 1);
+                let tier = top.tier();
+                return (
+                    Some(Found {
+                        entry,
+                        position: 0,
+                        tier,
+                    }),
+                    Vec::new(),
+                );
+            }
+        }
+        // Boxed: the walk's state is large, and inline it would be copied into
+        // every read's future, the fast path's included.
+        let walk = Box::pin(self.get_many(&[key], stale)).await;
+        (walk.found.into_iter().next().flatten(), walk.failed)
+    }
+
     /// Reads `keys` through the tiers and backfills the tiers above each hit.
     pub async fn get_many(&self, keys: &[&Key], stale: bool) -> Walk {
         let mut found: Vec<Option<Found>> = vec![None; keys.len()];
