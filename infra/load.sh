@@ -154,8 +154,12 @@ for scenario in "${SCENARIOS[@]}"; do
       rss_end=$(rss)
       accepted=$(sort -u "$out/tasks.txt" | wc -l)
       done_ok=0
-      [ "$accepted" = 0 ] || done_ok=$(psql_q "SELECT count(*) FROM task_results
-        WHERE status = 'SUCCESS' AND task_id IN ($(sort -u "$out/tasks.txt" | sed "s/.*/'&'/" | paste -sd,))")
+      # Thousands of ids: the query goes through stdin, not an argument.
+      [ "$accepted" = 0 ] || done_ok=$({
+        echo "SELECT count(*) FROM task_results WHERE status = 'SUCCESS' AND task_id IN ("
+        sort -u "$out/tasks.txt" | sed "s/.*/'&'/" | paste -sd,
+        echo ");"
+      } | psql "$DATABASE_URL" -qtA)
       by_status=$(psql_q "SELECT string_agg(status || ':' || n, ' ') FROM (SELECT status, count(*) n
         FROM task_results WHERE tenant LIKE '$TENANT%' GROUP BY status) s")
       log "soak: $accepted tasks accepted, $done_ok reached SUCCESS (rows by status: $by_status)"
