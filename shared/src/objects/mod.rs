@@ -1,8 +1,10 @@
-//! Object storage for SVGs (`results/`) and claim-checked inputs (`inputs/`).
+//! Object storage for SVGs (`results/`), claim-checked inputs (`inputs/`) and
+//! photos uploaded straight to the store (`uploads/`, see [`post`]).
 //!
 //! [`ObjectStore`] is the seam; [`s3::S3Store`] is the implementation used in AWS
 //! and, through the same SDK over HTTP, against the local emulator.
 
+pub mod post;
 pub mod s3;
 
 use std::time::Duration;
@@ -15,6 +17,10 @@ use uuid::Uuid;
 pub enum ObjectError {
     #[error("object store: {0}")]
     Backend(String),
+    #[error("object of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("this object store cannot sign direct uploads")]
+    Unsupported,
 }
 
 #[async_trait]
@@ -27,6 +33,35 @@ pub trait ObjectStore: Send + Sync {
     /// A URL that reads the object without credentials until `ttl` passes.
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError>;
     async fn ping(&self) -> Result<(), ObjectError>;
+
+    /// Like [`ObjectStore::get`], refusing (before reading the body) an object over
+    /// `limit` bytes. Stores that cannot tell a size first read and then check.
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ObjectError> {
+        match self.get(key).await? {
+            Some(b) if b.len() as u64 > limit => Err(ObjectError::TooLarge {
+                size: b.len() as u64,
+                limit,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// A form with which a client uploads one object to `key` itself, without
+    /// credentials, of 1 to `max_bytes` bytes, until `ttl` passes (an S3 POST policy).
+    async fn presign_post(
+        &self,
+        _key: &str,
+        _max_bytes: u64,
+        _ttl: Duration,
+    ) -> Result<post::PostForm, ObjectError> {
+        Err(ObjectError::Unsupported)
+    }
+}
+
+/// Where a tenant's direct upload `id` is stored (a lifecycle rule removes what no
+/// submit used within a day).
+pub fn upload_key(tenant: &str, id: Uuid) -> String {
+    format!("uploads/{}/{}", tenant_segment(tenant), id)
 }
 
 /// Where a task's SVG is stored. Keyed by task id, not input hash: a task swept and

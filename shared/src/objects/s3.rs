@@ -15,6 +15,12 @@ use super::{ObjectError, ObjectStore};
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// Where direct uploads are POSTed: the bucket's virtual-hosted URL in AWS, the
+    /// path-style one on an emulator.
+    post_url: String,
+    /// The identity that signs direct-upload forms (the function's role in AWS).
+    credentials: Option<aws_sdk_s3::config::SharedCredentialsProvider>,
+    region: String,
 }
 
 fn backend(e: impl std::fmt::Display) -> ObjectError {
@@ -27,9 +33,17 @@ impl S3Store {
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(path_style)
             .build();
+        let region = sdk.region().map(|r| r.as_ref()).unwrap_or("us-east-1");
+        let post_url = match (path_style, sdk.endpoint_url()) {
+            (true, Some(endpoint)) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            _ => format!("https://{bucket}.s3.{region}.amazonaws.com/"),
+        };
         S3Store {
             client: Client::from_conf(config),
             bucket: bucket.to_owned(),
+            post_url,
+            credentials: sdk.credentials_provider(),
+            region: region.to_owned(),
         }
     }
 
@@ -125,6 +139,66 @@ impl ObjectStore for S3Store {
             .await
             .map_err(backend)?;
         Ok(req.uri().to_string())
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    async fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ObjectError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+        };
+        // Judged on the declared length, before a byte of the body is read.
+        let size = out.content_length().unwrap_or(i64::MAX).max(0) as u64;
+        if size > limit {
+            return Err(ObjectError::TooLarge { size, limit });
+        }
+        let body = out.body.collect().await.map_err(backend)?.into_bytes();
+        if body.len() as u64 > limit {
+            return Err(ObjectError::TooLarge {
+                size: body.len() as u64,
+                limit,
+            });
+        }
+        Ok(Some(body.to_vec()))
+    }
+
+    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    async fn presign_post(
+        &self,
+        key: &str,
+        max_bytes: u64,
+        ttl: Duration,
+    ) -> Result<super::post::PostForm, ObjectError> {
+        use aws_sdk_s3::config::ProvideCredentials;
+        let provider = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| ObjectError::Backend("no credentials to sign with".into()))?;
+        // Cached by the provider: a fetch only when the role's session renews.
+        let creds = provider.provide_credentials().await.map_err(backend)?;
+        let signer = super::post::Signer {
+            access_key_id: creds.access_key_id(),
+            secret_access_key: creds.secret_access_key(),
+            session_token: creds.session_token(),
+            region: &self.region,
+        };
+        Ok(super::post::sign(
+            &signer,
+            &self.post_url,
+            &self.bucket,
+            key,
+            max_bytes,
+            ttl,
+            std::time::SystemTime::now(),
+        ))
     }
 
     #[instrument(skip(self), fields(bucket = %self.bucket), err)]
