@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 
+#[derive(Debug, Clone, Copy)]
 pub struct Metric<'a> {
     pub name: &'a str,
     pub value: f64,

@@ -9,6 +9,7 @@
 
 pub mod metrics;
 pub mod results;
+pub mod stages;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub use results::TaskStore;
+pub use stages::{Stage, Stages};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -82,6 +84,8 @@ pub struct TaskRow {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub ttl_expires_at: DateTime<Utc>,
+    /// Per-stage timings of the run that finished it (successes only).
+    pub stages: Option<Stages>,
 }
 
 /// A finished task as the cache tiers keep it: enough to answer a submit or a
@@ -102,6 +106,9 @@ pub struct Outcome {
     pub submitted_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub ttl_expires_at: DateTime<Utc>,
+    /// Absent in outcomes cached before stages were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Stages>,
 }
 
 impl TaskRow {
@@ -130,6 +137,7 @@ impl TaskRow {
             submitted_at: self.submitted_at,
             completed_at: self.completed_at,
             ttl_expires_at: self.ttl_expires_at,
+            stages: self.stages,
         })
     }
 }

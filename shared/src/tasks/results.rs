@@ -9,10 +9,16 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::metrics::{self, Metric};
+use super::stages::{Stage, Stages};
 use super::{StoreError, TaskError, TaskRow, TaskStatus};
 
 const COLUMNS: &str = "task_id, tenant, input_hash, status, result, svg_s3_key, svg_bytes, input_s3_key, error,
-    processing_time_ms, cache_hits, attempts, submitted_at, enqueued_at, started_at, completed_at, ttl_expires_at";
+    processing_time_ms, cache_hits, attempts, submitted_at, enqueued_at, started_at, completed_at, ttl_expires_at, stages";
+
+/// The `processing_metrics` name written with every success (its processing time)
+/// and every failure; the daily view counts renders and failures by them.
+pub const SUCCESS_METRIC: &str = "processing_ms";
+pub const FAILURE_METRIC: &str = "failure_ms";
 
 #[derive(Clone)]
 pub struct TaskStore {
@@ -112,6 +118,7 @@ fn secs(d: Duration) -> f64 {
 fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
     let status: String = row.try_get("status")?;
     let error: Option<serde_json::Value> = row.try_get("error")?;
+    let stages: Option<serde_json::Value> = row.try_get("stages")?;
     Ok(TaskRow {
         task_id: row.try_get("task_id")?,
         tenant: row.try_get("tenant")?,
@@ -134,6 +141,10 @@ fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
         ttl_expires_at: row.try_get("ttl_expires_at")?,
+        stages: stages
+            .map(serde_json::from_value::<Stages>)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("stages column: {e}")))?,
     })
 }
 
@@ -447,10 +458,11 @@ impl TaskStore {
         .await
     }
 
-    /// Records a success and its metrics in one transaction. Returns the finished
-    /// row, or `None` if the task was no longer claimed (finished or swept).
+    /// Records a success, its stage timings and its metrics (the stages' included)
+    /// in one transaction. Returns the finished row, or `None` if the task was no
+    /// longer claimed (finished or swept).
     #[allow(clippy::too_many_arguments)]
-    #[instrument(skip(self, result, metrics), err)]
+    #[instrument(skip(self, result, stages, metrics), err)]
     pub async fn complete_success(
         &self,
         task_id: Uuid,
@@ -459,15 +471,20 @@ impl TaskStore {
         svg_bytes: i64,
         processing_time_ms: i32,
         ttl: Duration,
+        stages: &Stages,
         metrics: &[Metric<'_>],
     ) -> Result<Option<TaskRow>, StoreError> {
+        let stages_json =
+            serde_json::to_value(stages).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut all: Vec<Metric<'_>> = metrics.to_vec();
+        all.extend(stages.metrics());
         self.bounded(async move {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
             let sql = format!(
                 "UPDATE task_results SET status = 'SUCCESS', result = $2, svg_s3_key = $3, svg_bytes = $4,
                         processing_time_ms = $5, error = NULL, completed_at = now(),
-                        ttl_expires_at = now() + make_interval(secs => $6)
+                        ttl_expires_at = now() + make_interval(secs => $6), stages = $7
                  WHERE task_id = $1 AND status = 'PROCESSING'
                  RETURNING {COLUMNS}"
             );
@@ -481,14 +498,37 @@ impl TaskStore {
                         &svg_bytes,
                         &processing_time_ms,
                         &secs(ttl),
+                        &stages_json,
                     ],
                 )
                 .await?;
             let Some(row) = row else { return Ok(None) };
             let task = row_to_task(&row)?;
-            metrics::insert(&tx, "process", task_id, &task.tenant, metrics).await?;
+            metrics::insert(&tx, "process", task_id, &task.tenant, &all).await?;
             tx.commit().await?;
             Ok(Some(task))
+        })
+        .await
+    }
+
+    /// Adds the commit stage, measured after [`TaskStore::complete_success`]
+    /// committed, to the task's stages and metrics (one statement).
+    #[instrument(skip(self), err)]
+    pub async fn record_commit(&self, task_id: Uuid, commit_ms: f64) -> Result<(), StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "WITH done AS (
+                         UPDATE task_results
+                         SET stages = COALESCE(stages, '{}'::jsonb) || jsonb_build_object('commit', $2::float8)
+                         WHERE task_id = $1 RETURNING tenant)
+                     INSERT INTO processing_metrics (metric_name, value, component, task_id, tenant)
+                     SELECT $3, $2, 'process', $1, tenant FROM done",
+                    &[&task_id, &commit_ms, &Stage::Commit.metric()],
+                )
+                .await?;
+            Ok(())
         })
         .await
     }
@@ -502,7 +542,8 @@ impl TaskStore {
         ttl: Duration,
     ) -> Result<Option<TaskRow>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
             let error = serde_json::to_value(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let sql = format!(
                 "UPDATE task_results SET status = 'FAILURE', error = $2, processing_time_ms = $3, completed_at = now(),
@@ -510,12 +551,22 @@ impl TaskStore {
                  WHERE task_id = $1 AND status IN ('PENDING', 'PROCESSING')
                  RETURNING {COLUMNS}"
             );
-            client
+            let Some(row) = tx
                 .query_opt(&sql, &[&task_id, &error, &processing_time_ms, &secs(ttl)])
                 .await?
-                .as_ref()
-                .map(row_to_task)
-                .transpose()
+            else {
+                return Ok(None);
+            };
+            let task = row_to_task(&row)?;
+            // The failure outlives the row (the sweep deletes old failures): the
+            // daily view counts failures from this metric.
+            let failed = [Metric {
+                name: FAILURE_METRIC,
+                value: f64::from(processing_time_ms),
+            }];
+            metrics::insert(&tx, "process", task_id, &task.tenant, &failed).await?;
+            tx.commit().await?;
+            Ok(Some(task))
         })
         .await
     }
@@ -658,17 +709,238 @@ impl TaskStore {
                 retryable: true,
             })
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // Each failure also leaves its metric (time since submit), as the worker's do.
             Ok(client
                 .execute(
-                    "UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now()
-                     WHERE task_id IN (
-                         SELECT task_id FROM task_results
-                         WHERE status IN ('PENDING', 'PROCESSING')
-                           AND COALESCE(started_at, submitted_at) < now() - make_interval(secs => $2)
-                         LIMIT $3 FOR UPDATE SKIP LOCKED)",
-                    &[&error, &secs(stuck_after), &batch],
+                    "WITH failed AS (
+                         UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now()
+                         WHERE task_id IN (
+                             SELECT task_id FROM task_results
+                             WHERE status IN ('PENDING', 'PROCESSING')
+                               AND COALESCE(started_at, submitted_at) < now() - make_interval(secs => $2)
+                             LIMIT $3 FOR UPDATE SKIP LOCKED)
+                         RETURNING task_id, tenant, submitted_at)
+                     INSERT INTO processing_metrics (metric_name, value, component, task_id, tenant)
+                     SELECT $4, extract(epoch FROM now() - submitted_at) * 1000, 'cleanup', task_id, tenant
+                     FROM failed",
+                    &[&error, &secs(stuck_after), &batch, &FAILURE_METRIC],
                 )
                 .await?)
+        })
+        .await
+    }
+}
+
+/// One day of a tenant's `cache_performance` view.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DailyPerformance {
+    pub date: chrono::NaiveDate,
+    pub requests: i64,
+    pub hits_l0: i64,
+    pub hits_redis: i64,
+    pub hits_postgres: i64,
+    pub hits: i64,
+    pub hit_ratio_percent: f64,
+    pub renders: i64,
+    pub failures: i64,
+    pub processing_ms_avg: Option<f64>,
+    pub processing_ms_p50: Option<f64>,
+    pub processing_ms_p95: Option<f64>,
+}
+
+/// One of a tenant's most-hit entries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TopEntry {
+    /// The first 12 characters of the entry's input hash.
+    pub key_prefix: String,
+    pub hits: i64,
+    pub regions: i64,
+    pub last_hit_at: Option<DateTime<Utc>>,
+}
+
+/// A stage's timings over a window.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StageTimings {
+    pub count: i64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p95: f64,
+}
+
+impl TaskStore {
+    /// Adds request counts to `request_counts`, in one transaction. With a `batch`
+    /// (a fold of Redis's counts), a batch already added is skipped and `false`
+    /// returned: folding the same batch twice never counts it twice.
+    #[instrument(skip(self, counts), fields(n = counts.len()), err)]
+    pub async fn add_request_counts(
+        &self,
+        counts: &[crate::cache::redis::RequestCount],
+        batch: Option<Uuid>,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async move {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            if let Some(batch) = batch {
+                let fresh = tx
+                    .execute(
+                        "INSERT INTO request_count_folds (batch) VALUES ($1) ON CONFLICT DO NOTHING",
+                        &[&batch],
+                    )
+                    .await?;
+                if fresh == 0 {
+                    return Ok(false);
+                }
+            }
+            if !counts.is_empty() {
+                let tenants: Vec<&str> = counts.iter().map(|c| c.tenant.as_str()).collect();
+                let days: Vec<chrono::NaiveDate> = counts.iter().map(|c| c.day).collect();
+                let tiers: Vec<&str> = counts.iter().map(|c| c.tier.as_str()).collect();
+                let ns: Vec<i64> = counts.iter().map(|c| c.requests).collect();
+                // Summed first: one statement may not update the same row twice.
+                tx.execute(
+                    "INSERT INTO request_counts (tenant, day, tier, requests)
+                     SELECT t, d, k, sum(n)::int8 FROM unnest($1::text[], $2::date[], $3::text[], $4::int8[]) AS c(t, d, k, n)
+                     GROUP BY t, d, k
+                     ON CONFLICT (tenant, day, tier) DO UPDATE SET requests = request_counts.requests + EXCLUDED.requests",
+                    &[&tenants, &days, &tiers, &ns],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Forgets fold markers older than `age`: only the latest batch can be folded
+    /// again, so a day is far more than enough.
+    #[instrument(skip(self), err)]
+    pub async fn prune_request_folds(&self, age: Duration) -> Result<u64, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            Ok(client
+                .execute(
+                    "DELETE FROM request_count_folds WHERE folded_at < now() - make_interval(secs => $1)",
+                    &[&secs(age)],
+                )
+                .await?)
+        })
+        .await
+    }
+
+    /// `tenant`'s rows of the `cache_performance` view for the `days` UTC days up to
+    /// today, newest first (days without any activity have no row).
+    #[instrument(skip(self), err)]
+    pub async fn daily(
+        &self,
+        tenant: &str,
+        days: u32,
+    ) -> Result<Vec<DailyPerformance>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT date, requests, hits_l0, hits_redis, hits_postgres, hits, hit_ratio_percent,
+                            renders, failures, processing_ms_avg, processing_ms_p50, processing_ms_p95
+                     FROM cache_performance
+                     WHERE tenant = $1 AND date > (now() AT TIME ZONE 'UTC')::date - $2::int
+                     ORDER BY date DESC",
+                    &[&tenant, &(days as i32)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DailyPerformance {
+                        date: r.try_get(0)?,
+                        requests: r.try_get(1)?,
+                        hits_l0: r.try_get(2)?,
+                        hits_redis: r.try_get(3)?,
+                        hits_postgres: r.try_get(4)?,
+                        hits: r.try_get(5)?,
+                        hit_ratio_percent: r.try_get(6)?,
+                        renders: r.try_get(7)?,
+                        failures: r.try_get(8)?,
+                        processing_ms_avg: r.try_get(9)?,
+                        processing_ms_p50: r.try_get(10)?,
+                        processing_ms_p95: r.try_get(11)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// `tenant`'s `limit` most-hit live entries (hits folded so far), most hits first.
+    #[instrument(skip(self), err)]
+    pub async fn top(&self, tenant: &str, limit: i64) -> Result<Vec<TopEntry>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT left(input_hash, 12), cache_hits,
+                            COALESCE(jsonb_array_length(result->'regions'), 0)::int8, last_hit_at
+                     FROM task_results
+                     WHERE tenant = $1 AND status = 'SUCCESS' AND cache_hits > 0 AND ttl_expires_at > now()
+                     ORDER BY cache_hits DESC, last_hit_at DESC NULLS LAST, input_hash
+                     LIMIT $2",
+                    &[&tenant, &limit],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(TopEntry {
+                        key_prefix: r.try_get(0)?,
+                        hits: r.try_get(1)?,
+                        regions: r.try_get(2)?,
+                        last_hit_at: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Average, min, max and p95 of each stage over `tenant`'s tasks recorded in the
+    /// last `days` days, keyed by stage name; stages never measured are absent.
+    #[instrument(skip(self), err)]
+    pub async fn stage_timings(
+        &self,
+        tenant: &str,
+        days: u32,
+    ) -> Result<std::collections::BTreeMap<&'static str, StageTimings>, StoreError> {
+        let names: Vec<&str> = Stage::ALL.iter().map(|s| s.metric()).collect();
+        self.bounded(async move {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT metric_name, count(*), avg(value), min(value), max(value),
+                            percentile_cont(0.95) WITHIN GROUP (ORDER BY value)
+                     FROM processing_metrics
+                     WHERE tenant = $1 AND recorded_at > now() - make_interval(days => $2)
+                       AND metric_name = ANY($3)
+                     GROUP BY metric_name",
+                    &[&tenant, &(days as i32), &names],
+                )
+                .await?;
+            let mut out = std::collections::BTreeMap::new();
+            for r in &rows {
+                let name: String = r.try_get(0)?;
+                let Some(stage) = Stage::from_metric(&name) else {
+                    continue;
+                };
+                out.insert(
+                    stage.name(),
+                    StageTimings {
+                        count: r.try_get(1)?,
+                        avg: r.try_get(2)?,
+                        min: r.try_get(3)?,
+                        max: r.try_get(4)?,
+                        p95: r.try_get(5)?,
+                    },
+                );
+            }
+            Ok(out)
         })
         .await
     }
