@@ -51,6 +51,7 @@ import uuid
 # same routes. Everything here runs on `status` but the admin sweep.
 ROUTES = [
     ("POST", r"/api/v1/frontal/crop/submit", "submit"),
+    ("POST", r"/api/v1/frontal/crop/uploads", "submit"),
     ("GET", r"/api/v1/frontal/crop/status/[^/]+", "status"),
     ("GET", r"/api/v1/frontal/crop/result/[^/]+\.svg", "status"),
     ("GET", r"/api/v1/cache/stats", "status"),

@@ -181,6 +181,21 @@ if $DEMO; then
   stats=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/cache/stats?days=1")
   case "$stats" in *'"misses":1'*'"total":2'*|*'"total":2'*'"misses":1'*) ;; *) fail "unexpected statistics: $stats" ;; esac
   log "6) statistics: $stats"
+  # The sweep (here through its admin route; in AWS also each minute) folds the
+  # day's request counts into Postgres, where the daily view reads them.
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "X-Tenant: $TENANT" -H "X-Admin: true" \
+    "$URL/api/v1/cache/cleanup")
+  [ "$code" = 200 ] || fail "the admin sweep answered $code"
+  daily=$(curl -s -H "X-Tenant: $TENANT" "$URL/api/v1/cache/daily?days=1")
+  case "$daily" in *'"requests":2'*) ;; *) fail "unexpected daily performance: $daily" ;; esac
+  log "7) daily: $daily"
+  etag=$(curl -s -D - -o /dev/null -H "X-Tenant: $TENANT" "$URL/api/v1/frontal/crop/result/$task.svg" |
+    sed -n 's/^[Ee][Tt][Aa][Gg]: *//p' | tr -d '\r')
+  [ -n "$etag" ] || fail "the SVG has no ETag"
+  revalidated=$(curl -s -D - -o /dev/null -H "X-Tenant: $TENANT" -H "If-None-Match: $etag" \
+    "$URL/api/v1/frontal/crop/result/$task.svg" | tr -d '\r')
+  case "$revalidated" in "HTTP/1."?" 304"*) ;; *) fail "no 304 for a matching ETag: $revalidated" ;; esac
+  log "8) the SVG revalidated with If-None-Match: $(echo "$revalidated" | grep -i -E '^(HTTP|etag|cache-control)' | paste -sd' ')"
 fi
 
 if $SMOKE; then

@@ -49,7 +49,8 @@ infra/run.sh --smoke || smoke_failed=1
 
 # The running API from outside: Schemathesis against its OpenAPI description (no 5xx,
 # no answer that breaks the schema), and the viewer in headless Chromium (a fixture
-# face submitted, its regions drawn over the photo; the screenshot is docs/viewer.png).
+# face submitted, its regions drawn over the photo; the screenshot is docs/viewer.png),
+# and HTTP caching (ETags, Cache-Control, a 304 that reads nothing from S3).
 LIVE_PORT=${FACESVG_LIVE_PORT:-8380}
 LIVE_URL="http://127.0.0.1:$LIVE_PORT"
 FACESVG_GATEWAY_PORT=$LIVE_PORT FACESVG_LAMBDA_PORT=$((LIVE_PORT + 920)) \
@@ -58,7 +59,8 @@ live=$!
 trap 'kill -- "-$live" 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do curl -sf -o /dev/null "$LIVE_URL/health" && break; sleep 1; done
 live_passed=0 live_failed=0
-for check in "infra/schemathesis.sh" "infra/browser_test.sh docs/viewer.png"; do
+for check in "infra/schemathesis.sh" "infra/browser_test.sh docs/viewer.png" \
+  "$ROOT/.local/venv/bin/python infra/http_cache_check.py"; do
   if FACESVG_URL=$LIVE_URL $check; then
     live_passed=$((live_passed + 1))
   else

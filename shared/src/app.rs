@@ -81,6 +81,10 @@ impl App {
             let creds = crate::secrets::fetch_fields(&sdk, arn, &["username", "password"]).await?;
             config.database_credentials = Some((creds[0].clone(), creds[1].clone()));
         }
+        if let Some(arn) = &config.migration_secret_arn {
+            let creds = crate::secrets::fetch_fields(&sdk, arn, &["username", "password"]).await?;
+            config.migration_credentials = Some((creds[0].clone(), creds[1].clone()));
+        }
         if let Some(arn) = &config.redis_auth_secret_arn {
             let token = crate::secrets::fetch_fields(&sdk, arn, &["token"]).await?;
             config.redis_url =
@@ -127,10 +131,10 @@ impl App {
             .tier(kv_store.clone())
             .ttls(config.kv_ttls.clone())
             .build();
+        let tasks = TaskStore::new(pool, config.db_timeout);
         Ok(App {
             kv,
             kv_store,
-            tasks: TaskStore::new(pool, config.db_timeout),
             outcomes: OutcomeCache::new(
                 MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
                 RedisTier::new(
@@ -138,7 +142,9 @@ impl App {
                     &config.redis_prefix,
                     config.redis_timeout,
                 )?,
-            ),
+            )
+            .counting_to(tasks.clone()),
+            tasks,
             objects,
             queue,
             poll: Default::default(),

@@ -29,6 +29,8 @@ pub enum AuthMode {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_image_bytes: usize,
+    /// Largest photo sent as a direct upload (an S3 POST, outside the request body).
+    pub max_upload_bytes: usize,
     pub max_image_side: u32,
     pub max_image_pixels: u64,
     pub max_landmarks_bytes: usize,
@@ -56,6 +58,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: max_body_for_lambda(),
             max_image_bytes: 4 * 1024 * 1024,
+            max_upload_bytes: 16 * 1024 * 1024,
             max_image_side: 8192,
             max_image_pixels: 40_000_000,
             max_landmarks_bytes: 64 * 1024,
@@ -72,6 +75,7 @@ impl Default for Limits {
 pub const VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_SECRET_ARN",
+    "MIGRATION_SECRET_ARN",
     "DB_POOL_SIZE",
     "DB_TIMEOUT_MS",
     "DB_CONNECT_TIMEOUT_MS",
@@ -97,6 +101,7 @@ pub const VARIABLES: &[&str] = &[
     "ADMIN_SCOPE",
     "MAX_BODY_BYTES",
     "MAX_IMAGE_BYTES",
+    "MAX_UPLOAD_BYTES",
     "MAX_IMAGE_SIDE",
     "MAX_IMAGE_PIXELS",
     "MAX_LANDMARKS_BYTES",
@@ -129,6 +134,12 @@ pub struct Config {
     pub database_secret_arn: Option<String>,
     /// (user, password) resolved from `database_secret_arn` at start-up.
     pub database_credentials: Option<(String, String)>,
+    /// The schema owner's secret (the RDS master user), given to the function that
+    /// applies migrations only: it migrates as the owner, then sets the application
+    /// role's password to the one in `database_secret_arn`.
+    pub migration_secret_arn: Option<String>,
+    /// (user, password) resolved from `migration_secret_arn` at start-up.
+    pub migration_credentials: Option<(String, String)>,
     pub db_pool_size: usize,
     /// Deadline of one Postgres call: waiting for a pooled connection, connecting,
     /// and the queries of that call together.
@@ -208,6 +219,7 @@ impl Config {
         let limits = Limits {
             max_body_bytes: n("MAX_BODY_BYTES", defaults.max_body_bytes as u64)? as usize,
             max_image_bytes: n("MAX_IMAGE_BYTES", defaults.max_image_bytes as u64)? as usize,
+            max_upload_bytes: n("MAX_UPLOAD_BYTES", defaults.max_upload_bytes as u64)? as usize,
             max_image_side: n("MAX_IMAGE_SIDE", defaults.max_image_side as u64)? as u32,
             max_image_pixels,
             max_landmarks_bytes: n("MAX_LANDMARKS_BYTES", defaults.max_landmarks_bytes as u64)?
@@ -251,6 +263,8 @@ impl Config {
             database_url: s("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/facesvg"),
             database_secret_arn: get("DATABASE_SECRET_ARN").filter(|v| !v.is_empty()),
             database_credentials: None,
+            migration_secret_arn: get("MIGRATION_SECRET_ARN").filter(|v| !v.is_empty()),
+            migration_credentials: None,
             db_pool_size: n("DB_POOL_SIZE", 2)?.max(1) as usize,
             db_timeout: Duration::from_millis(n("DB_TIMEOUT_MS", 3000)?.max(1)),
             db_connect_timeout: Duration::from_millis(n("DB_CONNECT_TIMEOUT_MS", 2000)?.max(1)),
@@ -276,7 +290,7 @@ impl Config {
             sweep_batch: n("SWEEP_BATCH", 500)?.clamp(1, 10_000) as i64,
             kv_ttls: crate::cache::kv::Ttls::parse(&s(
                 "CACHE_KV_TTLS",
-                "default=1h,stats=30s,recent=10s",
+                "default=1h,stats=30s,recent=10s,daily=60s,top=30s",
             ))
             .map_err(|e| ConfigError {
                 name: "CACHE_KV_TTLS",

@@ -103,16 +103,44 @@ pub async fn handle_custom_resource_with(
     response
 }
 
+/// Applies the migrations. In AWS the function holds two secrets: the schema
+/// owner's (`MIGRATION_SECRET_ARN`), used here only, and the application role's
+/// (`DATABASE_SECRET_ARN`), whose password is then given to that role. Locally, and
+/// where no owner secret is configured, the function's own connection migrates.
 async fn migrate(app: &App) -> Result<Vec<i32>, String> {
-    let mut client = app
-        .tasks
-        .pool()
-        .get()
+    let config = &app.config;
+    let Some(owner) = &config.migration_credentials else {
+        let mut client = app
+            .tasks
+            .pool()
+            .get()
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        return crate::migrate::run(&mut client)
+            .await
+            .map_err(|e| format!("migration failed: {e}"));
+    };
+    let pool = crate::app::pg_pool(
+        &config.database_url,
+        Some(owner),
+        1,
+        config.db_connect_timeout,
+    )
+    .map_err(|e| format!("database: {e}"))?;
+    let mut client = pool.get().await.map_err(|e| format!("database: {e}"))?;
+    let applied = crate::migrate::run(&mut client)
         .await
-        .map_err(|e| format!("database: {e}"))?;
-    crate::migrate::run(&mut client)
-        .await
-        .map_err(|e| format!("migration failed: {e}"))
+        .map_err(|e| format!("migration failed: {e}"))?;
+    match &config.database_credentials {
+        Some((user, password)) if user == crate::migrate::APP_ROLE => {
+            crate::migrate::set_app_password(&client, password)
+                .await
+                .map_err(|e| format!("setting the application role's password failed: {e}"))?;
+        }
+        // A deployment whose functions connect as the owner has no role to update.
+        _ => tracing::warn!("the functions do not connect as the application role"),
+    }
+    Ok(applied)
 }
 
 #[instrument(skip(url, body), err)]

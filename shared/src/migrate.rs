@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "app_role",
         include_str!("../../migrations/0004_app_role.sql"),
     ),
+    (
+        5,
+        "daily_performance",
+        include_str!("../../migrations/0005_daily_performance.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.
@@ -68,4 +73,29 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// The role the application connects as (created by migration 0004).
+pub const APP_ROLE: &str = "facesvg_app";
+
+/// Sets the login password of the application role to `password`, sent as a
+/// SCRAM-SHA-256 verifier computed here: the clear password never reaches the
+/// server, its statement log or `pg_stat_statements`. Run by the schema owner after
+/// the migrations, with the password from the application's secret, so that the
+/// secret RDS Proxy presents and the role agree after every deploy (and after a
+/// rotation of the secret, on the next deploy).
+#[tracing::instrument(skip(client, password))]
+pub async fn set_app_password(
+    client: &Client,
+    password: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    // ALTER ROLE takes no bind parameters; the verifier's alphabet (base64, digits,
+    // `$`, `:`) holds no quote, and the role name is a constant.
+    debug_assert!(!verifier.contains('\''));
+    client
+        .batch_execute(&format!(
+            "ALTER ROLE {APP_ROLE} WITH LOGIN PASSWORD '{verifier}'"
+        ))
+        .await
 }

@@ -1,5 +1,9 @@
 //! The cache-cleanup function: one owned place for expiry.
 //!
+//! Every minute (with the outbox relay) and with every sweep, the request counts
+//! gathered in Redis are folded into Postgres's `request_counts` ([`fold_requests`]),
+//! which the daily view reads: one writer for the table, each batch added once.
+//!
 //! In order: fold the write-behind hit counters from Redis into Postgres (so that
 //! "never hit" is judged on fresh numbers), fail tasks stuck open, then delete in
 //! bounded batches the rows past their TTL, failures older than 7 days and never-hit
@@ -25,6 +29,8 @@ const MAX_BATCHES: usize = 50;
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
     pub hits_folded: u64,
+    /// (tenant, day, tier) request counts folded from Redis into `request_counts`.
+    pub requests_folded: u64,
     pub stuck_failed: u64,
     pub expired: u64,
     pub failed: u64,
@@ -56,6 +62,14 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
             report.more |= c.more;
         }
         Err(e) => report.errors.push(format!("cache_store: {e}")),
+    }
+
+    match fold_requests(app).await {
+        Ok(n) => report.requests_folded = n,
+        Err(e) => report.errors.push(format!("folding requests: {e}")),
+    }
+    if let Err(e) = app.tasks.prune_request_folds(FOLD_MEMORY).await {
+        report.errors.push(format!("fold markers: {e}"));
     }
 
     // Fail safe: "never hit" is judged only on counts that were read and folded. With
@@ -129,6 +143,51 @@ async fn report_entries(app: &App) {
     }
 }
 
+/// How long Postgres remembers a folded batch of request counts. Only the latest
+/// batch can ever be offered again (a fold that committed but could not delete it
+/// from Redis, retried by the next run a minute later), so a day is ample.
+const FOLD_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// Why request counts could not be folded; the next run folds the same batch.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Folds the request counts gathered in Redis into Postgres's `request_counts`:
+/// first a batch left by a fold that did not finish, then the pending counts.
+/// Returns how many (tenant, day, tier) counts were added.
+///
+/// Never twice, never lost: the batch is moved aside in Redis atomically, added in
+/// one Postgres transaction that also records its id (a batch seen before is
+/// skipped), and only then deleted from Redis. A failure at any step leaves the
+/// batch for the next run. Without Redis there is nothing to fold:
+/// `OutcomeCache::flush_counts` writes the table itself.
+pub async fn fold_requests(app: &App) -> Result<u64, FoldError> {
+    app.outcomes.flush_counts().await;
+    let mut folded = 0;
+    // A leftover batch, then the pending counts: at most two batches per run.
+    for _ in 0..2 {
+        let batch = match app.outcomes.redis.take_request_counts().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) | Err(crate::cache::CacheError::Disabled) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if app
+            .tasks
+            .add_request_counts(&batch.counts, Some(batch.batch))
+            .await?
+        {
+            folded += batch.counts.len() as u64;
+        }
+        app.outcomes.redis.finish_request_fold(batch.batch).await?;
+    }
+    Ok(folded)
+}
+
 /// Unconfirmed sends older than this are the relay's: younger ones may still be in
 /// their submitter's hands.
 pub const RELAY_AFTER: Duration = Duration::from_secs(10);
@@ -175,12 +234,20 @@ pub async fn handle_event(app: &App, event: Value) -> Value {
     }
     let is_http = event.get("requestContext").is_some() && event.get("rawPath").is_some();
     if event.get("job").and_then(Value::as_str) == Some("relay") {
-        // The minutely schedule: only the outbox relay, cheap when there is nothing.
+        // The minutely schedule: the outbox relay and the request counts' fold, both
+        // cheap when there is nothing.
+        let folded = match fold_requests(app).await {
+            Ok(n) => json!(n),
+            Err(e) => {
+                tracing::error!(error = %e, "folding request counts failed");
+                json!({"error": e.to_string()})
+            }
+        };
         return match relay(app).await {
-            Ok(n) => json!({"relayed": n}),
+            Ok(n) => json!({"relayed": n, "requests_folded": folded}),
             Err(e) => {
                 tracing::error!(error = %e, "relay failed");
-                json!({"error": e.to_string()})
+                json!({"error": e.to_string(), "requests_folded": folded})
             }
         };
     }

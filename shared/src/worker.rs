@@ -21,7 +21,7 @@ use crate::objects::svg_key;
 use crate::render::{render_within, RenderInput};
 use crate::tasks::metrics::Metric;
 use crate::tasks::results::Claim;
-use crate::tasks::TaskError;
+use crate::tasks::{Stage, Stages, TaskError};
 
 /// Why a message must be delivered again.
 #[derive(Debug, Error)]
@@ -193,6 +193,9 @@ async fn run_claimed(
         .await
         .map_err(|_| RetryError::Malformed("render memory semaphore closed".into()))?;
 
+    // Each stage is timed here, once, into `stages`: the row, processing_metrics and
+    // the EMF metric all read these figures (see `tasks::stages`).
+    let mut stages = Stages::default();
     let decode_start = Instant::now();
     let label_map = match inputs.segmentation_bytes() {
         Err(e) => return Err(RetryError::Malformed(format!("segmentation_png: {e}"))),
@@ -213,8 +216,8 @@ async fn run_claimed(
             }
         }
     };
+    stages.finish(Stage::Decode, decode_start);
 
-    let decode_ms = decode_start.elapsed().as_secs_f64() * 1000.0;
     let render_start = Instant::now();
     let rendered = render_within(
         &RenderInput {
@@ -235,15 +238,18 @@ async fn run_claimed(
         }
     };
     let render_ms = render_start.elapsed().as_secs_f64() * 1000.0;
+    // The renderer times its own phases (simplification runs inside tracing).
+    stages.set(Stage::Trace, rendered.trace_ms);
+    stages.set(Stage::Simplify, rendered.simplify_ms);
+    stages.set(Stage::Svg, rendered.svg_ms);
 
     let key = svg_key(&owner.tenant, task_id);
     let svg_bytes = rendered.svg.len() as i64;
-    let (trace_ms, svg_ms) = (rendered.trace_ms, rendered.svg_ms);
     let put_start = Instant::now();
     app.objects
         .put(&key, rendered.svg.into_bytes(), "image/svg+xml")
         .await?;
-    let s3_put_ms = put_start.elapsed().as_secs_f64() * 1000.0;
+    stages.finish(Stage::S3Put, put_start);
 
     let result =
         serde_json::to_value(&rendered.result).map_err(|e| RetryError::Malformed(e.to_string()))?;
@@ -254,7 +260,7 @@ async fn run_claimed(
             value: render_ms,
         },
         Metric {
-            name: "processing_ms",
+            name: crate::tasks::results::SUCCESS_METRIC,
             value: f64::from(processing_ms),
         },
         Metric {
@@ -264,23 +270,6 @@ async fn run_claimed(
         Metric {
             name: "regions",
             value: rendered.result.regions.len() as f64,
-        },
-        // Per stage, recorded once here and read by the metrics below.
-        Metric {
-            name: "stage_decode_ms",
-            value: decode_ms,
-        },
-        Metric {
-            name: "stage_trace_ms",
-            value: trace_ms,
-        },
-        Metric {
-            name: "stage_svg_ms",
-            value: svg_ms,
-        },
-        Metric {
-            name: "stage_s3_put_ms",
-            value: s3_put_ms,
         },
     ];
     let commit_start = Instant::now();
@@ -293,12 +282,19 @@ async fn run_claimed(
             svg_bytes,
             processing_ms,
             app.config.cache_ttl,
+            &stages,
             &metrics,
         )
         .await?;
-    let commit_ms = commit_start.elapsed().as_secs_f64() * 1000.0;
+    stages.finish(Stage::Commit, commit_start);
     match finished {
-        Some(row) => {
+        Some(mut row) => {
+            let commit_ms = stages.get(Stage::Commit).unwrap_or_default();
+            // The commit is known only now; the task is done either way.
+            if let Err(e) = app.tasks.record_commit(task_id, commit_ms).await {
+                tracing::warn!(error = %e, "commit stage not recorded");
+            }
+            row.stages = Some(stages);
             backfill(app, &row).await;
             let regions: Vec<&str> = rendered
                 .result
@@ -306,19 +302,9 @@ async fn run_claimed(
                 .iter()
                 .map(|r| r.name.as_str())
                 .collect();
-            crate::metrics::task_completed(
-                "SUCCESS",
-                &[
-                    ("decode", decode_ms),
-                    ("trace", trace_ms),
-                    ("svg", svg_ms),
-                    ("s3_put", s3_put_ms),
-                    ("commit", commit_ms),
-                    ("total", started.elapsed().as_secs_f64() * 1000.0),
-                ],
-                &regions,
-                inputs.landmarks.len(),
-            );
+            let mut timings = stages.named();
+            timings.push(("total", started.elapsed().as_secs_f64() * 1000.0));
+            crate::metrics::task_completed("SUCCESS", &timings, &regions, inputs.landmarks.len());
             Ok(Handled::Rendered)
         }
         None => {

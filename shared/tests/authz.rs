@@ -118,6 +118,11 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
             "POST",
             [401, 401, 401, 200, 202, 202],
         ),
+        (
+            "/api/v1/frontal/crop/uploads",
+            "POST",
+            [401, 401, 401, 201, 201, 201],
+        ),
         (&status, "GET", [401, 401, 401, 200, 404, 404]),
         (&svg, "GET", [401, 401, 401, 200, 404, 404]),
         (
@@ -127,6 +132,16 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
         ),
         (
             "/api/v1/cache/recent?limit=5",
+            "GET",
+            [401, 401, 401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/cache/daily?days=7",
+            "GET",
+            [401, 401, 401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/cache/top?limit=5",
             "GET",
             [401, 401, 401, 200, 200, 200],
         ),

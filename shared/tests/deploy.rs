@@ -179,6 +179,111 @@ async fn database_credentials_come_from_secrets_manager() {
     );
 }
 
+/// In AWS the migrations run as the schema owner (its secret is the cleanup
+/// function's alone) and then give the application role the password of the
+/// functions' own secret, as a SCRAM verifier: the role the functions and RDS
+/// Proxy use works after every deploy, and the owner's password is in no other
+/// function.
+#[tokio::test]
+async fn migrations_run_as_the_owner_and_set_the_app_role_password_from_its_secret() {
+    let t = TestApp::spawn().await;
+    let fresh = format!("{}_owner", t.db_name);
+    let (admin, conn) = tokio_postgres::connect(&t.admin_pg, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {fresh}"))
+        .await
+        .unwrap();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret = |name: String, user: &str, password: &str| {
+        let sm = sm.clone();
+        let body = json!({"username": user, "password": password}).to_string();
+        async move {
+            sm.create_secret()
+                .name(name)
+                .secret_string(body)
+                .send()
+                .await
+                .expect("Secrets Manager emulator")
+                .arn
+                .unwrap()
+        }
+    };
+    let app_password = format!("app-{}", uuid::Uuid::new_v4().simple());
+    let owner = secret(format!("{fresh}-owner"), "postgres", "owner-password").await;
+    let role = secret(format!("{fresh}-app"), "facesvg_app", &app_password).await;
+
+    let mut config = t.app.config.clone();
+    config.database_url = t
+        .admin_pg
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{fresh}"))
+        .unwrap()
+        .replacen("postgres@", "nobody@", 1);
+    config.database_secret_arn = Some(role);
+    config.migration_secret_arn = Some(owner);
+    let app = App::from_config(config).await.expect("app");
+    assert_eq!(
+        app.config.database_credentials.as_ref().unwrap().0,
+        "facesvg_app"
+    );
+
+    let (url, got) = response_url().await;
+    local_answer(&app, cfn_event("Create", &url)).await;
+    let body = got.await.unwrap().1;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(body["Data"]["Applied"], facesvg::migrate::MIGRATIONS.len());
+
+    // The owner made the schema; the role can use it, not change it.
+    let (db, conn) = tokio_postgres::connect(
+        &format!("{}/{fresh}", t.admin_pg.rsplit_once('/').unwrap().0),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let owner_of: String = db
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'task_results'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner_of, "postgres");
+    app.tasks
+        .ping()
+        .await
+        .expect("the functions connect as the role");
+
+    // The role's password is the secret's, stored as a SCRAM verifier.
+    let verifier = || async {
+        let v: Option<String> = db
+            .query_one(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'facesvg_app'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        v.unwrap_or_default()
+    };
+    let first = verifier().await;
+    assert!(first.starts_with("SCRAM-SHA-256$4096:"), "{first}");
+    assert!(!first.contains(&app_password));
+    // A new deploy sets it again (a rotated secret takes effect): a fresh salt.
+    let (url, got) = response_url().await;
+    local_answer(&app, cfn_event("Update", &url)).await;
+    assert_eq!(got.await.unwrap().1["Status"], "SUCCESS");
+    let second = verifier().await;
+    assert!(second.starts_with("SCRAM-SHA-256$") && second != first);
+}
+
 #[tokio::test]
 async fn sslmode_require_really_requires_tls() {
     let t = TestApp::spawn().await;

@@ -80,8 +80,8 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
         .await
         .unwrap()
         .get(0);
-    // render, processing, SVG bytes and regions, and the four stages.
-    assert_eq!(n, 8);
+    // render, processing, SVG bytes and regions, and the six stages.
+    assert_eq!(n, 10);
 
     // Same instance: L0. No new message either way.
     let again = t.submit(&form).await;
@@ -309,7 +309,7 @@ async fn a_duplicated_delivery_renders_nothing_twice() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(metrics, 8, "one set of metrics: one render");
+    assert_eq!(metrics, 10, "one set of metrics: one render");
 }
 
 #[tokio::test]

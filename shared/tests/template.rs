@@ -323,6 +323,7 @@ fn routes_match_the_api_and_only_health_and_static_pages_are_open() {
     }
     let expected: BTreeSet<(String, String, String, bool)> = [
         ("POST", "/api/v1/frontal/crop/submit", "submit", false),
+        ("POST", "/api/v1/frontal/crop/uploads", "submit", false),
         (
             "GET",
             "/api/v1/frontal/crop/status/{task_id}",
@@ -333,6 +334,8 @@ fn routes_match_the_api_and_only_health_and_static_pages_are_open() {
         ("GET", "/health", "status", true),
         ("GET", "/api/v1/cache/stats", "status", false),
         ("GET", "/api/v1/cache/recent", "status", false),
+        ("GET", "/api/v1/cache/daily", "status", false),
+        ("GET", "/api/v1/cache/top", "status", false),
         ("POST", "/api/v1/cache/invalidate", "status", false),
         ("POST", "/api/v1/cache/cleanup", "cache-cleanup", false),
         // Static pages without tenant data (the viewer's API calls are authorised).
@@ -1339,6 +1342,10 @@ fn expected_grants(binary: &str, redis: bool) -> BTreeSet<(String, String)> {
             ("s3:DeleteObject", inputs),
             ("s3:GetObject", results),
             ("sqs:SendMessage", queue),
+            // Direct uploads: the signer of a POST form must be allowed to put.
+            ("s3:PutObject", "!Sub ${ResultsBucket.Arn}/uploads/*"),
+            ("s3:GetObject", "!Sub ${ResultsBucket.Arn}/uploads/*"),
+            ("s3:DeleteObject", "!Sub ${ResultsBucket.Arn}/uploads/*"),
         ],
         "process" => vec![
             ("sqs:ReceiveMessage", queue),
@@ -1358,10 +1365,12 @@ fn expected_grants(binary: &str, redis: bool) -> BTreeSet<(String, String)> {
             ("s3:DeleteObject", inputs),
             ("sqs:SendMessage", queue),
             ("sqs:SendMessage", "!GetAtt SweepDeadLetterQueue.Arn"),
+            // The schema owner's secret: the migrations run here, and only here.
+            ("secretsmanager:GetSecretValue", "!Ref DatabaseSecret"),
         ],
         other => panic!("no grants listed for {other}"),
     };
-    g.push(("secretsmanager:GetSecretValue", "!Ref DatabaseSecret"));
+    g.push(("secretsmanager:GetSecretValue", "!Ref AppDatabaseSecret"));
     if redis {
         g.push(("secretsmanager:GetSecretValue", "!Ref RedisAuthSecret"));
     }
@@ -1597,7 +1606,10 @@ fn cache_tier_none_deploys_no_redis_at_all() {
             "{name} is deployed without a Redis tier"
         );
         if ty == "AWS::SecretsManager::Secret" {
-            assert_eq!(name, "DatabaseSecret", "a secret other than the database's");
+            assert!(
+                name == "DatabaseSecret" || name == "AppDatabaseSecret",
+                "{name}: a secret other than the database's"
+            );
         }
     }
     for (group, port) in security_group_ports(t) {
@@ -1673,4 +1685,67 @@ fn the_migrations_resource_changes_with_every_migration() {
         .find(|(_, r)| r["Type"] == "Custom::FacesvgMigrations")
         .unwrap();
     assert_eq!(tagged(&migrations["Properties"]["Version"]), latest);
+}
+
+/// The functions connect as the application role; the schema owner's secret is
+/// read by the migrations (cache-cleanup) and RDS Proxy alone, and the proxy knows
+/// both identities.
+#[test]
+fn only_the_migrations_hold_the_schema_owners_secret() {
+    let stack = Stack::new(&[]);
+    let t = &stack.t;
+    for (name, env) in environments(&stack) {
+        assert_eq!(
+            tagged(&env["DATABASE_SECRET_ARN"]),
+            "!Ref AppDatabaseSecret",
+            "{name}"
+        );
+        let migration = tagged(&env["MIGRATION_SECRET_ARN"]);
+        if name == "CacheCleanupFunction" {
+            assert_eq!(migration, "!Ref DatabaseSecret");
+        } else {
+            assert!(
+                !migration.contains("DatabaseSecret"),
+                "{name} gets the owner's secret"
+            );
+        }
+    }
+    let app_secret = resource(t, "AppDatabaseSecret");
+    let template: Value = serde_yaml::from_str(
+        app_secret["Properties"]["GenerateSecretString"]["SecretStringTemplate"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        template["username"].as_str(),
+        Some(facesvg::migrate::APP_ROLE)
+    );
+    let proxy = resource(t, "DatabaseProxy");
+    let auth: BTreeSet<String> = proxy["Properties"]["Auth"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| tagged(&a["SecretArn"]))
+        .collect();
+    assert_eq!(
+        auth,
+        BTreeSet::from([
+            "!Ref DatabaseSecret".to_owned(),
+            "!Ref AppDatabaseSecret".to_owned()
+        ])
+    );
+    let readers: Vec<String> = grants(t)
+        .into_iter()
+        .filter(|(_, a, r)| a == "secretsmanager:GetSecretValue" && r == "!Ref DatabaseSecret")
+        .map(|(holder, _, _)| holder)
+        .collect();
+    assert_eq!(
+        readers.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            &"CacheCleanupRole".to_owned(),
+            &"DatabaseProxyRole".to_owned()
+        ]),
+        "{readers:?}"
+    );
 }

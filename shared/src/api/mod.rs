@@ -5,6 +5,7 @@
 //! answered as `{"error": {"code", "message", "field"}}`.
 
 pub mod auth;
+pub mod caching;
 pub mod docs;
 pub mod status;
 pub mod submit;
@@ -132,6 +133,7 @@ pub fn route_key(method: &str, path: &str) -> &'static str {
     let task = |p: &str| p.starts_with(TASK_ROUTES);
     match (method, path) {
         ("POST", "/api/v1/frontal/crop/submit") => "POST /api/v1/frontal/crop/submit",
+        ("POST", "/api/v1/frontal/crop/uploads") => "POST /api/v1/frontal/crop/uploads",
         ("GET", p) if task(p) && p.contains("/status/") => {
             "GET /api/v1/frontal/crop/status/{task_id}"
         }
@@ -140,6 +142,8 @@ pub fn route_key(method: &str, path: &str) -> &'static str {
         }
         ("GET", "/api/v1/cache/stats") => "GET /api/v1/cache/stats",
         ("GET", "/api/v1/cache/recent") => "GET /api/v1/cache/recent",
+        ("GET", "/api/v1/cache/daily") => "GET /api/v1/cache/daily",
+        ("GET", "/api/v1/cache/top") => "GET /api/v1/cache/top",
         ("POST", "/api/v1/cache/cleanup") => "POST /api/v1/cache/cleanup",
         ("POST", "/api/v1/cache/invalidate") => "POST /api/v1/cache/invalidate",
         ("GET", "/health") => "GET /health",

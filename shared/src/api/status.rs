@@ -10,7 +10,9 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{auth, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES};
+use super::{
+    auth, caching, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES,
+};
 use crate::app::App;
 use crate::cache::outcomes::Found;
 use crate::tasks::TaskStatus;
@@ -67,14 +69,22 @@ async fn tenant_route(
         let limit = query_number(req, "limit", 20, 1..=100)?;
         return recent(app, &caller.tenant, limit).await;
     }
+    if path == "/api/v1/cache/daily" {
+        let days = query_number(req, "days", 7, 1..=90)?;
+        return daily(app, &caller.tenant, days as u32).await;
+    }
+    if path == "/api/v1/cache/top" {
+        let limit = query_number(req, "limit", 10, 1..=100)?;
+        return top(app, &caller.tenant, limit).await;
+    }
     if let Some(id) = path.strip_prefix(&format!("{TASK_ROUTES}/status/")) {
-        return task_status(app, &caller.tenant, parse_id(id)?).await;
+        return task_status(app, req, &caller.tenant, parse_id(id)?).await;
     }
     if let Some(id) = path
         .strip_prefix(&format!("{TASK_ROUTES}/result/"))
         .and_then(|s| s.strip_suffix(".svg"))
     {
-        return svg(app, &caller.tenant, parse_id(id)?).await;
+        return svg(app, req, &caller.tenant, parse_id(id)?).await;
     }
     Err(ApiError::NotFound(format!("no route for GET {path}")))
 }
@@ -136,10 +146,10 @@ where
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let mut resp = json_response(StatusCode::OK, &fetched.value);
-    let max_age = app.config.kv_ttls.for_namespace(namespace).as_secs();
-    if let Ok(v) = header::HeaderValue::from_str(&format!("private, max-age={max_age}")) {
-        resp.headers_mut().insert(header::CACHE_CONTROL, v);
-    }
+    caching::listing(
+        &mut resp,
+        app.config.kv_ttls.for_namespace(namespace).as_secs(),
+    );
     Ok(resp)
 }
 
@@ -185,6 +195,11 @@ async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json:
             "hit_ratio": ratio,
         })
     });
+    let stages = app
+        .tasks
+        .stage_timings(tenant, days)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let active = stats.entries - stats.expired_entries;
     Ok(json!({
         "days": days,
@@ -193,6 +208,8 @@ async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json:
         "entries_by_status": stats.by_status,
         "storage_bytes": stats.storage_bytes,
         "processing_time_ms": {"avg": stats.processing_ms_avg, "min": stats.processing_ms_min, "max": stats.processing_ms_max},
+        // Per stage (ms): avg, min, max, p95 and how many tasks measured it.
+        "stages": stages,
         // The original service's names, kept for its clients.
         "total_requests": total,
         "cache_hits": hits,
@@ -228,6 +245,37 @@ async fn recent(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, A
             })
             .collect();
         Ok(json!({ "tasks": tasks }))
+    })
+    .await
+}
+
+/// `GET /api/v1/cache/daily`: the caller's rows of the `cache_performance` view,
+/// newest day first. Requests reach the view with cache-cleanup's fold (every
+/// minute); renders, failures and processing times as tasks finish.
+async fn daily(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
+    let days_part = days.to_string();
+    cached_listing(app, "daily", tenant, &[&days_part], || async move {
+        let rows = app
+            .tasks
+            .daily(tenant, days)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(json!({ "days": days, "daily": rows }))
+    })
+    .await
+}
+
+/// `GET /api/v1/cache/top`: the caller's most-hit live entries, by the hits the
+/// sweep has folded into Postgres.
+async fn top(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, ApiError> {
+    let limit_part = limit.to_string();
+    cached_listing(app, "top", tenant, &[&limit_part], || async move {
+        let rows = app
+            .tasks
+            .top(tenant, limit)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        Ok(json!({ "entries": rows }))
     })
     .await
 }
@@ -318,40 +366,26 @@ fn no_such_task() -> ApiError {
     ApiError::NotFound("no such task".into())
 }
 
-async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
+async fn task_status(
+    app: &App,
+    req: &Request,
+    tenant: &str,
+    task_id: Uuid,
+) -> Result<Response<Body>, ApiError> {
     let mut body = json!({
         "task_id": task_id,
         "status_url": status_url(task_id),
         "result_url": result_url(task_id),
     });
-    let mut open_wait = None;
-    match find(app, tenant, task_id).await? {
-        Found::Hit(o, _) => {
-            body["status"] = json!(o.status.as_str());
-            body["submitted_at"] = json!(o.submitted_at);
-            body["completed_at"] = json!(o.completed_at);
-            body["processing_time_ms"] = json!(o.processing_time_ms);
-            if let Some(r) = &o.result {
-                body["result"] = r.clone();
-            }
-            if let Some(e) = &o.error {
-                body["error"] = json!(e);
-            }
-            if let Some(key) = &o.svg_s3_key {
-                match app
-                    .links
-                    .svg_url(app.objects.as_ref(), key, app.config.presign_ttl)
-                    .await
-                {
-                    Ok(url) => body["svg_url"] = json!(url),
-                    Err(e) => tracing::warn!(error = %e, "could not presign"),
-                }
-            }
-        }
+    let outcome = match find(app, tenant, task_id).await? {
+        Found::Hit(o, _) => o,
         Found::Row(row) => {
-            if !row.status.is_finished() {
-                open_wait = Some(app.poll.retry_after(&app.tasks).await);
-            }
+            // Open, or a failure that the next submit runs again: never from a cache.
+            let open_wait = if row.status.is_finished() {
+                None
+            } else {
+                Some(app.poll.retry_after(&app.tasks).await)
+            };
             body["status"] = json!(row.status.as_str());
             body["submitted_at"] = json!(row.submitted_at);
             body["started_at"] = json!(row.started_at);
@@ -360,23 +394,60 @@ async fn task_status(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<
             if let Some(e) = &row.error {
                 body["error"] = json!(e);
             }
+            let mut resp = json_response(StatusCode::OK, &body);
+            caching::open(&mut resp, open_wait);
+            return Ok(resp);
         }
         Found::Absent => return Err(no_such_task()),
+    };
+    body["status"] = json!(outcome.status.as_str());
+    body["submitted_at"] = json!(outcome.submitted_at);
+    body["completed_at"] = json!(outcome.completed_at);
+    body["processing_time_ms"] = json!(outcome.processing_time_ms);
+    if let Some(stages) = &outcome.stages {
+        body["stages"] = json!(stages);
     }
-    let mut resp = json_response(StatusCode::OK, &body);
-    if let Some(secs) = open_wait {
-        // An open task: poll again after the advised wait, and never from a cache.
-        let h = resp.headers_mut();
-        h.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        h.insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        );
+    if let Some(r) = &outcome.result {
+        body["result"] = r.clone();
     }
+    if let Some(e) = &outcome.error {
+        body["error"] = json!(e);
+    }
+    let mut max_age = caching::seconds_until(outcome.ttl_expires_at);
+    if let Some(key) = &outcome.svg_s3_key {
+        match app
+            .links
+            .svg_link(app.objects.as_ref(), key, app.config.presign_ttl)
+            .await
+        {
+            Ok((url, valid_for)) => {
+                body["svg_url"] = json!(url);
+                // A cached answer must not outlive the link it carries.
+                max_age = max_age.min(valid_for.as_secs());
+            }
+            Err(e) => tracing::warn!(error = %e, "could not presign"),
+        }
+    }
+    let text = body.to_string();
+    let etag = caching::status_etag(&outcome.input_hash, text.as_bytes());
+    if caching::not_modified(req, &etag) {
+        return Ok(caching::unchanged(&etag, max_age, false));
+    }
+    let mut resp = Response::new(Body::Text(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    caching::finished(&mut resp, &etag, max_age, false);
     Ok(resp)
 }
 
-async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, ApiError> {
+async fn svg(
+    app: &App,
+    req: &Request,
+    tenant: &str,
+    task_id: Uuid,
+) -> Result<Response<Body>, ApiError> {
     let outcome = match find(app, tenant, task_id).await? {
         Found::Hit(o, _) => o,
         Found::Row(row) => return Err(ApiError::NotReady(row.status.as_str())),
@@ -384,6 +455,13 @@ async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, A
     };
     if outcome.status != TaskStatus::Success {
         return Err(ApiError::NotFound("the task failed; it has no SVG".into()));
+    }
+    // Content-addressed and immutable until the entry expires, but private to the
+    // tenant. A client that has it is answered before S3 is read.
+    let etag = caching::svg_etag(&outcome.input_hash);
+    let max_age = caching::seconds_until(outcome.ttl_expires_at);
+    if caching::not_modified(req, &etag) {
+        return Ok(caching::unchanged(&etag, max_age, true));
     }
     let key = outcome
         .svg_s3_key
@@ -396,16 +474,11 @@ async fn svg(app: &App, tenant: &str, task_id: Uuid) -> Result<Response<Body>, A
         .ok_or_else(|| ApiError::NotFound("the SVG has expired".into()))?;
     let mut resp = Response::new(Body::Text(String::from_utf8_lossy(&bytes).into_owned()));
     *resp.status_mut() = StatusCode::OK;
-    let h = resp.headers_mut();
-    h.insert(
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("image/svg+xml"),
     );
-    // Content-addressed and immutable, but private to the tenant.
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("private, max-age=3600, immutable"),
-    );
+    caching::finished(&mut resp, &etag, max_age, true);
     Ok(resp)
 }
 

@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::cache::outcomes::Tier;
 use crate::input::{multipart, InputError, Submission};
 use crate::services::submit::{SubmitError, SubmitOutcome};
+use crate::services::uploads;
 use crate::tasks::{Outcome, TaskStatus};
 
 pub async fn submit(app: &App, req: Request) -> Response<Body> {
@@ -47,6 +48,16 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         return Err(ApiError::MethodNotAllowed("use POST".into()));
     }
     let caller = auth::caller(&app.config, req)?;
+    if super::route_path(req).ends_with("/uploads") {
+        let upload = uploads::create(app, &caller.tenant).await?;
+        let mut resp = json_response(StatusCode::CREATED, &json!(upload));
+        // The form is a credential until it expires: no cache may keep it.
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        return Ok(super::served(resp, &caller.tenant, None));
+    }
     let limits = &app.config.limits;
     let body: &[u8] = req.body().as_ref();
     if body.len() > limits.max_body_bytes {
@@ -68,10 +79,50 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             InputError::unsupported("body", "expected Content-Type multipart/form-data")
         })?;
     let boundary = multipart::boundary(content_type)?;
-    let form = multipart::parse(body, boundary)?;
+    let mut form = multipart::parse(body, boundary)?;
+    // A direct upload stands in for the image part; it may be larger than a body.
+    let upload = match form.get(uploads::FIELD) {
+        Some(part) => {
+            if form.get("image").is_some() {
+                return Err(InputError::invalid(
+                    uploads::FIELD,
+                    "send either image or image_upload, not both",
+                )
+                .into());
+            }
+            Some(uploads::parse_id(part.data)?)
+        }
+        None => None,
+    };
+    let uploaded = match upload {
+        Some(id) => Some(uploads::fetch(app, &caller.tenant, id).await?),
+        None => None,
+    };
+    let upload_limits;
+    let limits = match &uploaded {
+        Some(bytes) => {
+            form.parts.retain(|p| p.name != uploads::FIELD);
+            form.parts.push(multipart::Part {
+                name: "image",
+                filename: None,
+                content_type: None,
+                data: bytes,
+            });
+            upload_limits = crate::config::Limits {
+                max_image_bytes: limits.max_upload_bytes,
+                ..limits.clone()
+            };
+            &upload_limits
+        }
+        None => limits,
+    };
     let sub = Submission::from_form(&form, limits)?;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
-    let (resp, tier) = match crate::services::submit::submit(app, &caller.tenant, &sub).await? {
+    let outcome = crate::services::submit::submit(app, &caller.tenant, &sub).await?;
+    if let Some(id) = upload {
+        uploads::forget(app, &caller.tenant, id).await;
+    }
+    let (resp, tier) = match outcome {
         SubmitOutcome::Cached { outcome, tier } => {
             (answer_hit(app, &outcome, tier).await, Some(tier.as_str()))
         }

@@ -173,6 +173,7 @@ mod tests {
             submitted_at: Utc::now(),
             completed_at: Some(Utc::now()),
             ttl_expires_at: Utc::now() + chrono::Duration::hours(1),
+            stages: None,
         }
     }
 

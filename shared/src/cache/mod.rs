@@ -38,6 +38,8 @@ pub enum CacheError {
     Disabled,
     #[error("cached value is malformed: {0}")]
     Malformed(#[from] serde_json::Error),
+    #[error("cached data is malformed: {0}")]
+    Corrupt(String),
 }
 
 #[async_trait]

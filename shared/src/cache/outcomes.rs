@@ -96,6 +96,8 @@ pub struct OutcomeCache {
     pub l0: MemoryTier,
     pub redis: RedisTier,
     counts: std::sync::Mutex<Counts>,
+    /// Where request counts go when the deployment runs without Redis.
+    direct: Option<TaskStore>,
 }
 
 fn live(outcome: Outcome) -> Option<Outcome> {
@@ -108,7 +110,15 @@ impl OutcomeCache {
             l0,
             redis,
             counts: Default::default(),
+            direct: None,
         }
+    }
+
+    /// Sends request and hit counts straight to `tasks` when Redis is disabled
+    /// (see [`OutcomeCache::flush_counts`]).
+    pub fn counting_to(mut self, tasks: TaskStore) -> Self {
+        self.direct = Some(tasks);
+        self
     }
 
     /// The outcome of `tenant`'s inputs `input_hash`.
@@ -256,6 +266,14 @@ impl OutcomeCache {
     /// Sends the counts kept in this instance (before statistics are read, before
     /// the sweep folds hits, and when a batch is due). Counts that cannot be sent
     /// (Redis down) are dropped: keeping them would grow without bound.
+    ///
+    /// Where requests per day reach Postgres (`request_counts`, read by the daily
+    /// view): with Redis, they are added to a pending hash in the same pipeline and
+    /// folded by cache-cleanup every minute (one writer for the table, whatever the
+    /// number of instances; see `sweep::fold_requests`). Without Redis there is no
+    /// shared place to gather them, so this writes them (and the hits on tasks)
+    /// directly: at most once a second per instance, which a deployment small
+    /// enough to run without Redis can afford.
     pub async fn flush_counts(&self) {
         let taken = {
             let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -266,10 +284,32 @@ impl OutcomeCache {
         let requests: Vec<_> = taken.requests.into_iter().collect();
         let hits: Vec<_> = taken.hits.into_iter().collect();
         match self.redis.record_counts(&requests, &hits).await {
-            Ok(()) | Err(CacheError::Disabled) => {}
+            Ok(()) => {}
+            Err(CacheError::Disabled) => self.count_in_postgres(&requests, &hits).await,
             Err(e) => {
                 tracing::warn!(error = %e, dropped = taken.pending, "request counts not sent")
             }
+        }
+    }
+
+    async fn count_in_postgres(&self, requests: &[(RequestKey, i64)], hits: &[(Uuid, i64)]) {
+        let Some(tasks) = &self.direct else { return };
+        if !requests.is_empty() {
+            let counts: Vec<super::redis::RequestCount> = requests
+                .iter()
+                .map(|((tenant, day, tier), n)| super::redis::RequestCount {
+                    tenant: tenant.clone(),
+                    day: *day,
+                    tier: (*tier).to_owned(),
+                    requests: *n,
+                })
+                .collect();
+            if let Err(e) = tasks.add_request_counts(&counts, None).await {
+                tracing::warn!(error = %e, "request counts not written");
+            }
+        }
+        if let Err(e) = tasks.add_hits(hits).await {
+            tracing::warn!(error = %e, "hit counts not written");
         }
     }
 }

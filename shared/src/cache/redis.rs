@@ -5,6 +5,9 @@
 //! - `{p}:t:{task_id}` → the same JSON, for status requests
 //! - `{p}:hits` → hash of task id → hits not yet folded into Postgres
 //! - `{p}:stats:{tenant}:{yyyymmdd}` → hash of tier → requests that day
+//! - `{p}:requests` → hash of `{yyyymmdd}|{tier}|{tenant}` → requests not yet folded
+//!   into Postgres's `request_counts`; `{p}:requests:folding` is the batch being
+//!   folded (see [`RedisTier::take_request_counts`])
 //!
 //! The connection is made lazily and every call is bounded by a timeout and a
 //! circuit breaker: a cold start with Redis down still serves from Postgres.
@@ -74,6 +77,14 @@ impl RedisTier {
 
     fn hits_key(&self) -> String {
         format!("{}:hits", self.prefix)
+    }
+
+    fn requests_key(&self) -> String {
+        format!("{}:requests", self.prefix)
+    }
+
+    fn requests_folding_key(&self) -> String {
+        format!("{}:requests:folding", self.prefix)
     }
 
     async fn connection(&self) -> Result<ConnectionManager, CacheError> {
@@ -173,6 +184,16 @@ impl RedisTier {
                 .arg(STATS_RETENTION_SECS)
                 .ignore();
         }
+        // The same counts once more, for the daily table in Postgres.
+        let requests_key = self.requests_key();
+        for ((tenant, day, tier), n) in requests {
+            let field = format!("{}|{}|{}", day.format("%Y%m%d"), tier, tenant);
+            pipe.cmd("HINCRBY")
+                .arg(&requests_key)
+                .arg(field)
+                .arg(*n)
+                .ignore();
+        }
         let hits_key = self.hits_key();
         for (task_id, n) in hits {
             pipe.cmd("HINCRBY")
@@ -219,6 +240,79 @@ impl RedisTier {
         format!("{}:stats:{}:{}", self.prefix, tenant, day.format("%Y%m%d"))
     }
 
+    /// The batch of request counts to fold into Postgres, with its id: the batch
+    /// left by a fold that did not finish, or else the pending counts, moved aside
+    /// atomically (one script) under a new id. Requests counted meanwhile go to a
+    /// fresh pending hash. `None` when there is nothing to fold.
+    ///
+    /// The batch stays in Redis until [`RedisTier::finish_request_fold`]: a fold that
+    /// fails before Postgres committed loses nothing (the next run folds the same
+    /// batch), and one that fails after is not counted twice (Postgres remembers the
+    /// batch id, see `TaskStore::add_request_counts`).
+    #[instrument(skip(self))]
+    pub async fn take_request_counts(&self) -> Result<Option<RequestBatch>, CacheError> {
+        const TAKE: &str = r"
+            if redis.call('EXISTS', KEYS[2]) == 0 then
+                if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+                redis.call('RENAME', KEYS[1], KEYS[2])
+                redis.call('HSET', KEYS[2], '_batch', ARGV[1])
+            end
+            return redis.call('HGETALL', KEYS[2])";
+        let keys = [self.requests_key(), self.requests_folding_key()];
+        let new_batch = Uuid::new_v4().to_string();
+        let fields: Vec<(String, String)> = self
+            .call(|mut c| async move {
+                redis::Script::new(TAKE)
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .arg(&new_batch)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let mut batch = None;
+        let mut counts = Vec::new();
+        for (field, n) in fields {
+            if field == "_batch" {
+                batch = Uuid::parse_str(&n).ok();
+                continue;
+            }
+            match parse_request_field(&field, &n) {
+                Some(c) => counts.push(c),
+                None => tracing::warn!(field, value = n, "unreadable request count skipped"),
+            }
+        }
+        let batch = batch.ok_or_else(|| {
+            CacheError::Corrupt("request counts being folded carry no batch id".into())
+        })?;
+        Ok(Some(RequestBatch { batch, counts }))
+    }
+
+    /// Deletes the folded batch `batch` (and nothing newer).
+    #[instrument(skip(self))]
+    pub async fn finish_request_fold(&self, batch: Uuid) -> Result<(), CacheError> {
+        const FINISH: &str = r"
+            if redis.call('HGET', KEYS[1], '_batch') == ARGV[1] then
+                redis.call('DEL', KEYS[1])
+            end
+            return 0";
+        let key = self.requests_folding_key();
+        let batch = batch.to_string();
+        let _: i64 = self
+            .call(|mut c| async move {
+                redis::Script::new(FINISH)
+                    .key(&key)
+                    .arg(&batch)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Takes the pending hit counters. The hash is renamed first, so hits recorded
     /// while the sweep runs go to a fresh hash and none is counted twice or lost.
     #[instrument(skip(self))]
@@ -256,6 +350,38 @@ impl RedisTier {
             .filter_map(|(id, n)| Uuid::parse_str(&id).ok().map(|id| (id, n)))
             .collect())
     }
+}
+
+/// Request counts taken from Redis for folding into Postgres.
+#[derive(Debug)]
+pub struct RequestBatch {
+    pub batch: Uuid,
+    pub counts: Vec<RequestCount>,
+}
+
+/// Requests of one tenant on one UTC day answered by one tier (or missed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCount {
+    pub tenant: String,
+    pub day: chrono::NaiveDate,
+    pub tier: String,
+    pub requests: i64,
+}
+
+/// `{yyyymmdd}|{tier}|{tenant}` → count (the tenant last: it may hold `|`).
+fn parse_request_field(field: &str, n: &str) -> Option<RequestCount> {
+    let mut parts = field.splitn(3, '|');
+    let day = chrono::NaiveDate::parse_from_str(parts.next()?, "%Y%m%d").ok()?;
+    let tier = parts.next()?;
+    let tenant = parts.next()?;
+    let known = ["l0", "redis", "postgres", "miss"].contains(&tier);
+    let requests = n.parse::<i64>().ok().filter(|n| *n >= 0)?;
+    known.then(|| RequestCount {
+        tenant: tenant.to_owned(),
+        day,
+        tier: tier.to_owned(),
+        requests,
+    })
 }
 
 #[async_trait]

@@ -178,6 +178,18 @@ pub fn trace_within(
     map: &LabelMap,
     budget: &RenderBudget,
 ) -> Result<Vec<TracedRegion>, BudgetError> {
+    trace_timed(map, budget).map(|(regions, _)| regions)
+}
+
+/// [`trace_within`], also returning the time spent simplifying chains. Simplification
+/// runs loop by loop inside the second pass (each loop is simplified as soon as it is
+/// followed, while its edges are in the scratch buffers), so it is timed there, around
+/// each call: the output is the same as without timing.
+pub fn trace_timed(
+    map: &LabelMap,
+    budget: &RenderBudget,
+) -> Result<(Vec<TracedRegion>, std::time::Duration), BudgetError> {
+    let mut simplifying = std::time::Duration::ZERO;
     let (w, h) = (map.width as usize, map.height as usize);
     budget.check(Limit::Pixels, (w * h) as u64)?;
     let labels = &map.labels;
@@ -273,7 +285,9 @@ pub fn trace_within(
                     &mut scratch.edges,
                     budget,
                 )?;
+                let simplify_start = std::time::Instant::now();
                 let ring = simplify_loop(&grid, u16::from(label), &mut scratch);
+                simplifying += simplify_start.elapsed();
                 rings += 1;
                 points += ring.len() as u64;
                 budget.check(Limit::Rings, rings)?;
@@ -283,7 +297,7 @@ pub fn trace_within(
         }
     }
 
-    Ok((1..=255u8)
+    let regions = (1..=255u8)
         .filter(|&l| stats[usize::from(l)].area > 0)
         .map(|l| {
             let s = stats[usize::from(l)];
@@ -299,7 +313,8 @@ pub fn trace_within(
                 loops: std::mem::take(&mut loops[usize::from(l)]),
             }
         })
-        .collect())
+        .collect();
+    Ok((regions, simplifying))
 }
 
 /// Buffers reused across loops: a large map has hundreds of thousands of them.

@@ -29,9 +29,21 @@ impl Links {
         key: &str,
         ttl: Duration,
     ) -> Result<String, ObjectError> {
+        Ok(self.svg_link(objects, key, ttl).await?.0)
+    }
+
+    /// [`Links::svg_url`], with how long the URL stays valid from now (what an
+    /// answer carrying it may be cached for).
+    pub async fn svg_link(
+        &self,
+        objects: &dyn ObjectStore,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<(String, Duration), ObjectError> {
         if let Some((signed_at, url)) = self.lock().get(key) {
-            if signed_at.elapsed() < ttl / 2 {
-                return Ok(url.clone());
+            let age = signed_at.elapsed();
+            if age < ttl / 2 {
+                return Ok((url.clone(), ttl.saturating_sub(age)));
             }
         }
         let url = objects.presign_get(key, ttl).await?;
@@ -40,7 +52,7 @@ impl Links {
             signed.clear();
         }
         signed.insert(key.to_owned(), (Instant::now(), url.clone()));
-        Ok(url)
+        Ok((url, ttl))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, String)>> {

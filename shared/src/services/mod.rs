@@ -6,3 +6,4 @@
 pub mod links;
 pub mod poll;
 pub mod submit;
+pub mod uploads;

@@ -452,6 +452,14 @@ impl TestApp {
     }
 }
 
+/// `GET path` as `t`'s tenant with `If-None-Match: etag`.
+pub async fn get_if_none_match(t: &TestApp, path: &str, etag: &str) -> Resp {
+    let mut event = http_event("GET", path, Some(&t.tenant), None, b"");
+    event["headers"]["if-none-match"] = json!(etag);
+    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+    to_resp(facesvg::api::status(&t.app, req).await)
+}
+
 pub async fn submit_to(app: &App, tenant: Option<&str>, form: &Form) -> Resp {
     let (ct, body) = form.encode();
     let event = http_event(
