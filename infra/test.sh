@@ -43,6 +43,19 @@ failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p'
   exit 1
 }
 
+# Fuzz smoke: each target replays its committed seed corpus and runs 20,000 mutated
+# executions with the debug build cargo test just made (infra/fuzz.sh runs millions).
+fuzz_failed=0
+for t in multipart landmarks image labelmap_gray labelmap_rgb key message; do
+  FUZZ_OUT="$ROOT/.local/fuzz" cargo run -q -p facesvg --example fuzz -- run "$t" 20000 || fuzz_failed=$((fuzz_failed + 1))
+done
+lint_failed=$((lint_failed + fuzz_failed))
+lint_passed=$((lint_passed + 7 - fuzz_failed))
+[ "$fuzz_failed" -eq 0 ] || {
+  echo "tests: $((passed + lint_passed)) passed, $((failed + lint_failed)) failed"
+  exit 1
+}
+
 # The system end to end: functions under cargo lambda, gateway, queue, S3.
 smoke_failed=0
 infra/run.sh --smoke || smoke_failed=1

@@ -77,11 +77,10 @@ pub async fn handle_batch(app: &App, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, RetryError> {
-    let body = record
-        .body
-        .as_deref()
-        .ok_or_else(|| RetryError::Malformed("no body".into()))?;
+/// A queue message's body as process reads it. The queue is not trusted: anything
+/// that is not a message of this version is `Malformed` (and, redelivered, ends in
+/// the DLQ), never a panic. Pure, so that it can be fuzzed.
+pub fn decode_message(body: &str) -> Result<TaskMessage, RetryError> {
     let message: TaskMessage =
         serde_json::from_str(body).map_err(|e| RetryError::Malformed(e.to_string()))?;
     if message.v != MESSAGE_VERSION {
@@ -90,6 +89,20 @@ pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, R
             message.v
         )));
     }
+    Ok(message)
+}
+
+/// Inputs that travelled through S3 (a claim check) as process reads them.
+pub fn decode_inputs(bytes: &[u8]) -> Result<TaskInputs, RetryError> {
+    serde_json::from_slice(bytes).map_err(|e| RetryError::Malformed(e.to_string()))
+}
+
+pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, RetryError> {
+    let body = record
+        .body
+        .as_deref()
+        .ok_or_else(|| RetryError::Malformed("no body".into()))?;
+    let message = decode_message(body)?;
     let task_id = message.task_id;
     let claim_check = match &message.inputs {
         InputsRef::S3 { key } => Some(key.clone()),
@@ -155,9 +168,7 @@ async fn run_claimed(
     let inputs: TaskInputs = match &message.inputs {
         InputsRef::Inline { inputs } => inputs.clone(),
         InputsRef::S3 { key } => match app.objects.get(key).await? {
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| RetryError::Malformed(e.to_string()))?
-            }
+            Some(bytes) => decode_inputs(&bytes)?,
             None => {
                 let error = TaskError {
                     code: "inputs_missing".into(),
