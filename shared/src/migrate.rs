@@ -82,8 +82,9 @@ pub const APP_ROLE: &str = "facesvg_app";
 /// SCRAM-SHA-256 verifier computed here: the clear password never reaches the
 /// server, its statement log or `pg_stat_statements`. Run by the schema owner after
 /// the migrations, with the password from the application's secret, so that the
-/// secret RDS Proxy presents and the role agree after every deploy (and after a
-/// rotation of the secret, on the next deploy).
+/// secret RDS Proxy presents and the role agree after every deploy that runs the
+/// migrations resource. The secret has no rotation schedule: a changed password
+/// takes effect when that resource runs again (its `Version` changes).
 #[tracing::instrument(skip(client, password))]
 pub async fn set_app_password(
     client: &Client,

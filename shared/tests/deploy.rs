@@ -276,7 +276,14 @@ async fn migrations_run_as_the_owner_and_set_the_app_role_password_from_its_secr
     let first = verifier().await;
     assert!(first.starts_with("SCRAM-SHA-256$4096:"), "{first}");
     assert!(!first.contains(&app_password));
-    // A new deploy sets it again (a rotated secret takes effect): a fresh salt.
+    // The local server trusts every login, so a connection proves nothing about the
+    // password: the verifier itself must be the secret's password's.
+    assert!(
+        scram_matches(&first, &app_password),
+        "verifier of another password"
+    );
+    assert!(!scram_matches(&first, "owner-password"));
+    // An Update of the resource sets it again: a fresh salt.
     let (url, got) = response_url().await;
     local_answer(&app, cfn_event("Update", &url)).await;
     assert_eq!(got.await.unwrap().1["Status"], "SUCCESS");
@@ -329,4 +336,45 @@ async fn the_custom_resource_answers_only_https_s3_urls() {
         waited.is_err(),
         "the forged ResponseURL was never contacted"
     );
+}
+
+/// Whether a Postgres SCRAM-SHA-256 verifier (`SCRAM-SHA-256$iter:salt$stored:server`)
+/// was made from `password` (RFC 5802: PBKDF2-HMAC-SHA-256, then the stored key).
+fn scram_matches(verifier: &str, password: &str) -> bool {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let hmac = |key: &[u8], msg: &[u8]| -> [u8; 32] {
+        let mut k = [0u8; 64];
+        k[..key.len()].copy_from_slice(key); // keys here are at most 32 bytes
+        let inner = Sha256::new()
+            .chain_update(k.map(|b| b ^ 0x36))
+            .chain_update(msg)
+            .finalize();
+        Sha256::new()
+            .chain_update(k.map(|b| b ^ 0x5c))
+            .chain_update(inner)
+            .finalize()
+            .into()
+    };
+    let Some((params, keys)) = verifier
+        .strip_prefix("SCRAM-SHA-256$")
+        .and_then(|v| v.split_once('$'))
+    else {
+        return false;
+    };
+    let (iterations, salt) = params.split_once(':').unwrap();
+    let (stored, _server) = keys.split_once(':').unwrap();
+    let salt = b64.decode(salt).unwrap();
+    let mut u = hmac(
+        password.as_bytes(),
+        &[salt.as_slice(), &1u32.to_be_bytes()].concat(),
+    );
+    let mut salted = u;
+    for _ in 1..iterations.parse::<u32>().unwrap() {
+        u = hmac(password.as_bytes(), &u);
+        salted.iter_mut().zip(u).for_each(|(s, b)| *s ^= b);
+    }
+    let client_key = hmac(&salted, b"Client Key");
+    b64.encode(Sha256::digest(client_key)) == stored
 }

@@ -92,11 +92,10 @@ async fn with_postgres_stopped_redis_serves_hits_and_a_miss_gets_503() {
 
     // An instance whose Postgres refuses every connection (nothing listens on
     // the port), with the same Redis: as after an RDS failover starts.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    // (Port 1, tcpmux, is privileged and unused: a freed ephemeral port could be
+    // taken by another test's socket.)
     let mut config = t.app.config.clone();
-    config.database_url = format!("postgres://postgres@127.0.0.1:{port}/facesvg");
+    config.database_url = "postgres://postgres@127.0.0.1:1/facesvg".to_owned();
     let down = App::from_config(config)
         .await
         .expect("starts without Postgres");

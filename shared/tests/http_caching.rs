@@ -79,6 +79,8 @@ async fn a_finished_svg_is_revalidated_with_304_without_reading_s3() {
         cc.starts_with("private, max-age=") && cc.ends_with(", immutable"),
         "{cc}"
     );
+    // Private to the caller: a browser shared by two tenants keeps one copy each.
+    assert_eq!(first.headers["vary"], "Authorization");
     // Up to the entry's expiry (CACHE_TTL_HOURS=24), not a fixed hour.
     let age = max_age(cc);
     assert!((24 * 3600 - 120..=24 * 3600).contains(&age), "{cc}");
@@ -179,5 +181,6 @@ async fn listings_carry_their_short_max_age() {
             format!("private, max-age={secs}"),
             "{route}"
         );
+        assert_eq!(r.headers["vary"], "Authorization", "{route}");
     }
 }

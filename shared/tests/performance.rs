@@ -102,6 +102,22 @@ async fn finished_task(
     (row.task_id, hash)
 }
 
+/// Today (UTC), once the test can run to its end within it: the service dates
+/// counts by its clock and Postgres by `now()`, and a test that straddled midnight
+/// would compare two days.
+async fn same_day_for_a_minute() -> NaiveDate {
+    let now = Utc::now();
+    let midnight = (now.date_naive() + Duration::days(1))
+        .and_hms_opt(0, 0, 1)
+        .unwrap()
+        .and_utc();
+    if midnight - now < Duration::seconds(60) {
+        let wait = (midnight - now).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+    }
+    Utc::now().date_naive()
+}
+
 fn close(a: &Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
 }
@@ -110,7 +126,7 @@ fn close(a: &Value, b: f64) -> bool {
 async fn daily_and_top_report_every_number_of_three_days_and_only_the_callers() {
     let t = TestApp::spawn().await;
     let tasks = &t.app.tasks;
-    let today = Utc::now().date_naive();
+    let today = same_day_for_a_minute().await;
     let (d1, d2) = (today - Duration::days(1), today - Duration::days(2));
 
     // Requests of the two earlier days, as a fold of Redis's counts writes them.
@@ -309,7 +325,7 @@ async fn daily_and_top_report_every_number_of_three_days_and_only_the_callers() 
 async fn request_counts_reach_postgres_once_whatever_step_a_fold_dies_in() {
     let t = TestApp::spawn().await;
     let redis = &t.app.outcomes.redis;
-    let today = Utc::now().date_naive();
+    let today = same_day_for_a_minute().await;
     let requests = |t: &TestApp| {
         let app = t.app.clone();
         async move {

@@ -16,21 +16,33 @@ use std::time::Duration;
 use common::{submit_to, Form, TestApp};
 use facesvg::app::App;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-/// Forwards `listener`'s connections to `upstream` until aborted; aborting drops
-/// every forwarded connection with it.
-fn forward(listener: TcpListener, upstream: String) -> JoinHandle<()> {
+/// Forwards `listener`'s connections to `upstream`. While `down` is true it closes
+/// each new connection at once, and turning it on ends every forwarded one: a
+/// crashed server as its clients see it, on one port for the whole test (no window
+/// in which another socket could take the port).
+fn forward(
+    listener: TcpListener,
+    upstream: String,
+    down: Arc<watch::Sender<bool>>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut conns = JoinSet::new();
         loop {
             let Ok((mut inbound, _)) = listener.accept().await else {
                 continue;
             };
-            let up = upstream.clone();
-            conns.spawn(async move {
+            if *down.borrow() {
+                continue;
+            }
+            let (up, mut cut) = (upstream.clone(), down.subscribe());
+            tokio::spawn(async move {
                 if let Ok(mut out) = TcpStream::connect(&up).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                        _ = cut.wait_for(|d| *d) => {}
+                    }
                 }
             });
         }
@@ -42,14 +54,21 @@ async fn postgres_stopped_mid_traffic_then_back_loses_nothing() {
     let t = TestApp::spawn().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let upstream = "127.0.0.1:5432".to_owned();
-    let mut proxy = forward(listener, upstream.clone());
+    // The server the tests use, wherever FACESVG_TEST_PG puts it.
+    let url = t.app.config.database_url.clone();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap().to_owned();
+    let upstream = if authority.contains(':') {
+        authority.clone()
+    } else {
+        format!("{authority}:5432")
+    };
+    let down = Arc::new(watch::channel(false).0);
+    let _proxy = forward(listener, upstream, down.clone());
 
     let mut config = t.app.config.clone();
-    config.database_url =
-        config
-            .database_url
-            .replacen("127.0.0.1:5432", &format!("127.0.0.1:{port}"), 1);
+    config.database_url = url.replacen(&authority, &format!("127.0.0.1:{port}"), 1);
     assert!(config.database_url.contains(&port.to_string()));
     let app = Arc::new(App::from_config(config).await.expect("app"));
 
@@ -90,11 +109,9 @@ async fn postgres_stopped_mid_traffic_then_back_loses_nothing() {
         .collect();
 
     tokio::time::sleep(Duration::from_millis(400)).await;
-    proxy.abort();
-    let _ = (&mut proxy).await;
+    down.send_replace(true);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let _proxy = forward(listener, upstream);
+    down.send_replace(false);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
 

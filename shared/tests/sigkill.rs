@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use common::{Form, TestApp};
 
 const CHILD_MESSAGE: &str = "FACESVG_SIGKILL_CHILD_MESSAGE";
+/// Long enough that the checks between the kill and the first redelivery fit in it
+/// on a loaded machine; the test waits for it from the claim's own timestamp.
+const STALE_SECS: i64 = 6;
 
 async fn status(db: &deadpool_postgres::Object, id: uuid::Uuid) -> String {
     db.query_one("SELECT status FROM task_results WHERE task_id = $1", &[&id])
@@ -38,7 +41,7 @@ async fn child_worker() {
 #[tokio::test]
 async fn a_worker_killed_mid_render_is_replaced_once_its_claim_is_stale() {
     let t = TestApp::spawn_with(|s| {
-        s.insert("STALE_CLAIM_SECS".into(), "2".into());
+        s.insert("STALE_CLAIM_SECS".into(), STALE_SECS.to_string());
     })
     .await;
     // A heavy (but allowed) map, so that the render takes long enough to be killed
@@ -74,7 +77,7 @@ async fn a_worker_killed_mid_render_is_replaced_once_its_claim_is_stale() {
         .env("REDIS_PREFIX", &c.redis_prefix)
         .env("S3_BUCKET", &c.s3_bucket)
         .env("QUEUE_URL", &c.queue_url)
-        .env("STALE_CLAIM_SECS", "2")
+        .env("STALE_CLAIM_SECS", STALE_SECS.to_string())
         .spawn()
         .expect("child worker");
 
@@ -89,7 +92,7 @@ async fn a_worker_killed_mid_render_is_replaced_once_its_claim_is_stale() {
         assert!(child.try_wait().unwrap().is_none(), "the child ended early");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // At once: the decode and render of a 2048² map take far longer than this.
     child.kill().expect("SIGKILL");
     let exit = child.wait().unwrap();
     assert_eq!(
@@ -102,8 +105,22 @@ async fn a_worker_killed_mid_render_is_replaced_once_its_claim_is_stale() {
     assert!(t.s3_keys("results/").await.is_empty(), "no SVG was stored");
 
     // While the claim is fresh a redelivery is retried; once stale, it renders.
+    // The claim's age is Postgres's own: wait until it passes STALE_SECS.
     assert_eq!(t.deliver(records.clone()).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let left: f64 = db
+        .query_one(
+            "SELECT EXTRACT(EPOCH FROM started_at + make_interval(secs => $2) - now())::float8
+               FROM task_results WHERE task_id = $1",
+            &[&id, &(STALE_SECS as f64)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        left > 0.0,
+        "the claim went stale before the first redelivery"
+    );
+    tokio::time::sleep(Duration::from_secs_f64(left + 0.2)).await;
     assert!(t.deliver(records).await.is_empty());
     assert_eq!(status(&db, id).await, "SUCCESS");
     let attempts: i32 = db

@@ -103,9 +103,8 @@ async fn with_the_emulator_down_hits_are_served_and_misses_wait_or_get_503() {
     assert_eq!(t.status(&hit_id).await["status"], "SUCCESS");
 
     // Same Postgres and Redis; S3 and SQS on a port where nothing listens.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    // Port 1 (tcpmux): privileged and unused, so nothing can take it meanwhile.
+    let dead = "http://127.0.0.1:1".to_owned();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&dead)
         .load()

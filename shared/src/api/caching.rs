@@ -87,6 +87,7 @@ pub fn finished(resp: &mut Response<Body>, etag: &str, max_age: u64, immutable: 
         h.insert(header::ETAG, v);
     }
     h.insert(header::CACHE_CONTROL, private(max_age, immutable));
+    h.insert(header::VARY, HeaderValue::from_static("Authorization"));
 }
 
 /// `304 Not Modified`: no body, the same validator and freshness as a `200`.
@@ -107,9 +108,13 @@ pub fn open(resp: &mut Response<Body>, retry_after: Option<u64>) {
 }
 
 /// A listing cached `max_age` seconds on the server: the caller may keep it as long.
+///
+/// Every private answer varies with the caller: a browser shared by two tenants must
+/// not answer one with the other's copy (`Vary: Authorization`).
 pub fn listing(resp: &mut Response<Body>, max_age: u64) {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, private(max_age, false));
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, private(max_age, false));
+    h.insert(header::VARY, HeaderValue::from_static("Authorization"));
 }
 
 #[cfg(test)]

@@ -414,6 +414,9 @@ async fn task_status(
         body["error"] = json!(e);
     }
     let mut max_age = caching::seconds_until(outcome.ttl_expires_at);
+    // An answer that should carry a link and does not (the presign failed) must not
+    // be kept by the client for the entry's lifetime.
+    let mut complete = true;
     if let Some(key) = &outcome.svg_s3_key {
         match app
             .links
@@ -425,10 +428,22 @@ async fn task_status(
                 // A cached answer must not outlive the link it carries.
                 max_age = max_age.min(valid_for.as_secs());
             }
-            Err(e) => tracing::warn!(error = %e, "could not presign"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not presign");
+                complete = false;
+            }
         }
     }
     let text = body.to_string();
+    if !complete {
+        let mut resp = Response::new(Body::Text(text));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        caching::open(&mut resp, None);
+        return Ok(resp);
+    }
     let etag = caching::status_etag(&outcome.input_hash, text.as_bytes());
     if caching::not_modified(req, &etag) {
         return Ok(caching::unchanged(&etag, max_age, false));

@@ -75,16 +75,53 @@ pub fn input_key(tenant: &str, task_id: Uuid) -> String {
     format!("inputs/{}/{}.json", tenant_segment(tenant), task_id)
 }
 
-/// Tenants come from verified claims, but keep keys safe whatever they contain.
+/// Tenants come from verified claims, but keys must be safe whatever they contain,
+/// and two tenants must never share a prefix (a tenant may only name its own
+/// uploads). A tenant of at most 64 characters from `[A-Za-z0-9.-]` is its own
+/// segment; any other becomes its first safe characters, `_` and 16 hex digits of
+/// its SHA-256. Plain segments never contain `_`, so the two forms cannot meet.
 fn tenant_segment(tenant: &str) -> String {
-    tenant
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    let plain = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant.chars().all(safe)
+        && tenant != "."
+        && tenant != "..";
+    if plain {
+        return tenant.to_owned();
+    }
+    let readable: String = tenant.chars().filter(|&c| safe(c)).take(32).collect();
+    let digest = hex::encode(crate::key::sha256(tenant.as_bytes()));
+    format!("{readable}_{}", &digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_segments_are_safe_and_distinct() {
+        assert_eq!(tenant_segment("acme"), "acme");
+        assert_eq!(tenant_segment("tenant-1.eu"), "tenant-1.eu");
+        let odd = [
+            "acme corp",
+            "acme_corp",
+            "acme/corp",
+            "acme%20corp",
+            "",
+            "..",
+            "é",
+            &"a".repeat(65),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for t in odd {
+            let s = tenant_segment(t);
+            assert!(s.contains('_') && s.len() <= 49, "{t:?} -> {s:?}");
+            assert!(s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)));
+            assert!(seen.insert(s), "{t:?} shares a segment");
+        }
+        assert!(!seen.contains("acme"));
+    }
 }
