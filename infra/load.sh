@@ -8,8 +8,8 @@
 # Each prints throughput, p50, p99 and the count of every status code, then checks:
 #   storm   one task row and one render for the 500 identical submits; every answer
 #           200, 202 or 429
-#   soak    no 5xx; every accepted task reaches SUCCESS; each function instance's RSS
-#           at the start and at the end
+#   soak    no 5xx; every accepted task reaches SUCCESS; each function instance's RSS,
+#           sampled every minute, grows under 10 % in the second half
 #   all     no 5xx and no connection error
 # and exits non-zero when a check fails.
 #
@@ -146,7 +146,13 @@ for scenario in "${SCENARIOS[@]}"; do
     soak)
       secs=$(echo "$SOAK_MINUTES * 60 / 1" | bc)
       rss_start=$(rss)
+      # RSS every minute while the traffic runs: flat means it levels off, so the
+      # second half of the soak is compared with the first.
+      mkdir -p "$out"
+      ( while sleep 60; do echo "$(date +%s) $(rss)"; done ) >"$STATE/load/soak-rss.txt" &
+      sampler=$!
       SOAK_RATE=${SOAK_RATE:-5} locust_run soak Soak "${USERS:-8}" 8 "$secs"
+      kill "$sampler" 2>/dev/null || true
       for _ in $(seq 1 240); do
         [ "$(psql_q "SELECT count(*) FROM task_results WHERE tenant LIKE '$TENANT%' AND status IN ('PENDING','PROCESSING')")" = 0 ] && break
         sleep 0.5
@@ -165,8 +171,29 @@ for scenario in "${SCENARIOS[@]}"; do
       log "soak: $accepted tasks accepted, $done_ok reached SUCCESS (rows by status: $by_status)"
       log "soak: RSS at the start: $rss_start"
       log "soak: RSS at the end:   $rss_end"
+      # Per instance: start, the middle sample, the end (MB), and the growth in the
+      # second half, which must stay under 10 % (caches fill early, then hold).
+      rss_flat=$("$STATE/venv/bin/python" - "$STATE/load/soak-rss.txt" "$rss_start" "$rss_end" <<'PY'
+import sys
+def parse(line):
+    return {k: int(v[:-2]) for k, v in (p.split("=") for p in line.split() if p.endswith("kB"))}
+samples = [parse(l.split(" ", 1)[1]) for l in open(sys.argv[1]) if " " in l.strip()]
+start, end = parse(sys.argv[2]), parse(sys.argv[3])
+mid = samples[len(samples) // 2 - 1] if len(samples) >= 2 else start
+ok = True
+for name in sorted(end):
+    s, m, e = start.get(name, 0), mid.get(name, 0), end[name]
+    growth = (e - m) / m * 100 if m else 0.0
+    ok &= growth < 10
+    series = " ".join(f"{x.get(name, 0) / 1024:.0f}" for x in samples)
+    print(f"[load] soak: RSS {name}: {s / 1024:.1f} MB -> {m / 1024:.1f} (middle) -> {e / 1024:.1f} MB "
+          f"({growth:+.1f} % in the second half); each minute: {series}", file=sys.stderr)
+print("flat" if ok else "growing")
+PY
+)
       check "codes_ok $out '200|202|429'" "soak: no 5xx (every answer 200, 202 or 429)"
-      check "[ '$accepted' -gt 0 ] && [ '$accepted' = '$done_ok' ]" "soak: every accepted task reached SUCCESS" ;;
+      check "[ '$accepted' -gt 0 ] && [ '$accepted' = '$done_ok' ]" "soak: every accepted task reached SUCCESS"
+      check "[ '$rss_flat' = flat ]" "soak: every function's RSS levels off (under 10 % growth in the second half)" ;;
   esac
 done
 curl -s "$URL/_gateway/stats" >"$STATE/load/gateway-stats.json" || true

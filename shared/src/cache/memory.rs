@@ -115,6 +115,18 @@ impl OutcomeTier for MemoryTier {
         let ttl = self.ttl.min(Duration::from_secs(remaining));
         let mut inner = self.lock();
         remove_entry(&mut inner, &key);
+        // Expired entries go first, oldest at the front: the tier then holds about
+        // `ttl` worth of traffic, not `max_bytes` of entries nobody can be served
+        // (the byte count is of JSON; a decoded outcome takes several times that).
+        let now = Instant::now();
+        while let Some(front) = inner.order.front() {
+            if inner.by_hash.get(front).is_some_and(|e| e.expires > now) {
+                break;
+            }
+            if let Some(oldest) = inner.order.pop_front() {
+                remove_entry(&mut inner, &oldest);
+            }
+        }
         while inner.bytes + bytes > self.max_bytes {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
@@ -202,5 +214,20 @@ mod tests {
         tier.put(&outcome("a")).await.unwrap();
         assert!(tier.get_by_hash("t", "a").await.unwrap().is_none());
         assert!(tier.is_empty());
+    }
+
+    #[tokio::test]
+    async fn expired_entries_nobody_asks_for_leave_on_the_next_put() {
+        let tier = MemoryTier::new(1 << 20, Duration::from_millis(20));
+        for h in ["a", "b", "c"] {
+            tier.put(&outcome(h)).await.unwrap();
+        }
+        assert_eq!(tier.len(), 3);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        tier.put(&outcome("d")).await.unwrap();
+        assert_eq!(tier.len(), 1, "only the live entry is held");
+        let one = tier.bytes();
+        assert!(one > 0 && one < (1 << 20));
+        assert!(tier.get_by_hash("t", "d").await.unwrap().is_some());
     }
 }
