@@ -234,7 +234,12 @@ impl Cache {
 
     /// No span of its own: each tier's I/O has one, and a memory hit does none.
     pub async fn get<T: Cacheable>(&self, key: &Key) -> Result<Option<T>, KvError> {
-        let l = self.lookup(key).await?;
+        // A hit in this process is answered before any future of the walk exists;
+        // the walk is boxed so that it does not make every read's future large.
+        if let Some(entry) = self.tiers.get_local(key) {
+            return decode_entry(&entry).map(Some);
+        }
+        let l = Box::pin(self.lookup(key)).await?;
         Ok(l.value)
     }
 

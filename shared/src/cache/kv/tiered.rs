@@ -81,23 +81,29 @@ impl Tiered {
         tracing::warn!(tier = %self.tiers[position].tier(), op, error = %e, "cache tier skipped");
     }
 
+    /// The common read, synchronously: a fresh entry of an in-process top tier,
+    /// counted as that tier's hit. `None` when the walk of [`Tiered::get_one`] is
+    /// needed.
+    pub fn get_local(&self, key: &Key) -> Option<Entry> {
+        let entry = self.tiers.first()?.get_local(key)?;
+        self.rec.tiers[0].add(Count::Hit, 1);
+        self.rec.caller(key.namespace(), Count::Hit, 1);
+        Some(entry)
+    }
+
     /// Reads one key: [`Tiered::get_many`] of it, except that the common read (fresh
     /// in an in-process top tier) is answered without a future or a batch.
     pub async fn get_one(&self, key: &Key, stale: bool) -> (Option<Found>, Vec<Tier>) {
-        if let Some(top) = self.tiers.first() {
-            if let Some(entry) = top.get_local(key) {
-                self.rec.tiers[0].add(Count::Hit, 1);
-                self.rec.caller(key.namespace(), Count::Hit, 1);
-                let tier = top.tier();
-                return (
-                    Some(Found {
-                        entry,
-                        position: 0,
-                        tier,
-                    }),
-                    Vec::new(),
-                );
-            }
+        if let Some(entry) = self.get_local(key) {
+            let tier = self.tiers[0].tier();
+            return (
+                Some(Found {
+                    entry,
+                    position: 0,
+                    tier,
+                }),
+                Vec::new(),
+            );
         }
         // Boxed: the walk's state is large, and inline it would be copied into
         // every read's future, the fast path's included.
