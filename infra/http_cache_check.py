@@ -31,7 +31,20 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 URL = os.environ.get("FACESVG_URL", "http://127.0.0.1:8080").rstrip("/")
 S3 = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566").rstrip("/")
 BUCKET = os.environ.get("S3_BUCKET", "facesvg-local")
-MOTO_LOG = os.environ.get("FACESVG_MOTO_LOG", str(ROOT / ".local" / "moto.log"))
+def moto_log():
+    """The running emulator's log: FACESVG_MOTO_LOG, this checkout's, or the one
+    infra/stack.sh noted when another checkout started the server on this port."""
+    if "FACESVG_MOTO_LOG" in os.environ:
+        return os.environ["FACESVG_MOTO_LOG"]
+    own = ROOT / ".local" / "moto.log"
+    port = S3.rsplit(":", 1)[-1]
+    pointer = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"facesvg-moto-{port}.logpath"
+    if not own.is_file() and pointer.is_file():
+        return pointer.read_text().strip()
+    return str(own)
+
+
+MOTO_LOG = moto_log()
 DATA = ROOT / "shared" / "tests" / "data"
 TENANT = f"http-cache-{int(time.time())}-{os.getpid()}"
 

@@ -142,6 +142,9 @@ start_moto() {
     log "moto: starting on 127.0.0.1:$MOTO_PORT"
     nohup "$STATE/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
     echo $! >"$STATE/moto.pid"
+    # Where this server logs, for a checkout that finds it running and reuses it
+    # (infra/http_cache_check.py reads the emulator's request log).
+    echo "$STATE/moto.log" >"${TMPDIR:-/tmp}/facesvg-moto-$MOTO_PORT.logpath"
     wait_for "$MOTO_PORT" moto
   fi
   eval "$(print_env)"
@@ -182,7 +185,7 @@ up() {
 down() {
   if [ -f "$STATE/moto.pid" ]; then
     kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true
-    rm -f "$STATE/moto.pid"
+    rm -f "$STATE/moto.pid" "${TMPDIR:-/tmp}/facesvg-moto-$MOTO_PORT.logpath"
     log "moto stopped"
   fi
   if [ -f "$STATE/redis.started" ]; then

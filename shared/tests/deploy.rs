@@ -83,15 +83,7 @@ async fn app_on_database(t: &TestApp, db: &str) -> Arc<App> {
 #[tokio::test]
 async fn the_migrations_resource_migrates_and_answers_cloudformation() {
     let t = TestApp::spawn().await;
-    let fresh = format!("{}_fresh", t.db_name);
-    let (admin, conn) = tokio_postgres::connect(&t.admin_pg, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {fresh}"))
-        .await
-        .unwrap();
+    let fresh = fresh_database(&t, "fresh").await;
     let app = app_on_database(&t, &fresh).await;
 
     let (url, got) = response_url().await;
@@ -187,15 +179,7 @@ async fn database_credentials_come_from_secrets_manager() {
 #[tokio::test]
 async fn migrations_run_as_the_owner_and_set_the_app_role_password_from_its_secret() {
     let t = TestApp::spawn().await;
-    let fresh = format!("{}_owner", t.db_name);
-    let (admin, conn) = tokio_postgres::connect(&t.admin_pg, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {fresh}"))
-        .await
-        .unwrap();
+    let fresh = fresh_database(&t, "owner").await;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -377,4 +361,18 @@ fn scram_matches(verifier: &str, password: &str) -> bool {
     }
     let client_key = hmac(&salted, b"Client Key");
     b64.encode(Sha256::digest(client_key)) == stored
+}
+
+/// Creates an empty database beside the test's own and returns its name.
+async fn fresh_database(t: &TestApp, suffix: &str) -> String {
+    let fresh = format!("{}_{suffix}", t.db_name);
+    let (admin, conn) = tokio_postgres::connect(&t.admin_pg, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {fresh}"))
+        .await
+        .unwrap();
+    fresh
 }

@@ -158,15 +158,7 @@ async fn random_send_failures_in_a_storm_lose_no_task_and_never_answer_404() {
             rounds <= 30,
             "{open} tasks still open after {rounds} rounds"
         );
-        t.db()
-            .await
-            .execute(
-                "UPDATE task_results SET submitted_at = submitted_at - interval '15 seconds'
-                 WHERE enqueued_at IS NULL",
-                &[],
-            )
-            .await
-            .unwrap();
+        t.age_outbox().await;
         facesvg::sweep::relay(&app).await.expect("relay");
         t.drain().await;
     }

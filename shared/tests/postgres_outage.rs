@@ -159,15 +159,7 @@ async fn postgres_stopped_mid_traffic_then_back_loses_nothing() {
         .collect();
     accepted.push(after.json()["task_id"].as_str().unwrap().to_owned());
     for _ in 0..10 {
-        t.db()
-            .await
-            .execute(
-                "UPDATE task_results SET submitted_at = submitted_at - interval '15 seconds'
-                 WHERE enqueued_at IS NULL",
-                &[],
-            )
-            .await
-            .unwrap();
+        t.age_outbox().await;
         facesvg::sweep::relay(&t.app).await.expect("relay");
         t.drain().await;
     }

@@ -109,19 +109,7 @@ async fn with_the_emulator_down_hits_are_served_and_misses_wait_or_get_503() {
         .endpoint_url(&dead)
         .load()
         .await;
-    let down = App::with_backends(
-        t.app.config.clone(),
-        Arc::new(facesvg::objects::s3::S3Store::new(
-            &sdk,
-            &t.app.config.s3_bucket,
-            true,
-        )),
-        Arc::new(facesvg::queue::sqs::SqsQueue::new(
-            &sdk,
-            &t.app.config.queue_url,
-        )),
-    )
-    .expect("app");
+    let down = on_sdk(t.app.config.clone(), &sdk);
 
     // A hit needs neither: answered, with a presigned link (signed locally).
     let hit = submit_to(&down, Some(&t.tenant), &Form::einstein()).await;
@@ -138,19 +126,7 @@ async fn with_the_emulator_down_hits_are_served_and_misses_wait_or_get_503() {
     // A miss whose inputs must go through S3 cannot be recorded: our 503.
     let mut small_messages = t.app.config.clone();
     small_messages.limits.max_message_bytes = 100;
-    let down_small = App::with_backends(
-        small_messages,
-        Arc::new(facesvg::objects::s3::S3Store::new(
-            &sdk,
-            &t.app.config.s3_bucket,
-            true,
-        )),
-        Arc::new(facesvg::queue::sqs::SqsQueue::new(
-            &sdk,
-            &t.app.config.queue_url,
-        )),
-    )
-    .expect("app");
+    let down_small = on_sdk(small_messages, &sdk);
     let big = submit_to(
         &down_small,
         Some(&t.tenant),
@@ -168,16 +144,20 @@ async fn with_the_emulator_down_hits_are_served_and_misses_wait_or_get_503() {
 
     // The emulator is back (the healthy app): time passes, the relay sends the
     // waiting task, and it renders.
-    t.db()
-        .await
-        .execute(
-            "UPDATE task_results SET submitted_at = submitted_at - interval '15 seconds'
-             WHERE enqueued_at IS NULL",
-            &[],
-        )
-        .await
-        .unwrap();
+    t.age_outbox().await;
     assert_eq!(facesvg::sweep::relay(&t.app).await.expect("relay"), 1);
     t.drain().await;
     assert_eq!(t.status(&miss_id).await["status"], "SUCCESS");
+}
+
+/// An app whose S3 and SQS clients are built from `sdk` (and so reach whatever
+/// endpoint it names), with the bucket and queue of `config`.
+fn on_sdk(config: facesvg::config::Config, sdk: &aws_config::SdkConfig) -> App {
+    let (bucket, queue) = (config.s3_bucket.clone(), config.queue_url.clone());
+    App::with_backends(
+        config,
+        Arc::new(facesvg::objects::s3::S3Store::new(sdk, &bucket, true)),
+        Arc::new(facesvg::queue::sqs::SqsQueue::new(sdk, &queue)),
+    )
+    .expect("app")
 }

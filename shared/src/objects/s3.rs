@@ -28,6 +28,25 @@ fn backend(e: impl std::fmt::Display) -> ObjectError {
 }
 
 impl S3Store {
+    /// A GetObject whose body is not read yet; `None` for a missing key.
+    async fn fetch(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, ObjectError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
     /// `path_style` is needed by emulators on an IP address (no bucket subdomains).
     pub fn new(sdk: &aws_config::SdkConfig, bucket: &str, path_style: bool) -> Self {
         let config = aws_sdk_s3::config::Builder::from(sdk)
@@ -74,25 +93,11 @@ impl ObjectStore for S3Store {
 
     #[instrument(skip(self), fields(bucket = %self.bucket), err)]
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(
-                out.body
-                    .collect()
-                    .await
-                    .map_err(backend)?
-                    .into_bytes()
-                    .to_vec(),
-            )),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
-        }
+        let Some(out) = self.fetch(key).await? else {
+            return Ok(None);
+        };
+        let body = out.body.collect().await.map_err(backend)?.into_bytes();
+        Ok(Some(body.to_vec()))
     }
 
     #[instrument(skip(self, keys), fields(bucket = %self.bucket, n = keys.len()), err)]
@@ -143,17 +148,8 @@ impl ObjectStore for S3Store {
 
     #[instrument(skip(self), fields(bucket = %self.bucket), err)]
     async fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ObjectError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+        let Some(out) = self.fetch(key).await? else {
+            return Ok(None);
         };
         // Judged on the declared length, before a byte of the body is read.
         let size = out.content_length().unwrap_or(i64::MAX).max(0) as u64;

@@ -194,6 +194,20 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Makes every task still waiting in the outbox 15 s older, so that the relay
+    /// (which leaves the youngest to their own submit) sends it now.
+    pub async fn age_outbox(&self) {
+        self.db()
+            .await
+            .execute(
+                "UPDATE task_results SET submitted_at = submitted_at - interval '15 seconds'
+                 WHERE enqueued_at IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
     }
