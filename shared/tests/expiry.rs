@@ -7,20 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{submit_to, to_resp, Form, TestApp};
+use common::{status_on, submit_to, Form, TestApp};
 use facesvg::app::App;
-
-async fn status_on(app: &App, tenant: &str, id: &str) -> common::Resp {
-    let event = common::http_event(
-        "GET",
-        &format!("/api/v1/frontal/crop/status/{id}"),
-        Some(tenant),
-        None,
-        b"",
-    );
-    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
-    to_resp(facesvg::api::status(app, req).await)
-}
 
 #[tokio::test]
 async fn a_task_row_past_its_ttl_is_never_served_before_the_sweep() {

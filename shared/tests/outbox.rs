@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{submit_to, to_resp, Form, TestApp};
+use common::{status_on, submit_to, Form, TestApp};
 use facesvg::app::App;
 use facesvg::queue::{QueueError, TaskQueue};
 
@@ -47,15 +47,7 @@ impl TaskQueue for Flaky {
 }
 
 async fn status_code(app: &App, tenant: &str, id: &str) -> (u16, String) {
-    let event = common::http_event(
-        "GET",
-        &format!("/api/v1/frontal/crop/status/{id}"),
-        Some(tenant),
-        None,
-        b"",
-    );
-    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
-    let r = to_resp(facesvg::api::status(app, req).await);
+    let r = status_on(app, tenant, id).await;
     let status = if r.status == 200 {
         r.json()["status"].as_str().unwrap_or_default().to_owned()
     } else {

@@ -133,13 +133,6 @@ async fn a_worker_killed_mid_render_is_replaced_once_its_claim_is_stale() {
         .get(0);
     assert_eq!(attempts, 2, "the killed claim and the one that finished");
     assert_eq!(t.s3_keys("results/").await.len(), 1);
-    let renders: i64 = db
-        .query_one(
-            "SELECT count(*) FROM processing_metrics WHERE metric_name = 'render_ms'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let renders = t.render_count().await;
     assert_eq!(renders, 1, "rendered to completion exactly once");
 }

@@ -81,14 +81,7 @@ async fn a_sweep_during_a_storm_with_duplicated_reordered_deliveries_loses_nothi
         rows.iter().all(|r| r.get::<_, i32>(0) == 1),
         "each task claimed and rendered once"
     );
-    let renders: i64 = db
-        .query_one(
-            "SELECT count(*) FROM processing_metrics WHERE metric_name = 'render_ms'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let renders = t.render_count().await;
     assert_eq!(renders, forms.len() as i64, "one render per task");
     assert_eq!(t.s3_keys("results/").await.len(), forms.len());
 }

@@ -435,25 +435,19 @@ async fn task_status(
         }
     }
     let text = body.to_string();
-    if !complete {
-        let mut resp = Response::new(Body::Text(text));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
-        caching::open(&mut resp, None);
-        return Ok(resp);
-    }
-    let etag = caching::status_etag(&outcome.input_hash, text.as_bytes());
-    if caching::not_modified(req, &etag) {
-        return Ok(caching::unchanged(&etag, max_age, false));
+    let etag = complete.then(|| caching::status_etag(&outcome.input_hash, text.as_bytes()));
+    if let Some(etag) = etag.as_deref().filter(|e| caching::not_modified(req, e)) {
+        return Ok(caching::unchanged(etag, max_age, false));
     }
     let mut resp = Response::new(Body::Text(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
-    caching::finished(&mut resp, &etag, max_age, false);
+    match &etag {
+        Some(etag) => caching::finished(&mut resp, etag, max_age, false),
+        None => caching::open(&mut resp, None),
+    }
     Ok(resp)
 }
 

@@ -312,9 +312,7 @@ impl TestApp {
     }
 
     pub async fn get_as(&self, tenant: Option<&str>, path: &str) -> Resp {
-        let event = http_event("GET", path, tenant, None, b"");
-        let req = lambda_http::request::from_str(&event.to_string()).expect("event");
-        to_resp(facesvg::api::status(&self.app, req).await)
+        get_on(&self.app, tenant, path).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -432,6 +430,19 @@ impl TestApp {
         self.app.tasks.pool().get().await.expect("db connection")
     }
 
+    /// Renders completed so far (one `render_ms` metric row each).
+    pub async fn render_count(&self) -> i64 {
+        self.db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM processing_metrics WHERE metric_name = 'render_ms'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub async fn count_rows(&self, table: &str) -> i64 {
         self.db()
             .await
@@ -472,6 +483,23 @@ pub async fn get_if_none_match(t: &TestApp, path: &str, etag: &str) -> Resp {
     event["headers"]["if-none-match"] = json!(etag);
     let req = lambda_http::request::from_str(&event.to_string()).expect("event");
     to_resp(facesvg::api::status(&t.app, req).await)
+}
+
+/// A GET of the status function on `app` (any instance, not only a TestApp's).
+pub async fn get_on(app: &App, tenant: Option<&str>, path: &str) -> Resp {
+    let event = http_event("GET", path, tenant, None, b"");
+    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+    to_resp(facesvg::api::status(app, req).await)
+}
+
+/// A task's status as `app` answers it for `tenant`.
+pub async fn status_on(app: &App, tenant: &str, id: &str) -> Resp {
+    get_on(
+        app,
+        Some(tenant),
+        &format!("/api/v1/frontal/crop/status/{id}"),
+    )
+    .await
 }
 
 pub async fn submit_to(app: &App, tenant: Option<&str>, form: &Form) -> Resp {
