@@ -170,6 +170,14 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The typed hit's fast path: shows a fresh entry's JSON and decoded copy to
+    /// `read` where they lie, without building an [`Entry`] (no reference counts
+    /// moved, no tags copied). `false` when this tier cannot tell without I/O or
+    /// holds no fresh entry of `key`.
+    fn peek_local(&self, _key: &Key, _read: &mut dyn FnMut(&[u8], &Memo)) -> bool {
+        false
+    }
+
     /// One result per key, in order. Expired entries are never returned; with
     /// `stale`, entries past expiry but within their grace are (with `ttl` zero).
     async fn get_many(&self, keys: &[&Key], stale: bool) -> Result<Vec<Option<Entry>>, KvError>;

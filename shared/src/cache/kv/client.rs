@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::instrument;
 
-use super::backend::{Backend, Entry, Tier};
+use super::backend::{Backend, Entry, Memo, Tier};
 use super::flight::{xfetch_refresh_now, ComputeOptions, FlightOptions, XorShift};
 use super::key::{normalize_tag, Key, Scope};
 use super::redis::RedisBackend;
@@ -181,12 +181,16 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, KvError> {
 /// A found entry's value as `T`: the tier's decoded copy when it keeps one of this
 /// type, else the JSON decoded (and kept, where the tier has room for it).
 fn decode_entry<T: Cacheable>(e: &Entry) -> Result<T, KvError> {
-    if let Some(v) = e.memo.get::<T>() {
+    decode_kept(&e.value, &e.memo)
+}
+
+fn decode_kept<T: Cacheable>(json: &[u8], memo: &Memo) -> Result<T, KvError> {
+    if let Some(v) = memo.get::<T>() {
         return Ok(v);
     }
-    let v: T = decode(&e.value)?;
-    if e.memo.wants() {
-        e.memo.fill(v.clone());
+    let v: T = decode(json)?;
+    if memo.wants() {
+        memo.fill(v.clone());
     }
     Ok(v)
 }
@@ -236,8 +240,14 @@ impl Cache {
     pub async fn get<T: Cacheable>(&self, key: &Key) -> Result<Option<T>, KvError> {
         // A hit in this process is answered before any future of the walk exists;
         // the walk is boxed so that it does not make every read's future large.
-        if let Some(entry) = self.tiers.get_local(key) {
-            return decode_entry(&entry).map(Some);
+        let mut local = None;
+        if self
+            .tiers
+            .peek_local(key, &mut |json, memo| local = Some(decode_kept(json, memo)))
+        {
+            if let Some(v) = local {
+                return v.map(Some);
+            }
         }
         let l = Box::pin(self.lookup(key)).await?;
         Ok(l.value)

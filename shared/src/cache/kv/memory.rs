@@ -153,6 +153,21 @@ impl Backend for MemoryBackend {
         self.to_entry(&slot, Instant::now(), false)
     }
 
+    fn peek_local(&self, key: &Key, read: &mut dyn FnMut(&[u8], &Memo)) -> bool {
+        let Some(slot) = self.cache.get(key.full()) else {
+            return false;
+        };
+        // What `to_entry` accepts for a fresh read. Without a grace period the fresh
+        // deadline is moka's own expiry, which its `get` has just checked (moka rounds
+        // its deadlines down, never past ours): a hit needs no second clock read.
+        let fresh = slot.fresh_until == slot.stale_until || Instant::now() < slot.fresh_until;
+        if !fresh || !self.valid(&slot) {
+            return false;
+        }
+        read(&slot.value, &slot.memo);
+        true
+    }
+
     async fn get_many(&self, keys: &[&Key], stale: bool) -> Result<Vec<Option<Entry>>, KvError> {
         let now = Instant::now();
         let mut out = Vec::with_capacity(keys.len());

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{OnceLock, RwLock};
 
 use serde::Serialize;
 
@@ -93,67 +93,63 @@ pub struct Stats {
 }
 
 /// FNV-1a: namespaces are the program's own short names (never request input), so
-/// a keyed hash buys nothing here, and SipHash was a fifth of a memory-tier hit.
-#[derive(Default)]
-pub(crate) struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
+/// a keyed hash buys nothing here.
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
+    h
 }
 
-type ByNamespace = HashMap<String, Arc<Counters>, std::hash::BuildHasherDefault<Fnv>>;
+/// Namespaces with their counters in an open-addressed table whose slots are
+/// written once: a hit finds its namespace's counters with a hash, an atomic load
+/// and a comparison, and takes no lock (a lock's two atomic writes were a sixth of
+/// a memory-tier hit). A program has a handful of namespaces; past the table's
+/// size they go to a locked map.
+const SLOTS: usize = 64;
+
+struct Named {
+    name: Box<str>,
+    counters: Counters,
+}
 
 /// What the tiers and the callers of a cache saw. "Overall" is the sum of the
 /// namespaces, computed when asked: a hit moves one counter per tier and one per
 /// namespace, nothing more.
 pub(crate) struct Recorder {
     pub tiers: Vec<Counters>,
-    namespaces: RwLock<ByNamespace>,
+    slots: Box<[OnceLock<Named>]>,
+    overflow: RwLock<HashMap<String, Counters>>,
 }
 
 impl Recorder {
     pub fn new(tiers: usize) -> Self {
         Recorder {
             tiers: (0..tiers).map(|_| Counters::default()).collect(),
-            namespaces: RwLock::new(ByNamespace::default()),
+            slots: (0..SLOTS).map(|_| OnceLock::new()).collect(),
+            overflow: RwLock::new(HashMap::new()),
         }
-    }
-
-    pub fn namespace(&self, ns: &str) -> Arc<Counters> {
-        if let Some(c) = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ns)
-        {
-            return c.clone();
-        }
-        self.namespaces
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(ns.to_owned())
-            .or_default()
-            .clone()
     }
 
     /// Counts `n` outcomes for callers in the namespace (and so overall).
     pub fn caller(&self, ns: &str, what: Count, n: u64) {
-        // Counted under the read lock: no reference count to move on a hit.
+        let start = fnv(ns.as_bytes()) as usize;
+        for probe in 0..SLOTS {
+            let slot = &self.slots[(start + probe) % SLOTS];
+            // The first empty slot on the probe path is this namespace's; a racing
+            // writer may take it for another namespace, and the probe goes on.
+            let named = slot.get_or_init(|| Named {
+                name: ns.into(),
+                counters: Counters::default(),
+            });
+            if &*named.name == ns {
+                named.counters.add(what, n);
+                return;
+            }
+        }
         if let Some(c) = self
-            .namespaces
+            .overflow
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(ns)
@@ -161,7 +157,27 @@ impl Recorder {
             c.add(what, n);
             return;
         }
-        self.namespace(ns).add(what, n);
+        self.overflow
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ns.to_owned())
+            .or_default()
+            .add(what, n);
+    }
+
+    /// Every namespace's counters, with its name.
+    fn each(&self, mut f: impl FnMut(&str, &Counters)) {
+        for named in self.slots.iter().filter_map(OnceLock::get) {
+            f(&named.name, &named.counters);
+        }
+        for (name, c) in self
+            .overflow
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            f(name, c);
+        }
     }
 
     pub fn tier_snapshot(&self, i: usize) -> CounterSnapshot {
@@ -170,12 +186,7 @@ impl Recorder {
 
     pub fn overall_snapshot(&self) -> CounterSnapshot {
         let total = Counters::default();
-        for c in self
-            .namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
+        self.each(|_, c| {
             for (sum, part) in [
                 (&total.hits, &c.hits),
                 (&total.misses, &c.misses),
@@ -185,16 +196,34 @@ impl Recorder {
             ] {
                 sum.fetch_add(part.load(Ordering::Relaxed), Ordering::Relaxed);
             }
-        }
+        });
         total.snapshot()
     }
 
     pub fn namespace_snapshots(&self) -> BTreeMap<String, CounterSnapshot> {
-        self.namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.snapshot()))
-            .collect()
+        let mut out = BTreeMap::new();
+        self.each(|name, c| {
+            out.insert(name.to_owned(), c.snapshot());
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_past_the_table_are_counted_too() {
+        let rec = Recorder::new(1);
+        for i in 0..SLOTS * 2 {
+            rec.caller(&format!("ns{i}"), Count::Hit, 1);
+            rec.caller(&format!("ns{i}"), Count::Miss, 2);
+        }
+        let per = rec.namespace_snapshots();
+        assert_eq!(per.len(), SLOTS * 2);
+        assert!(per.values().all(|c| c.hits == 1 && c.misses == 2));
+        let all = rec.overall_snapshot();
+        assert_eq!((all.hits, all.misses), (SLOTS as u64 * 2, SLOTS as u64 * 4));
     }
 }

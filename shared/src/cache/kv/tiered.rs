@@ -17,7 +17,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde::Serialize;
 
-use super::backend::{Backend, Entry, Invalidated, Tier};
+use super::backend::{Backend, Entry, Invalidated, Memo, Tier};
 use super::key::{Key, Scope};
 use super::stats::{Count, Recorder, Stats, TierStats};
 use super::KvError;
@@ -89,6 +89,20 @@ impl Tiered {
         self.rec.tiers[0].add(Count::Hit, 1);
         self.rec.caller(key.namespace(), Count::Hit, 1);
         Some(entry)
+    }
+
+    /// [`Tiered::get_local`] without an [`Entry`]: `read` sees the value where the
+    /// top tier keeps it (see [`Backend::peek_local`]). Counted as that tier's hit.
+    pub fn peek_local(&self, key: &Key, read: &mut dyn FnMut(&[u8], &Memo)) -> bool {
+        let Some(top) = self.tiers.first() else {
+            return false;
+        };
+        if !top.peek_local(key, read) {
+            return false;
+        }
+        self.rec.tiers[0].add(Count::Hit, 1);
+        self.rec.caller(key.namespace(), Count::Hit, 1);
+        true
     }
 
     /// Reads one key: [`Tiered::get_many`] of it, except that the common read (fresh
