@@ -263,13 +263,13 @@ pub async fn handle_event(app: &App, event: Value) -> Value {
             }
         };
     }
-    let response = match lambda_http::request::from_str(&event.to_string()) {
+    let response = match serde_json::from_value::<crate::api::event::HttpEvent>(event) {
         Err(e) => {
             crate::api::ApiError::Internal(format!("unreadable request: {e}")).into_response()
         }
-        Ok(req) => crate::api::observe(req, async |req| admin_cleanup(app, req).await).await,
+        Ok(req) => crate::api::observe(req.0, async |req| admin_cleanup(app, req).await).await,
     };
-    http_event_response(response)
+    json!(crate::api::event::HttpAnswer::from(response))
 }
 
 async fn admin_cleanup(
@@ -291,20 +291,4 @@ async fn admin_cleanup(
         Ok(report) => json_response(StatusCode::OK, &json!(report)),
         Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
     }
-}
-
-/// An API Gateway v2 response object for a function that is not run by `lambda_http`.
-fn http_event_response(resp: lambda_http::Response<lambda_http::Body>) -> Value {
-    let (parts, body) = resp.into_parts();
-    let headers: serde_json::Map<String, Value> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), json!(v))))
-        .collect();
-    let body = match body {
-        lambda_http::Body::Text(t) => t,
-        lambda_http::Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-        _ => String::new(),
-    };
-    json!({"statusCode": parts.status.as_u16(), "headers": headers, "body": body, "isBase64Encoded": false})
 }

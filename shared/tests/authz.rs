@@ -83,7 +83,7 @@ async fn call(
             body: out["body"].as_str().unwrap_or_default().to_owned(),
         };
     }
-    let req = lambda_http::request::from_str(&e.to_string()).unwrap();
+    let req = facesvg::api::event::decode(e.to_string().as_bytes()).unwrap();
     let resp = if method == "POST" {
         facesvg::api::submit(&t.app, req).await
     } else {

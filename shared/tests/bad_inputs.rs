@@ -164,7 +164,7 @@ async fn bodies_over_the_limit_and_non_multipart_bodies_are_refused() {
         Some("application/json"),
         b"{}",
     );
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     let resp = to_resp(facesvg::api::submit(&t.app, req).await);
     assert_refused(&t, resp, 415, "body").await;
 
@@ -175,7 +175,7 @@ async fn bodies_over_the_limit_and_non_multipart_bodies_are_refused() {
         Some("multipart/form-data; boundary=x"),
         b"--x\r\ngarbage",
     );
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     let resp = to_resp(facesvg::api::submit(&t.app, req).await);
     assert_refused(&t, resp, 400, "body").await;
 }

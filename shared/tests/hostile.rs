@@ -94,7 +94,7 @@ fn raw_submit<'a>(
         &body,
     );
     async move {
-        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
         to_resp(facesvg::api::submit(&t.app, req).await)
     }
 }

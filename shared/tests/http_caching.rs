@@ -102,7 +102,7 @@ async fn a_finished_svg_is_revalidated_with_304_without_reading_s3() {
     let other = t.another_instance().await;
     let mut event = common::http_event("GET", &path, Some("tenant-a"), None, b"");
     event["headers"]["if-none-match"] = serde_json::json!(etag);
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     let r = common::to_resp(facesvg::api::status(&other, req).await);
     assert_eq!(r.status, 304);
 
@@ -115,7 +115,7 @@ async fn a_finished_svg_is_revalidated_with_304_without_reading_s3() {
     // The tag is the tenant's: another tenant with it gets 404, not 304.
     let mut event = common::http_event("GET", &path, Some("tenant-b"), None, b"");
     event["headers"]["if-none-match"] = serde_json::json!(etag);
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     let r = common::to_resp(facesvg::api::status(&t.app, req).await);
     assert_eq!(r.status, 404, "{}", r.body);
 

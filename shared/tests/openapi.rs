@@ -427,7 +427,7 @@ async fn every_route_answers_as_described() {
     // tests/uploads.rs).
     for tenant in [Some("tenant-a"), None] {
         let e = common::http_event("POST", UPLOADS, tenant, None, b"");
-        let req = lambda_http::request::from_str(&e.to_string()).unwrap();
+        let req = facesvg::api::event::decode(e.to_string().as_bytes()).unwrap();
         let r = common::to_resp(facesvg::api::submit(&t.app, req).await);
         assert_eq!(
             r.status,
@@ -554,7 +554,7 @@ async fn every_route_answers_as_described() {
         Some("application/json"),
         &body,
     );
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     let r = common::to_resp(facesvg::api::submit(&t.app, req).await);
     assert_eq!(r.status, 415, "{}", r.body);
     spec.check("post", SUBMIT, &r);
@@ -682,7 +682,7 @@ async fn every_route_answers_as_described() {
         if !admin && tenant.is_some() {
             event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
         }
-        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
         let app = t.app.clone();
         async move { common::to_resp(facesvg::api::status(&app, req).await) }
     };

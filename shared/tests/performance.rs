@@ -474,7 +474,7 @@ async fn stages_are_recorded_once_and_read_by_status_and_stats() {
         None,
         b"",
     );
-    let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     let from_pg = common::to_resp(facesvg::api::status(&other, req).await).json();
     assert_eq!(from_pg["stages"], per_task[0], "{from_pg}");
 

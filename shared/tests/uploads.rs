@@ -17,7 +17,7 @@ async fn new_upload(t: &TestApp, tenant: &str) -> Value {
         None,
         b"",
     );
-    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).expect("event");
     let r = to_resp(facesvg::api::submit(&t.app, req).await);
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.headers["cache-control"], "no-store");

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use facesvg::lambda_http::{run_concurrent, service_fn, Error, Request};
+use facesvg::lambda_http::{Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,9 +10,9 @@ async fn main() -> Result<(), Error> {
     // One `App` per instance, shared by its invocations: one at a time on classic
     // Lambda, several at once where AWS_LAMBDA_MAX_CONCURRENCY > 1 (Managed Instances).
     let app = Arc::new(facesvg::app::App::from_env().await?);
-    run_concurrent(service_fn(move |req: Request| {
+    facesvg::api::event::run(move |req: Request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(facesvg::api::submit(&app, req).await) }
-    }))
+        async move { facesvg::api::submit(&app, req).await }
+    })
     .await
 }

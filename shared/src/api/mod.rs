@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod caching;
 pub mod docs;
+pub mod event;
 pub mod status;
 pub mod submit;
 
@@ -170,7 +171,15 @@ pub async fn observe(
     }
     .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
     .unwrap_or_default();
-    let resp = handler(req).await;
+    let resp = if req.extensions().get::<event::MalformedBody>().is_some() {
+        ApiError::Input(InputError::invalid(
+            "body",
+            "the body is marked base64 but is not valid base64",
+        ))
+        .into_response()
+    } else {
+        handler(req).await
+    };
     let served = resp
         .extensions()
         .get::<Served>()

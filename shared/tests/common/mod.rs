@@ -481,14 +481,14 @@ impl TestApp {
 pub async fn get_if_none_match(t: &TestApp, path: &str, etag: &str) -> Resp {
     let mut event = http_event("GET", path, Some(&t.tenant), None, b"");
     event["headers"]["if-none-match"] = json!(etag);
-    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).expect("event");
     to_resp(facesvg::api::status(&t.app, req).await)
 }
 
 /// A GET of the status function on `app` (any instance, not only a TestApp's).
 pub async fn get_on(app: &App, tenant: Option<&str>, path: &str) -> Resp {
     let event = http_event("GET", path, tenant, None, b"");
-    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).expect("event");
     to_resp(facesvg::api::status(app, req).await)
 }
 
@@ -511,6 +511,6 @@ pub async fn submit_to(app: &App, tenant: Option<&str>, form: &Form) -> Resp {
         Some(&ct),
         &body,
     );
-    let req = lambda_http::request::from_str(&event.to_string()).expect("event");
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).expect("event");
     to_resp(facesvg::api::submit(app, req).await)
 }
