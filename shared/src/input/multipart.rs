@@ -146,20 +146,10 @@ fn parse_headers<'a>(headers: &'a str, data: &'a [u8]) -> Result<Part<'a>, Input
     })
 }
 
+/// The first `needle` in `haystack` at or after `from`. SIMD (memchr's memmem): the
+/// delimiter search is a pass over the whole body, the image included.
 fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut i = from;
-    while i + needle.len() <= haystack.len() {
-        let offset = haystack[i..=haystack.len() - needle.len()]
-            .iter()
-            .position(|&b| b == first)?;
-        i += offset;
-        if &haystack[i..i + needle.len()] == needle {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+    memchr::memmem::find(haystack.get(from..)?, needle).map(|i| i + from)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
