@@ -3,19 +3,23 @@
 //!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png] [--scheme lapa]
 //!                  [--show-landmarks] [--opacity 0.5] [--crop landmarks|face|none]
 //!                  [--svg OUT.svg] [--json OUT.json]
-//!   facesvg-render synth --size N [--seed S] --out MAP.png
+//!   facesvg-render synth [--kind heavy] --size N [--seed S] --out MAP.png
 //!   facesvg-render synth --kind checker|stripes|sieve --width W --height H --out MAP.png
 //!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg] [--unlimited]
 //!
 //! `render` applies the service's own validation and limits, the render budget
 //! included. `time` prints one JSON line (median milliseconds over the runs, SVG
-//! bytes, peak resident memory, and the budget's verdict); it renders within the
-//! service's budget unless `--unlimited`. The `synth` kinds other than the default
-//! face are hostile shapes: labels alternating on every pixel, 1-px stripes, and a
+//! bytes, peak resident memory, the most heap a render held beyond its inputs (the
+//! SVG included), and the budget's verdict); it renders within the
+//! service's budget unless `--unlimited`. `synth` makes a face-like map, or with
+//! `--kind heavy` the same face made as hard as maps get (1-px strokes, islands of
+//! 1–3 px, mosaics where six labels meet). The other kinds are hostile shapes: labels alternating on every pixel, 1-px stripes, and a
 //! region pierced by a hole at every other pixel.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use facesvg::config::Limits;
@@ -23,6 +27,44 @@ use facesvg::input::{image, segmentation, CropMode, LabelMap, Landmarks, RenderP
 use facesvg::labels::LabelScheme;
 use facesvg::render::budget::RenderBudget;
 use facesvg::render::{render_within, synthetic, RenderInput};
+
+/// Counts live heap bytes and their peak, so that `time` can report what a render
+/// itself allocates at most (its inputs, already in memory, excluded).
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed)
+                    + (new_size - layout.size());
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -133,7 +175,7 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
 }
 
 fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
-    if let Some(kind) = opts.get("kind").filter(|k| *k != "face") {
+    if let Some(kind) = opts.get("kind").filter(|k| *k != "face" && *k != "heavy") {
         let dim = |name: &str| -> Result<u32, String> {
             need(opts, name)?
                 .parse::<u32>()
@@ -154,7 +196,7 @@ fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
             .collect();
         if !["checker", "stripes", "sieve"].contains(&kind.as_str()) {
             return Err(format!(
-                "--kind {kind:?}: one of face, checker, stripes, sieve"
+                "--kind {kind:?}: one of face, heavy, checker, stripes, sieve"
             ));
         }
         return write_grey_png(need(opts, "out")?, w, h, &labels);
@@ -170,7 +212,10 @@ fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
         .map(|s| s.parse().map_err(|_| "--seed: not a number"))
         .transpose()?
         .unwrap_or(1);
-    let map = synthetic::face_map(n, seed);
+    let map = match opts.get("kind").map(String::as_str) {
+        Some("heavy") => synthetic::heavy_map(n, seed),
+        _ => synthetic::face_map(n, seed),
+    };
     write_grey_png(need(opts, "out")?, n, n, &map.labels)
 }
 
@@ -236,10 +281,14 @@ fn cmd_time(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), Stri
     let mut times = Vec::new();
     let mut svg_bytes = 0;
     let mut verdict = "rendered".to_owned();
+    let mut render_peak = 0;
     for _ in 0..runs.max(1) {
+        let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
         let t = Instant::now();
         let out = render_within(&input, &budget);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        render_peak = render_peak.max(PEAK.load(Ordering::Relaxed) - before);
         match out {
             Ok(out) => {
                 svg_bytes = out.svg.len();
@@ -261,7 +310,7 @@ fn cmd_time(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), Stri
         .unwrap_or(0);
     println!(
         "{}",
-        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib, "verdict": verdict})
+        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib, "render_peak_heap_bytes": render_peak, "verdict": verdict})
     );
     Ok(())
 }

@@ -137,6 +137,54 @@ pub fn face_map(n: u32, seed: u64) -> LabelMap {
     }
 }
 
+/// [`face_map`] made as hard as a label map gets for a tracer while still looking
+/// like one: on top of the face, 1-px strokes that wander (8-connected, so they
+/// meet the regions they cross at corners), islands of 1–3 px at one per 64 px²,
+/// and mosaics of 2–4 px cells where five or six labels meet at every junction.
+pub fn heavy_map(n: u32, seed: u64) -> LabelMap {
+    let mut map = face_map(n, seed);
+    let size = n as usize;
+    let labels = &mut map.labels;
+    let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1);
+    // Mosaics: patches of n/16 px with cells of 2–4 px, six labels each.
+    let patch = (size / 16).max(8);
+    for _ in 0..24 {
+        let (px, py) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+        let cell = 2 + rng.below(3) as usize;
+        let palette: Vec<u8> = (0..6).map(|_| 1 + rng.below(18) as u8).collect();
+        for y in py..(py + patch).min(size) {
+            for x in px..(px + patch).min(size) {
+                let c = (x / cell).wrapping_mul(7) ^ (y / cell).wrapping_mul(13);
+                labels[y * size + x] = palette[c % palette.len()];
+            }
+        }
+    }
+    // Strokes 1 px wide: random walks that turn at every step.
+    for _ in 0..(size / 2).max(8) {
+        let label = 1 + rng.below(18) as u8;
+        let (mut x, mut y) = (rng.below(n as u64) as i64, rng.below(n as u64) as i64);
+        for _ in 0..(size / 4).max(16) {
+            if x >= 0 && y >= 0 && (x as usize) < size && (y as usize) < size {
+                labels[y as usize * size + x as usize] = label;
+            }
+            x += rng.below(3) as i64 - 1;
+            y += rng.below(3) as i64 - 1;
+        }
+    }
+    // Islands of 1–3 px, one per 64 px².
+    for _ in 0..(size * size / 64).max(8) {
+        let label = rng.below(19) as u8;
+        let s = 1 + rng.below(3) as usize;
+        let (x, y) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+        for py in y..(y + s).min(size) {
+            for px in x..(x + s).min(size) {
+                labels[py * size + px] = label;
+            }
+        }
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +197,25 @@ mod tests {
         for class in 0..19u8 {
             assert!(a.labels.contains(&class), "class {class} missing");
         }
+    }
+
+    #[test]
+    fn the_heavy_map_has_many_more_borders_than_the_face() {
+        let borders = |m: &LabelMap| {
+            let w = m.width as usize;
+            m.labels
+                .windows(2)
+                .enumerate()
+                .filter(|(i, p)| (i + 1) % w != 0 && p[0] != p[1])
+                .count()
+        };
+        let (face, heavy) = (face_map(512, 3), heavy_map(512, 3));
+        assert_eq!(heavy, heavy_map(512, 3));
+        assert!(
+            borders(&heavy) > 3 * borders(&face),
+            "{} vs {}",
+            borders(&heavy),
+            borders(&face)
+        );
     }
 }
