@@ -1,4 +1,7 @@
 //! The submit function: API Gateway → [`facesvg::api::submit`].
+// The runtime's service stack around an async handler is deep for the layout
+// query (the status handler's future overflowed the default of 128).
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 
