@@ -22,12 +22,11 @@
 //! allocates more at its peak than the target's budget, derived from the service's
 //! configured limits. Failing inputs are written to `.local/fuzz/crashes/TARGET/`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,51 +44,8 @@ use facesvg::worker;
 // ---------------------------------------------------------------------------
 // Allocation accounting: the peak of live heap bytes during one execution.
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(live, Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(live, Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        System.dealloc(p, layout);
-        LIVE.fetch_sub(layout.size(), Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        // The old and the new block may both be live while the bytes are copied:
-        // the peak counts them together.
-        let during = LIVE.load(Relaxed) + new;
-        PEAK.fetch_max(during, Relaxed);
-        let q = System.realloc(p, layout, new);
-        if !q.is_null() {
-            if new >= layout.size() {
-                LIVE.fetch_add(new - layout.size(), Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new, Relaxed);
-            }
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: facesvg::heap::Counting = facesvg::heap::Counting;
 
 // ---------------------------------------------------------------------------
 // A small, seedable generator (splitmix64): runs repeat given the same seed.
@@ -1037,8 +993,7 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
         if let Ok(mut m) = LAST_PANIC.lock() {
             m.clear();
         }
-        let base = LIVE.load(Relaxed);
-        PEAK.store(base, Relaxed);
+        let base = facesvg::heap::mark();
         let started = Instant::now();
         current
             .started_ns
@@ -1046,7 +1001,7 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
         let result = panic::catch_unwind(AssertUnwindSafe(|| target.run(&input, &limits)));
         current.started_ns.store(0, Relaxed);
         let took = started.elapsed();
-        let peak = PEAK.load(Relaxed).saturating_sub(base);
+        let peak = facesvg::heap::peak_since(base);
         report.executions += 1;
         report.slowest = report.slowest.max(took);
         report.peak = report.peak.max(peak);

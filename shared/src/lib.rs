@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod deadline;
 pub mod deploy;
+pub mod heap;
 pub mod input;
 pub mod key;
 pub mod labels;

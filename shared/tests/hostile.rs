@@ -5,40 +5,16 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::{http_event, to_resp, Form, Resp, TestApp};
 
-/// Counts live bytes and their peak since the last reset.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: facesvg::heap::Counting = facesvg::heap::Counting;
 
 /// Runs `f` and returns its result with the peak of live bytes above the start.
 async fn peak_of<T>(f: impl std::future::Future<Output = T>) -> (T, usize) {
-    let start = LIVE.load(Ordering::Relaxed);
-    PEAK.store(start, Ordering::Relaxed);
+    let mark = facesvg::heap::mark();
     let out = f.await;
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(start))
+    (out, facesvg::heap::peak_since(mark))
 }
 
 /// The most a refusal may hold at once: the request itself (its event as the test

@@ -16,10 +16,8 @@
 //! 1–3 px, mosaics where six labels meet). The other kinds are hostile shapes: labels alternating on every pixel, 1-px stripes, and a
 //! region pierced by a hole at every other pixel.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use facesvg::config::Limits;
@@ -28,43 +26,9 @@ use facesvg::labels::LabelScheme;
 use facesvg::render::budget::RenderBudget;
 use facesvg::render::{render_within, synthetic, RenderInput};
 
-/// Counts live heap bytes and their peak, so that `time` can report what a render
-/// itself allocates at most (its inputs, already in memory, excluded).
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed)
-                    + (new_size - layout.size());
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
+// `time` reports what a render itself allocates at most (its inputs excluded).
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: facesvg::heap::Counting = facesvg::heap::Counting;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -283,12 +247,11 @@ fn cmd_time(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), Stri
     let mut verdict = "rendered".to_owned();
     let mut render_peak = 0;
     for _ in 0..runs.max(1) {
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let mark = facesvg::heap::mark();
         let t = Instant::now();
         let out = render_within(&input, &budget);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
-        render_peak = render_peak.max(PEAK.load(Ordering::Relaxed) - before);
+        render_peak = render_peak.max(facesvg::heap::peak_since(mark));
         match out {
             Ok(out) => {
                 svg_bytes = out.svg.len();
