@@ -94,8 +94,9 @@ pub fn render_within(
     let started = std::time::Instant::now();
     let (traced, simplifying) = match input.label_map {
         Some(map) => {
-            let (regions, simplifying) = trace::trace_timed(map, budget)?;
-            (Some(regions), simplifying)
+            let mut paths = PathData::new(budget);
+            let (regions, simplifying) = trace::trace_into(map, budget, &mut paths)?;
+            (Some((regions, paths)), simplifying)
         }
         None => (None, std::time::Duration::ZERO),
     };
@@ -110,12 +111,14 @@ pub fn render_within(
             height: input.height.into(),
         },
         CropMode::Face => traced
-            .as_deref()
-            .and_then(|regions| face_box(regions, input.width, input.height))
+            .as_ref()
+            .and_then(|(regions, _)| face_box(regions, input.width, input.height))
             .unwrap_or_else(|| crop_box(input.landmarks, input.width, input.height)),
     };
-    // One buffer, header first: the SVG is never copied, so its budget is its size.
-    let mut svg = String::with_capacity(16 * 1024);
+    // One buffer, header first, sized for the traced path data so that it grows at
+    // most once more (for landmarks): the SVG's budget is its size.
+    let traced_bytes = traced.as_ref().map_or(0, |(_, p)| p.bytes);
+    let mut svg = String::with_capacity(16 * 1024 + traced_bytes + traced_bytes / 8);
     let _ = write!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
@@ -135,16 +138,15 @@ pub fn render_within(
     let written = |svg: &String| budget.check(Limit::SvgBytes, svg.len() as u64);
     let mut regions = Vec::new();
     let source = match traced {
-        Some(traced) => {
+        Some((traced, mut paths)) => {
             for region in traced {
                 let name = labels::name(region.label).unwrap_or("unknown");
+                let l = usize::from(region.label);
                 open_path(&mut svg, name, region.label);
-                let mut points = 0;
-                for ring in &region.loops {
-                    points += ring.len();
-                    write_ring(&mut svg, ring);
-                    written(&svg)?;
-                }
+                // Each label's path data is dropped once copied: the SVG and the path
+                // data are never both whole.
+                svg.push_str(&std::mem::take(&mut paths.data[l]));
+                written(&svg)?;
                 svg.push_str("\"/>\n");
                 let [x0, y0, x1, y1] = region.bbox;
                 regions.push(RegionInfo {
@@ -158,8 +160,8 @@ pub fn render_within(
                         height: (y1 - y0).into(),
                     },
                     centroid: [round2(region.centroid[0]), round2(region.centroid[1])],
-                    paths: region.loops.len(),
-                    points,
+                    paths: paths.rings[l],
+                    points: paths.points[l],
                 });
             }
             "segmentation_map"
@@ -252,7 +254,7 @@ pub fn crop_box(landmarks: &Landmarks, width: u32, height: u32) -> BoxPx {
 
 /// The pixel box of the face classes among `regions`, grown and clamped as the
 /// landmarks' box is; `None` if there are no face pixels.
-pub fn face_box(regions: &[trace::TracedRegion], width: u32, height: u32) -> Option<BoxPx> {
+pub fn face_box(regions: &[trace::Region], width: u32, height: u32) -> Option<BoxPx> {
     let face = regions.iter().filter(|r| labels::is_face_class(r.label));
     let [x0, y0, x1, y1] = face.map(|r| r.bbox).reduce(|a, b| {
         [
@@ -284,6 +286,43 @@ fn margin_box(x0: f64, y0: f64, x1: f64, y1: f64, width: u32, height: u32) -> Bo
         y: cy0,
         width: cx1 - cx0,
         height: cy1 - cy0,
+    }
+}
+
+/// Each label's rings written as path data as the tracer finds them, with their
+/// counts: the text is a fraction of the size of the points it replaces.
+struct PathData<'b> {
+    data: Vec<String>,
+    rings: [usize; 256],
+    points: [usize; 256],
+    /// Path data written so far, all labels: checked against the SVG's budget as it
+    /// grows, since all of it ends up in the SVG.
+    bytes: usize,
+    budget: &'b RenderBudget,
+}
+
+impl<'b> PathData<'b> {
+    fn new(budget: &'b RenderBudget) -> Self {
+        PathData {
+            data: vec![String::new(); 256],
+            rings: [0; 256],
+            points: [0; 256],
+            bytes: 0,
+            budget,
+        }
+    }
+}
+
+impl trace::Rings for PathData<'_> {
+    fn ring(&mut self, label: u8, ring: &[simplify::P]) -> Result<(), BudgetError> {
+        let l = usize::from(label);
+        let out = &mut self.data[l];
+        let before = out.len();
+        write_ring(out, ring);
+        self.bytes += out.len() - before;
+        self.rings[l] += 1;
+        self.points[l] += ring.len();
+        self.budget.check(Limit::SvgBytes, self.bytes as u64)
     }
 }
 

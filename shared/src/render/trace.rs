@@ -59,6 +59,26 @@ impl Dir {
     }
 }
 
+/// One region of the map: its label and pixel statistics.
+#[derive(Debug, Clone, Copy)]
+pub struct Region {
+    pub label: u8,
+    pub area: u64,
+    /// Pixel bounds: x0 ≤ x < x1, y0 ≤ y < y1.
+    pub bbox: [u32; 4],
+    pub centroid: [f64; 2],
+}
+
+/// Where the second pass hands each ring as soon as it is simplified, label by label
+/// in the order the rings are found. [`trace`] collects them as points; the renderer
+/// writes them straight into path data, which is several times smaller than the
+/// points, so a large map never holds all of its rings as points at once.
+pub trait Rings {
+    /// `ring`: closed, in doubled coordinates (half-pixel units), the last point
+    /// connecting back to the first.
+    fn ring(&mut self, label: u8, ring: &[P]) -> Result<(), BudgetError>;
+}
+
 /// One region of the map: its label, its pixel statistics and its loops.
 #[derive(Debug, Clone)]
 pub struct TracedRegion {
@@ -181,14 +201,46 @@ pub fn trace_within(
     trace_timed(map, budget).map(|(regions, _)| regions)
 }
 
-/// [`trace_within`], also returning the time spent simplifying chains. Simplification
-/// runs loop by loop inside the second pass (each loop is simplified as soon as it is
-/// followed, while its edges are in the scratch buffers), so it is timed there, around
-/// each call: the output is the same as without timing.
+/// [`trace_within`], also returning the time spent simplifying chains (see
+/// [`trace_into`]).
 pub fn trace_timed(
     map: &LabelMap,
     budget: &RenderBudget,
 ) -> Result<(Vec<TracedRegion>, std::time::Duration), BudgetError> {
+    struct Collect(Vec<Vec<Vec<P>>>);
+    impl Rings for Collect {
+        fn ring(&mut self, label: u8, ring: &[P]) -> Result<(), BudgetError> {
+            self.0[usize::from(label)].push(ring.to_vec());
+            Ok(())
+        }
+    }
+    let mut loops = Collect(vec![Vec::new(); 256]);
+    let (regions, simplifying) = trace_into(map, budget, &mut loops)?;
+    let traced = regions
+        .into_iter()
+        .map(|r| TracedRegion {
+            label: r.label,
+            area: r.area,
+            bbox: r.bbox,
+            centroid: r.centroid,
+            loops: std::mem::take(&mut loops.0[usize::from(r.label)]),
+        })
+        .collect();
+    Ok((traced, simplifying))
+}
+
+/// Traces every non-background region of `map`, handing each ring to `rings` as soon
+/// as it is simplified, and returns the regions ordered by label with the time spent
+/// simplifying. Stops as soon as the work exceeds `budget`: border edges are counted
+/// row by row in the first pass, rings and points as the second pass finds them.
+/// Simplification runs loop by loop inside the second pass (each loop as soon as it
+/// is followed, while its edges are in the scratch buffers), so it is timed there,
+/// around each call: the output is the same as without timing.
+pub fn trace_into(
+    map: &LabelMap,
+    budget: &RenderBudget,
+    rings: &mut impl Rings,
+) -> Result<(Vec<Region>, std::time::Duration), BudgetError> {
     let mut simplifying = std::time::Duration::ZERO;
     let (w, h) = (map.width as usize, map.height as usize);
     budget.check(Limit::Pixels, (w * h) as u64)?;
@@ -261,8 +313,7 @@ pub fn trace_timed(
 
     // Pass 2: follow each unvisited boundary edge around its loop.
     let mut scratch = Scratch::default();
-    let mut loops: Vec<Vec<Vec<P>>> = vec![Vec::new(); 256];
-    let (mut rings, mut points) = (0u64, 0u64);
+    let (mut ring_count, mut points) = (0u64, 0u64);
     for y in 0..h {
         for x in 0..w {
             while sides[y * w + x] != 0 {
@@ -286,13 +337,13 @@ pub fn trace_timed(
                     budget,
                 )?;
                 let simplify_start = std::time::Instant::now();
-                let ring = simplify_loop(&grid, u16::from(label), &mut scratch);
+                simplify_loop(&grid, u16::from(label), &mut scratch);
                 simplifying += simplify_start.elapsed();
-                rings += 1;
-                points += ring.len() as u64;
-                budget.check(Limit::Rings, rings)?;
+                ring_count += 1;
+                points += scratch.ring.len() as u64;
+                budget.check(Limit::Rings, ring_count)?;
                 budget.check(Limit::Points, points)?;
-                loops[usize::from(label)].push(ring);
+                rings.ring(label, &scratch.ring)?;
             }
         }
     }
@@ -301,7 +352,7 @@ pub fn trace_timed(
         .filter(|&l| stats[usize::from(l)].area > 0)
         .map(|l| {
             let s = stats[usize::from(l)];
-            TracedRegion {
+            Region {
                 label: l,
                 area: s.area,
                 bbox: [s.x0, s.y0, s.x1, s.y1],
@@ -310,7 +361,6 @@ pub fn trace_timed(
                     s.sx as f64 / s.area as f64 + 0.5,
                     s.sy as f64 / s.area as f64 + 0.5,
                 ],
-                loops: std::mem::take(&mut loops[usize::from(l)]),
             }
         })
         .collect();
@@ -320,10 +370,21 @@ pub fn trace_timed(
 /// Buffers reused across loops: a large map has hundreds of thousands of them.
 #[derive(Default)]
 struct Scratch {
-    edges: Vec<((i64, i64), u16)>,
+    /// The loop being simplified, as (start vertex, label across) per unit edge;
+    /// narrow, because one loop of a large map can run to millions of edges.
+    edges: Vec<(V, u16)>,
     verts: Vec<P>,
     groups: Vec<simplify::Group>,
     points: Vec<P>,
+    /// The simplified loop, handed to [`Rings`] and then reused.
+    ring: Vec<P>,
+}
+
+/// A lattice vertex as stored in the scratch edges (0 ≤ x ≤ width, 0 ≤ y ≤ height).
+type V = (u32, u32);
+
+fn wide((x, y): V) -> P {
+    (i64::from(x), i64::from(y))
 }
 
 /// Walks one loop from the edge (`start`, `dir`), clearing the sides it passes, and
@@ -334,7 +395,7 @@ fn follow(
     label: u8,
     start: (i64, i64),
     dir: Dir,
-    edges: &mut Vec<((i64, i64), u16)>,
+    edges: &mut Vec<(V, u16)>,
     budget: &RenderBudget,
 ) -> Result<(), BudgetError> {
     let w = grid.w;
@@ -344,7 +405,8 @@ fn follow(
     loop {
         let ((px, py), side) = Grid::interior(v, d);
         sides[(py * w + px) as usize] &= !side;
-        edges.push((v, grid.across(v, d)));
+        // Vertices lie within 0..=width and 0..=height, both u32.
+        edges.push(((v.0 as u32, v.1 as u32), grid.across(v, d)));
         if edges.len() % 4096 == 0 {
             budget.check(Limit::LoopEdges, edges.len() as u64)?;
         }
@@ -362,22 +424,25 @@ fn follow(
 }
 
 /// Cuts a loop into chains at junctions, simplifies each in canonical orientation,
-/// and joins them back into one ring (doubled coordinates).
-fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) -> Vec<P> {
+/// and joins them back into one ring (doubled coordinates) in `scratch.ring`.
+fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) {
     let Scratch {
         edges,
         verts,
         groups,
         points,
+        ring,
     } = scratch;
+    ring.clear();
     let m = edges.len();
-    let is_break = |i: usize| edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(edges[i].0);
+    let is_break =
+        |i: usize| edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(wide(edges[i].0));
     let Some(first) = (0..m).find(|&i| is_break(i)) else {
         // One neighbour all around: a closed chain. Canonical orientation first (the
         // smaller label on the right), then start at the smallest vertex.
         let across = edges[0].1;
         verts.clear();
-        verts.extend(edges.iter().map(|e| e.0));
+        verts.extend(edges.iter().map(|e| wide(e.0)));
         let flipped = label > across;
         if flipped {
             verts.reverse();
@@ -392,27 +457,25 @@ fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) -> Vec<P> {
         } else {
             (label, across)
         };
-        let mut ring = Vec::with_capacity(verts.len() / 2 + 4);
-        simplify::simplify_into(verts, &ChainSides { grid, right, left }, groups, &mut ring);
+        simplify::simplify_into(verts, &ChainSides { grid, right, left }, groups, ring);
         ring.pop();
         if flipped {
             ring.reverse();
         }
-        return ring;
+        return;
     };
-    let mut ring = Vec::new();
     let mut i = first;
     loop {
         // One chain: edges i..j (exclusive), all with the same label across.
         let across = edges[i].1;
         verts.clear();
-        verts.push(edges[i].0);
+        verts.push(wide(edges[i].0));
         let mut j = (i + 1) % m;
         while !is_break(j) {
-            verts.push(edges[j].0);
+            verts.push(wide(edges[j].0));
             j = (j + 1) % m;
         }
-        verts.push(edges[j].0);
+        verts.push(wide(edges[j].0));
         if label < across {
             simplify::simplify_into(
                 verts,
@@ -422,7 +485,7 @@ fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) -> Vec<P> {
                     left: across,
                 },
                 groups,
-                &mut ring,
+                ring,
             );
         } else {
             verts.reverse();
@@ -442,7 +505,7 @@ fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) -> Vec<P> {
         ring.pop(); // the next chain starts there
         i = j;
         if i == first {
-            return ring;
+            return;
         }
     }
 }
