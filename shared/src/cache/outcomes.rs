@@ -18,6 +18,8 @@
 //! is a table with its own lifecycle (claims, attempts, the sweep), and their hit
 //! counts feed the sweep's "unused" rule.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -94,7 +96,7 @@ struct Counts {
 /// L0 and Redis in front of the task store.
 pub struct OutcomeCache {
     pub l0: MemoryTier,
-    pub redis: RedisTier,
+    pub redis: Arc<RedisTier>,
     counts: std::sync::Mutex<Counts>,
     /// Where request counts go when the deployment runs without Redis.
     direct: Option<TaskStore>,
@@ -108,7 +110,7 @@ impl OutcomeCache {
     pub fn new(l0: MemoryTier, redis: RedisTier) -> Self {
         OutcomeCache {
             l0,
-            redis,
+            redis: Arc::new(redis),
             counts: Default::default(),
             direct: None,
         }
@@ -193,21 +195,29 @@ impl OutcomeCache {
         };
         match row.outcome().and_then(live) {
             Some(o) => {
-                self.store(&o).await;
+                self.backfill(&o);
+                self.fill_l0(&o).await;
                 Ok(Found::Hit(o, Tier::Postgres))
             }
             None => Ok(Found::Row(row)),
         }
     }
 
-    /// Writes a finished outcome to every tier above Postgres (after a render, or as
-    /// the backfill of a Postgres hit). Failures only cost a later miss.
-    pub async fn store(&self, outcome: &Outcome) {
-        match self.redis.put(outcome).await {
-            Ok(()) | Err(CacheError::Disabled) => {}
-            Err(e) => tracing::warn!(error = %e, "redis backfill skipped"),
+    /// Copies a Postgres hit into Redis beside the answer, not in front of it: the
+    /// hit costs its one SELECT and the caller never waits for the SET. An instance
+    /// frozen before the SET is sent sends it when it thaws; that late write is
+    /// harmless, since the TTL is what is left of the entry's life and every reader
+    /// checks `ttl_expires_at` itself. A lost backfill only costs a later Postgres hit.
+    fn backfill(&self, outcome: &Outcome) {
+        if !self.redis.is_enabled() {
+            return;
         }
-        self.fill_l0(outcome).await;
+        let (redis, outcome) = (Arc::clone(&self.redis), outcome.clone());
+        tokio::spawn(async move {
+            if let Err(e) = redis.put(&outcome).await {
+                tracing::warn!(error = %e, "redis backfill skipped");
+            }
+        });
     }
 
     /// Writes a just-finished outcome to the shared tier only: the instance that
