@@ -1,15 +1,79 @@
 #!/usr/bin/env bash
-# Benchmarks on the local stack: render time and the submit path per cache tier,
-# with baselines measured in the same run. Prints medians; asserts nothing.
+# Every benchmark, each next to a baseline measured in the same run. Prints medians;
+# asserts nothing.
+#
+#   infra/bench.sh                      all of the below
+#   infra/bench.sh service render ...   just those parts
+#
+# Parts:
+#   service    cache hits as the runtime runs them (event bytes in, answer bytes out)
+#              against parse + validate + hash (+ one raw Redis GET / indexed SELECT),
+#              for einstein, a 1 MiB and a 4 MiB PNG and an 8 MiB direct upload; the
+#              process step against decode + render; a miss end to end; SHA-256 next
+#              to `openssl speed sha256`
+#   render     the renderer next to OpenCV and potrace on the test faces, synthetic
+#              maps and heavy maps 1024²-4096²: time, SVG bytes, heap per pixel
+#   coldstart  each function's release bootstrap started 15 times against a minimal
+#              Lambda Runtime API on 127.0.0.1 (init and first invocation), and the
+#              size of each arm64 bootstrap as deployed (cargo lambda build --arm64)
+#
+# The stack (infra/stack.sh) is started if it is not running. The first run builds
+# the release functions twice (x86_64 to run them here, arm64 to weigh them): about
+# 20 minutes on two cores; later runs reuse the builds.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+PARTS=("$@")
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(service render coldstart)
+FUNCTIONS=(submit process status cache-cleanup)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+log() { printf '[bench] %s\n' "$*" >&2; }
+
 infra/stack.sh up
 eval "$(infra/stack.sh env)"
-cargo bench -p facesvg --bench service
-# The floor for SHA-256 on this CPU, next to the service's "SHA-256 of a … image" rows.
-echo
-for bytes in 1048576 8388608; do
-  openssl speed -evp sha256 -bytes "$bytes" -seconds 2 2>/dev/null |
-    awk -v b="$bytes" '/^sha256|^SHA256/ { v = $NF; sub(/k$/, "", v); printf "openssl speed sha256, %d MiB blocks            %7.0f MB/s\n", b / 1048576, v * 1000 / 1e6 }'
+
+service() {
+  log "service: cargo bench -p facesvg --bench service"
+  nice -n 5 cargo bench -q -p facesvg --bench service
+  # The floor for SHA-256 on this CPU, next to the service's "SHA-256 of a … image" rows.
+  echo
+  for bytes in 1048576 8388608; do
+    openssl speed -evp sha256 -bytes "$bytes" -seconds 2 2>/dev/null |
+      awk -v b="$bytes" '/^sha256|^SHA256/ { v = $NF; sub(/k$/, "", v); printf "openssl speed sha256, %d MiB blocks            %7.0f MB/s\n", b / 1048576, v * 1000 / 1e6 }'
+  done
+}
+
+render() {
+  log "render: infra/render-bench.sh 1024 2048 4096"
+  infra/render-bench.sh 1024 2048 4096
+}
+
+coldstart() {
+  log "coldstart: release bootstraps (x86_64, to run here)"
+  nice -n 5 cargo build -q --release -p submit -p process -p status -p cache-cleanup
+  mkdir -p .local/coldstart
+  for fn in "${FUNCTIONS[@]}"; do cp "$TARGET/release/$fn" ".local/coldstart/$fn"; done
+  .local/venv/bin/python infra/coldstart.py .local/coldstart --runs 15
+
+  log "coldstart: arm64 bootstraps as deployed (cargo lambda build --release --arm64)"
+  rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$' ||
+    rustup target add aarch64-unknown-linux-gnu
+  # cargo lambda cross-compiles (C parts included) with zig from .local/venv.
+  PATH="$ROOT/.local/venv/bin:$PATH" nice -n 5 .local/venv/bin/cargo-lambda lambda build -q --release --arm64 \
+    -p submit -p process -p status -p cache-cleanup
+  echo
+  echo "bootstrap sizes (stripped; the release profile strips symbols), goal <= 12 MB arm64:"
+  printf '%-14s %12s %12s\n' function arm64 x86_64
+  for fn in "${FUNCTIONS[@]}"; do
+    arm=$(stat -c %s "$TARGET/lambda/$fn/bootstrap")
+    x86=$(stat -c %s ".local/coldstart/$fn")
+    awk -v f="$fn" -v a="$arm" -v x="$x86" 'BEGIN { printf "%-14s %9.2f MB %9.2f MB\n", f, a / 1e6, x / 1e6 }'
+  done
+}
+
+for part in "${PARTS[@]}"; do
+  case "$part" in
+    service | render | coldstart) "$part" ;;
+    *) echo "usage: $0 [service] [render] [coldstart]" >&2; exit 2 ;;
+  esac
 done
