@@ -136,10 +136,16 @@ async fn a_photo_too_large_for_a_body_goes_through_a_direct_upload() {
     let first = t.submit(&by_upload).await;
     assert_eq!(first.status, 202, "{}", first.body);
     let task = first.json()["task_id"].as_str().unwrap().to_owned();
-    assert!(
-        t.s3_keys("uploads/").await.is_empty(),
-        "a used upload is deleted"
-    );
+    // The DELETE runs beside the answer: it lands soon after, not before.
+    let mut deleted = false;
+    for _ in 0..200 {
+        if t.s3_keys("uploads/").await.is_empty() {
+            deleted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(deleted, "a used upload is deleted");
     let (delivered, failed) = t.drain().await;
     assert_eq!((delivered, failed.len()), (1, 0));
     assert_eq!(t.status(&task).await["status"], "SUCCESS");

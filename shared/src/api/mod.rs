@@ -98,7 +98,14 @@ impl ApiError {
 }
 
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(Body::Text(value.to_string()));
+    json_body(status, value)
+}
+
+/// A JSON answer serialised straight from `value`.
+pub fn json_body(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Serialising plain data to a String cannot fail (no maps with non-string keys).
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let mut resp = Response::new(Body::Text(text));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -120,7 +120,7 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     tracing::Span::current().record("tenant", caller.tenant.as_str());
     let outcome = crate::services::submit::submit(app, &caller.tenant, &sub).await?;
     if let Some(id) = upload {
-        uploads::forget(app, &caller.tenant, id).await;
+        uploads::forget(app, &caller.tenant, id);
     }
     let (resp, tier) = match outcome {
         SubmitOutcome::Cached { outcome, tier } => {
@@ -164,21 +164,35 @@ async fn answer_hit(app: &App, outcome: &Outcome, tier: Tier) -> Response<Body> 
             .ok(),
         None => None,
     };
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "task_id": outcome.task_id,
-            "status": "SUCCESS",
-            "cached": true,
-            "cache_tier": tier,
-            "result": outcome.result,
-            "processing_time_ms": outcome.processing_time_ms,
-            "completed_at": outcome.completed_at,
-            "svg_url": svg_url,
-            "result_url": result_url(outcome.task_id),
-            "status_url": status_url(outcome.task_id),
-        }),
-    )
+    // Serialised from borrowed fields: the result (the largest part) is written once,
+    // never cloned into an intermediate JSON tree. Keys in the order `json!` would
+    // give them (sorted), so the bytes are the same either way.
+    #[derive(serde::Serialize)]
+    struct Hit<'a> {
+        cache_tier: &'static str,
+        cached: bool,
+        completed_at: &'a Option<chrono::DateTime<chrono::Utc>>,
+        processing_time_ms: Option<i32>,
+        result: &'a Option<serde_json::Value>,
+        result_url: String,
+        status: &'static str,
+        status_url: String,
+        svg_url: Option<String>,
+        task_id: uuid::Uuid,
+    }
+    let hit = Hit {
+        cache_tier: tier,
+        cached: true,
+        completed_at: &outcome.completed_at,
+        processing_time_ms: outcome.processing_time_ms,
+        result: &outcome.result,
+        result_url: result_url(outcome.task_id),
+        status: "SUCCESS",
+        status_url: status_url(outcome.task_id),
+        svg_url,
+        task_id: outcome.task_id,
+    };
+    super::json_body(StatusCode::OK, &hit)
 }
 
 fn accepted(

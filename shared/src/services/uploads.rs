@@ -94,10 +94,15 @@ pub async fn fetch(app: &App, tenant: &str, id: Uuid) -> Result<Vec<u8>, SubmitE
     }
 }
 
-/// Deletes an upload a submit has used (its bytes now travel with the task). A
-/// failure only leaves it to the lifecycle rule.
-pub async fn forget(app: &App, tenant: &str, id: Uuid) {
-    if let Err(e) = app.objects.delete_many(&[upload_key(tenant, id)]).await {
-        tracing::warn!(error = %e, "used upload left for the lifecycle rule");
-    }
+/// Deletes an upload a submit has used (its bytes now travel with the task), beside
+/// the answer rather than before it: the caller never waits for the DELETE. A
+/// failure, or an instance that dies first, only leaves it to the lifecycle rule;
+/// an instance frozen first sends it when it thaws.
+pub fn forget(app: &App, tenant: &str, id: Uuid) {
+    let (objects, key) = (std::sync::Arc::clone(&app.objects), upload_key(tenant, id));
+    tokio::spawn(async move {
+        if let Err(e) = objects.delete_many(&[key]).await {
+            tracing::warn!(error = %e, "used upload left for the lifecycle rule");
+        }
+    });
 }
