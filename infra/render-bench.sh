@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-command -v potrace >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq potrace >/dev/null; }
+command -v potrace >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq potrace >/dev/null; }
 [ -x .local/venv/bin/python ] || python3 -m venv .local/venv
 .local/venv/bin/python -c 'import cv2, numpy' 2>/dev/null ||
   .local/venv/bin/pip install -q --disable-pip-version-check opencv-python-headless==5.0.0.93 numpy
