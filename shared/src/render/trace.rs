@@ -271,41 +271,88 @@ pub fn trace_into(
         x1: 0,
         y1: 0,
     }; 256];
+    // Pages of `sides` that cover only background are never written: a mostly empty
+    // map (a face in a large photo) costs little more than the scan for its labels.
     let mut sides = vec![0u8; w * h];
     let mut edges = 0u64;
     for y in 0..h {
-        let row = y * w;
-        let mut row_edges = 0u32;
-        for x in 0..w {
-            let l = labels[row + x];
-            if l == BACKGROUND {
-                continue;
+        let row = &labels[y * w..(y + 1) * w];
+        let Some((lo, hi)) = labelled_span(row) else {
+            continue;
+        };
+        let out = &mut sides[y * w..(y + 1) * w];
+        // Side bits over the labelled span, each step one branch-free loop that the
+        // compiler vectorises: a side is marked where the neighbour differs (or lies
+        // beyond the image), then background pixels are cleared.
+        let differs = |a: u8, b: u8, bit: u8| u8::from(a != b) * bit;
+        if y == 0 {
+            out[lo..hi].fill(TOP);
+        } else {
+            let up = &labels[(y - 1) * w..y * w];
+            for ((o, &c), &u) in out[lo..hi].iter_mut().zip(&row[lo..hi]).zip(&up[lo..hi]) {
+                *o = differs(c, u, TOP);
             }
-            let s = &mut stats[usize::from(l)];
-            s.area += 1;
-            s.sx += x as u64;
-            s.sy += y as u64;
-            s.x0 = s.x0.min(x as u32);
-            s.y0 = s.y0.min(y as u32);
-            s.x1 = s.x1.max(x as u32 + 1);
-            s.y1 = s.y1.max(y as u32 + 1);
-            let mut bits = 0;
-            if y == 0 || labels[row - w + x] != l {
-                bits |= TOP;
-            }
-            if x + 1 == w || labels[row + x + 1] != l {
-                bits |= RIGHT;
-            }
-            if y + 1 == h || labels[row + w + x] != l {
-                bits |= BOTTOM;
-            }
-            if x == 0 || labels[row + x - 1] != l {
-                bits |= LEFT;
-            }
-            sides[row + x] = bits;
-            row_edges += bits.count_ones();
         }
-        edges += u64::from(row_edges);
+        if y + 1 == h {
+            out[lo..hi].iter_mut().for_each(|o| *o |= BOTTOM);
+        } else {
+            let down = &labels[(y + 1) * w..(y + 2) * w];
+            for ((o, &c), &d) in out[lo..hi].iter_mut().zip(&row[lo..hi]).zip(&down[lo..hi]) {
+                *o |= differs(c, d, BOTTOM);
+            }
+        }
+        let r_end = hi.min(w - 1);
+        for ((o, &c), &r) in out[lo..r_end]
+            .iter_mut()
+            .zip(&row[lo..r_end])
+            .zip(&row[lo + 1..=r_end])
+        {
+            *o |= differs(c, r, RIGHT);
+        }
+        if hi == w {
+            out[w - 1] |= RIGHT;
+        }
+        let l_start = lo.max(1);
+        for ((o, &c), &l) in out[l_start..hi]
+            .iter_mut()
+            .zip(&row[l_start..hi])
+            .zip(&row[l_start - 1..hi - 1])
+        {
+            *o |= differs(c, l, LEFT);
+        }
+        if lo == 0 {
+            out[0] |= LEFT;
+        }
+        for (o, &c) in out[lo..hi].iter_mut().zip(&row[lo..hi]) {
+            *o &= u8::from(c != BACKGROUND).wrapping_neg();
+        }
+        let row_edges: u64 = out[lo..hi]
+            .chunks(8)
+            .map(|c| {
+                let mut word = [0u8; 8];
+                word[..c.len()].copy_from_slice(c);
+                u64::from(u64::from_le_bytes(word).count_ones())
+            })
+            .sum();
+        // Statistics a run of one label at a time.
+        let mut x = lo;
+        while x < hi {
+            let l = row[x];
+            let run = row[x..hi].iter().position(|&c| c != l).unwrap_or(hi - x);
+            if l != BACKGROUND {
+                let (x0, x1) = (x as u64, (x + run) as u64);
+                let s = &mut stats[usize::from(l)];
+                s.area += run as u64;
+                s.sx += (x0 + x1 - 1) * (x1 - x0) / 2;
+                s.sy += y as u64 * run as u64;
+                s.x0 = s.x0.min(x0 as u32);
+                s.y0 = s.y0.min(y as u32);
+                s.x1 = s.x1.max(x1 as u32);
+                s.y1 = s.y1.max(y as u32 + 1);
+            }
+            x += run;
+        }
+        edges += row_edges;
         budget.check(Limit::Edges, edges)?;
     }
     let regions = stats.iter().skip(1).filter(|s| s.area > 0).count();
@@ -315,7 +362,13 @@ pub fn trace_into(
     let mut scratch = Scratch::default();
     let (mut ring_count, mut points) = (0u64, 0u64);
     for y in 0..h {
-        for x in 0..w {
+        let mut x = 0;
+        while x < w {
+            // Most of the map has no side left to follow: skip it eight at a time.
+            if x + 8 <= w && is_zero_word(&sides[y * w + x..y * w + x + 8]) {
+                x += 8;
+                continue;
+            }
             while sides[y * w + x] != 0 {
                 let bits = sides[y * w + x];
                 let side = bits & bits.wrapping_neg();
@@ -345,6 +398,7 @@ pub fn trace_into(
                 budget.check(Limit::Points, points)?;
                 rings.ring(label, &scratch.ring)?;
             }
+            x += 1;
         }
     }
 
@@ -365,6 +419,31 @@ pub fn trace_into(
         })
         .collect();
     Ok((regions, simplifying))
+}
+
+/// The first and one past the last non-background pixel of a row, if it has any;
+/// eight pixels at a time, since most rows of a photo's map are mostly background.
+fn labelled_span(row: &[u8]) -> Option<(usize, usize)> {
+    let mut lo = 0;
+    while lo + 8 <= row.len() && is_zero_word(&row[lo..lo + 8]) {
+        lo += 8;
+    }
+    lo += row[lo..].iter().position(|&c| c != BACKGROUND)?;
+    let mut hi = row.len();
+    while hi >= lo + 8 && is_zero_word(&row[hi - 8..hi]) {
+        hi -= 8;
+    }
+    while row[hi - 1] == BACKGROUND {
+        hi -= 1;
+    }
+    Some((lo, hi))
+}
+
+/// Eight bytes, all zero (the background label, or no side left).
+fn is_zero_word(bytes: &[u8]) -> bool {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    u64::from_ne_bytes(word) == 0
 }
 
 /// Buffers reused across loops: a large map has hundreds of thousands of them.
