@@ -88,11 +88,15 @@ class Runtime:
         return True
 
 
-RUNTIME = Runtime()
-
-
 class Server(ThreadingHTTPServer):
+    """One per instance: a request from an instance being killed can never take the
+    event meant for the next one."""
+
     daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.runtime = Runtime()
 
     def handle_error(self, request, client_address):
         # A killed instance drops its idle GET /next: expected, not worth a traceback.
@@ -117,7 +121,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path != f"{PREFIX}/invocation/next":
             return self.reply(404)
-        event = RUNTIME.next()
+        event = self.server.runtime.next()
         if event is None:
             return self.reply(500)
         deadline = int(time.time() * 1000) + 30_000
@@ -132,9 +136,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.endswith("/response"):
-            RUNTIME.respond(body)
+            self.server.runtime.respond(body)
         elif self.path.endswith("/error"):
-            RUNTIME.respond(body, error=True)
+            self.server.runtime.respond(body, error=True)
         self.reply(202, b'{"status":"OK"}', [("Content-Type", "application/json")])
 
 
@@ -155,20 +159,28 @@ def read(name):
 
 def invoke(bin_dir, fn, env, event):
     """Starts a fresh instance of `fn`, gives it `event`; returns (init s, invoke s, answer)."""
-    RUNTIME.reset(json.dumps(event).encode())
+    server = Server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    rt = server.runtime
+    rt.reset(json.dumps(event).encode())
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}")
     t0 = time.perf_counter()
     proc = subprocess.Popen([os.path.join(bin_dir, fn)], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        if not RUNTIME.wait(30):
+        if not rt.wait(30):
             raise SystemExit(f"coldstart: {fn} gave no answer in 30 s")
-        if RUNTIME.error is not None:
-            raise SystemExit(f"coldstart: {fn} reported an error: {RUNTIME.error[:300]!r}")
-        return RUNTIME.first_next - t0, RUNTIME.answered - RUNTIME.sent, json.loads(RUNTIME.answer)
+        if rt.error is not None:
+            raise SystemExit(f"coldstart: {fn} reported an error: {rt.error[:300]!r}")
+        return rt.first_next - t0, rt.answered - rt.sent, json.loads(rt.answer)
     finally:
         proc.kill()
         _, err = proc.communicate()
-        if RUNTIME.answer is None and err:
+        server.shutdown()
+        server.server_close()
+        with rt.lock:  # wakes the killed instance's idle GET /next
+            rt.lock.notify_all()
+        if rt.answer is None and err:
             sys.stderr.write(err.decode("utf-8", "replace")[-2000:])
 
 
@@ -180,11 +192,8 @@ def main():
 
     import boto3  # the emulator's client, as the local gateway's SQS poller uses it
 
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     base = dict(os.environ)
     base.update({
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
         "AWS_LAMBDA_FUNCTION_VERSION": "1",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
         "AUTH_MODE": "jwt",
@@ -262,7 +271,6 @@ def main():
     for fn, (inits, firsts) in times.items():
         print(f"{fn:<14} {ms(inits):7.1f} ms {min(inits)*1000:7.1f}..{max(inits)*1000:<6.1f}ms"
               f" {ms(firsts):14.1f} ms   {what[fn]}")
-    server.shutdown()
 
 
 if __name__ == "__main__":

@@ -103,8 +103,12 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<
 
 /// A JSON answer serialised straight from `value`.
 pub fn json_body(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    // Serialising plain data to a String cannot fail (no maps with non-string keys).
-    let text = serde_json::to_string(value).unwrap_or_default();
+    // Plain data (no maps with non-string keys) always serialises; were it ever not
+    // to, the answer says so rather than sending an empty body.
+    let text = serde_json::to_string(value).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "answer not serialisable");
+        r#"{"error":{"code":"internal","message":"internal error"}}"#.to_owned()
+    });
     let mut resp = Response::new(Body::Text(text));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -408,7 +408,7 @@ async fn task_status(
         body["stages"] = json!(stages);
     }
     if let Some(r) = &outcome.result {
-        body["result"] = r.clone();
+        body["result"] = (**r).clone();
     }
     if let Some(e) = &outcome.error {
         body["error"] = json!(e);

@@ -178,7 +178,7 @@ mod tests {
             tenant: "t".into(),
             input_hash: hash.into(),
             status: TaskStatus::Success,
-            result: Some(serde_json::json!({"regions": []})),
+            result: Some(Arc::new(serde_json::json!({"regions": []}))),
             error: None,
             svg_s3_key: Some("k".into()),
             processing_time_ms: Some(1),

@@ -98,6 +98,7 @@ pub struct OutcomeCache {
     pub l0: MemoryTier,
     pub redis: Arc<RedisTier>,
     counts: std::sync::Mutex<Counts>,
+    sending: Arc<tokio::sync::Mutex<()>>,
     /// Where request counts go when the deployment runs without Redis.
     direct: Option<TaskStore>,
 }
@@ -112,6 +113,7 @@ impl OutcomeCache {
             l0,
             redis: Arc::new(redis),
             counts: Default::default(),
+            sending: Default::default(),
             direct: None,
         }
     }
@@ -250,8 +252,10 @@ impl OutcomeCache {
     /// Counts a request of `tenant` in its statistics, and a hit on its task (which
     /// the sweep folds into Postgres). Counts are kept in the instance and sent in
     /// one round trip when [`COUNT_BATCH`] have gathered, when the last were sent
-    /// [`COUNT_INTERVAL`] ago, or with a miss: under load a hit costs no round trip
-    /// of its own.
+    /// [`COUNT_INTERVAL`] ago, or with a miss; the send runs beside the answer, so no
+    /// request waits for it (an instance frozen first sends it when it thaws).
+    /// An instance that dies loses at most the counts it holds and one batch in
+    /// flight: under 2 × [`COUNT_BATCH`], or one second's worth.
     /// Counting never fails a request.
     pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
         crate::metrics::cache_request(answer.as_str());
@@ -269,13 +273,15 @@ impl OutcomeCache {
             c.pending >= COUNT_BATCH || quiet || answer == Answer::Miss
         };
         if due {
-            self.flush_counts().await;
+            let (taken, sender) = (self.take_counts(), self.sender());
+            tokio::spawn(async move { sender.send(taken).await });
         }
     }
 
-    /// Sends the counts kept in this instance (before statistics are read, before
-    /// the sweep folds hits, and when a batch is due). Counts that cannot be sent
-    /// (Redis down) are dropped: keeping them would grow without bound.
+    /// Sends the counts kept in this instance and waits for any send already under
+    /// way (before statistics are read and before the sweep folds hits, so that they
+    /// see every count this instance took). Counts that cannot be sent (Redis down)
+    /// are dropped: keeping them would grow without bound.
     ///
     /// Where requests per day reach Postgres (`request_counts`, read by the daily
     /// view): with Redis, they are added to a pending hash in the same pipeline and
@@ -285,12 +291,38 @@ impl OutcomeCache {
     /// directly: at most once a second per instance, which a deployment small
     /// enough to run without Redis can afford.
     pub async fn flush_counts(&self) {
-        let taken = {
-            let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            let taken = std::mem::take(&mut *c);
-            c.last_sent = Some(std::time::Instant::now());
-            taken
-        };
+        let taken = self.take_counts();
+        self.sender().send(taken).await;
+    }
+
+    fn take_counts(&self) -> Counts {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = std::mem::take(&mut *c);
+        c.last_sent = Some(std::time::Instant::now());
+        taken
+    }
+
+    fn sender(&self) -> CountSender {
+        CountSender {
+            redis: Arc::clone(&self.redis),
+            direct: self.direct.clone(),
+            sending: Arc::clone(&self.sending),
+        }
+    }
+}
+
+/// What sending counts needs, owned, so that a send can run as its own task.
+struct CountSender {
+    redis: Arc<RedisTier>,
+    direct: Option<TaskStore>,
+    /// Held while a batch is sent: sends go one at a time, and an explicit flush
+    /// waits for the one under way.
+    sending: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl CountSender {
+    async fn send(self, taken: Counts) {
+        let _one_at_a_time = self.sending.lock().await;
         let requests: Vec<_> = taken.requests.into_iter().collect();
         let hits: Vec<_> = taken.hits.into_iter().collect();
         match self.redis.record_counts(&requests, &hits).await {

@@ -143,8 +143,8 @@ pub fn render_within(
                 let name = labels::name(region.label).unwrap_or("unknown");
                 let l = usize::from(region.label);
                 open_path(&mut svg, name, region.label);
-                // Each label's path data is dropped once copied: the SVG and the path
-                // data are never both whole.
+                // Each label's path data is dropped once copied, so the SVG fills as
+                // the path data drains.
                 svg.push_str(&std::mem::take(&mut paths.data[l]));
                 written(&svg)?;
                 svg.push_str("\"/>\n");

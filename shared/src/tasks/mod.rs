@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod results;
 pub mod stages;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -88,6 +90,23 @@ pub struct TaskRow {
     pub stages: Option<Stages>,
 }
 
+/// `Option<Arc<Value>>` as a plain optional JSON value (what serde's `rc` feature
+/// would do, without turning it on for the whole dependency tree).
+mod shared_json {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(v: &Option<Arc<Value>>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_deref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Value>>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.map(Arc::new))
+    }
+}
+
 /// A finished task as the cache tiers keep it: enough to answer a submit or a
 /// status request without Postgres.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,8 +115,10 @@ pub struct Outcome {
     pub tenant: String,
     pub input_hash: String,
     pub status: TaskStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    /// Shared, not copied, between the tiers and the answers built from it: a hit
+    /// moves a reference count, never the regions' JSON tree.
+    #[serde(default, with = "shared_json", skip_serializing_if = "Option::is_none")]
+    pub result: Option<Arc<serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +151,7 @@ impl TaskRow {
             tenant: self.tenant.clone(),
             input_hash: self.input_hash.clone(),
             status: self.status,
-            result: self.result.clone(),
+            result: self.result.clone().map(Arc::new),
             error: self.error.clone(),
             svg_s3_key: self.svg_s3_key.clone(),
             processing_time_ms: self.processing_time_ms,
