@@ -423,6 +423,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn path_data_written_as_traced_is_the_rings_written_after() {
+        let map = synthetic::heavy_map(96, 7);
+        let budget = RenderBudget::UNLIMITED;
+        let traced = trace::trace(&map);
+        let mut paths = PathData::new(&budget);
+        let (regions, _) = trace::trace_into(&map, &budget, &mut paths).unwrap();
+        assert_eq!(regions.len(), traced.len());
+        let mut total = 0;
+        for (r, t) in regions.iter().zip(&traced) {
+            assert_eq!((r.label, r.area, r.bbox), (t.label, t.area, t.bbox));
+            let mut want = String::new();
+            for ring in &t.loops {
+                write_ring(&mut want, ring);
+            }
+            let l = usize::from(r.label);
+            assert_eq!(paths.data[l], want, "label {l}");
+            assert_eq!(paths.rings[l], t.loops.len());
+            assert_eq!(paths.points[l], t.loops.iter().map(Vec::len).sum::<usize>());
+            total += want.len();
+        }
+        assert_eq!(paths.bytes, total);
+    }
+
+    #[test]
     fn numbers_are_short() {
         assert_eq!(num(3.0), "3");
         assert_eq!(num(3.10), "3.1");

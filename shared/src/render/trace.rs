@@ -252,25 +252,105 @@ pub fn trace_into(
     };
 
     // Pass 1: boundary sides and per-label statistics.
-    #[derive(Clone, Copy)]
-    struct Stats {
-        area: u64,
-        sx: u64,
-        sy: u64,
-        x0: u32,
-        y0: u32,
-        x1: u32,
-        y1: u32,
+    let (mut sides, stats) = sides_and_stats(labels, w, h, budget)?;
+    let regions = stats.iter().skip(1).filter(|s| s.area > 0).count();
+    budget.check(Limit::Regions, regions as u64)?;
+
+    // Pass 2: follow each unvisited boundary edge around its loop.
+    let mut scratch = Scratch::default();
+    let (mut ring_count, mut points) = (0u64, 0u64);
+    for y in 0..h {
+        let mut x = 0;
+        while x < w {
+            // Most of the map has no side left to follow: skip it eight at a time.
+            if x + 8 <= w && is_zero_word(&sides[y * w + x..y * w + x + 8]) {
+                x += 8;
+                continue;
+            }
+            while sides[y * w + x] != 0 {
+                let bits = sides[y * w + x];
+                let side = bits & bits.wrapping_neg();
+                let label = labels[y * w + x];
+                let (xi, yi) = (x as i64, y as i64);
+                let (start, dir) = match side {
+                    TOP => ((xi, yi), Dir::R),
+                    RIGHT => ((xi + 1, yi), Dir::D),
+                    BOTTOM => ((xi + 1, yi + 1), Dir::L),
+                    _ => ((xi, yi + 1), Dir::U),
+                };
+                follow(
+                    &grid,
+                    &mut sides,
+                    label,
+                    start,
+                    dir,
+                    &mut scratch.edges,
+                    budget,
+                )?;
+                let simplify_start = std::time::Instant::now();
+                simplify_loop(&grid, u16::from(label), &mut scratch);
+                simplifying += simplify_start.elapsed();
+                ring_count += 1;
+                points += scratch.ring.len() as u64;
+                budget.check(Limit::Rings, ring_count)?;
+                budget.check(Limit::Points, points)?;
+                rings.ring(label, &scratch.ring)?;
+            }
+            x += 1;
+        }
     }
-    let mut stats = [Stats {
-        area: 0,
-        sx: 0,
-        sy: 0,
-        x0: u32::MAX,
-        y0: u32::MAX,
-        x1: 0,
-        y1: 0,
-    }; 256];
+
+    let regions = (1..=255u8)
+        .filter(|&l| stats[usize::from(l)].area > 0)
+        .map(|l| {
+            let s = stats[usize::from(l)];
+            Region {
+                label: l,
+                area: s.area,
+                bbox: [s.x0, s.y0, s.x1, s.y1],
+                // Pixel centres sit at +0.5.
+                centroid: [
+                    s.sx as f64 / s.area as f64 + 0.5,
+                    s.sy as f64 / s.area as f64 + 0.5,
+                ],
+            }
+        })
+        .collect();
+    Ok((regions, simplifying))
+}
+
+/// Pixel statistics of one label, as pass 1 gathers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stats {
+    area: u64,
+    sx: u64,
+    sy: u64,
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+}
+
+const NO_PIXELS: Stats = Stats {
+    area: 0,
+    sx: 0,
+    sy: 0,
+    x0: u32::MAX,
+    y0: u32::MAX,
+    x1: 0,
+    y1: 0,
+};
+
+/// Pass 1: for every labelled pixel, which of its sides border another label or the
+/// image's edge (`TOP | RIGHT | BOTTOM | LEFT`), and each label's statistics. Border
+/// edges are counted against the budget row by row.
+fn sides_and_stats(
+    labels: &[u8],
+    w: usize,
+    h: usize,
+    budget: &RenderBudget,
+) -> Result<(Vec<u8>, [Stats; 256]), BudgetError> {
+    let mut stats = [NO_PIXELS; 256];
     // Pages of `sides` that cover only background are never written: a mostly empty
     // map (a face in a large photo) costs little more than the scan for its labels.
     let mut sides = vec![0u8; w * h];
@@ -355,70 +435,7 @@ pub fn trace_into(
         edges += row_edges;
         budget.check(Limit::Edges, edges)?;
     }
-    let regions = stats.iter().skip(1).filter(|s| s.area > 0).count();
-    budget.check(Limit::Regions, regions as u64)?;
-
-    // Pass 2: follow each unvisited boundary edge around its loop.
-    let mut scratch = Scratch::default();
-    let (mut ring_count, mut points) = (0u64, 0u64);
-    for y in 0..h {
-        let mut x = 0;
-        while x < w {
-            // Most of the map has no side left to follow: skip it eight at a time.
-            if x + 8 <= w && is_zero_word(&sides[y * w + x..y * w + x + 8]) {
-                x += 8;
-                continue;
-            }
-            while sides[y * w + x] != 0 {
-                let bits = sides[y * w + x];
-                let side = bits & bits.wrapping_neg();
-                let label = labels[y * w + x];
-                let (xi, yi) = (x as i64, y as i64);
-                let (start, dir) = match side {
-                    TOP => ((xi, yi), Dir::R),
-                    RIGHT => ((xi + 1, yi), Dir::D),
-                    BOTTOM => ((xi + 1, yi + 1), Dir::L),
-                    _ => ((xi, yi + 1), Dir::U),
-                };
-                follow(
-                    &grid,
-                    &mut sides,
-                    label,
-                    start,
-                    dir,
-                    &mut scratch.edges,
-                    budget,
-                )?;
-                let simplify_start = std::time::Instant::now();
-                simplify_loop(&grid, u16::from(label), &mut scratch);
-                simplifying += simplify_start.elapsed();
-                ring_count += 1;
-                points += scratch.ring.len() as u64;
-                budget.check(Limit::Rings, ring_count)?;
-                budget.check(Limit::Points, points)?;
-                rings.ring(label, &scratch.ring)?;
-            }
-            x += 1;
-        }
-    }
-
-    let regions = (1..=255u8)
-        .filter(|&l| stats[usize::from(l)].area > 0)
-        .map(|l| {
-            let s = stats[usize::from(l)];
-            Region {
-                label: l,
-                area: s.area,
-                bbox: [s.x0, s.y0, s.x1, s.y1],
-                // Pixel centres sit at +0.5.
-                centroid: [
-                    s.sx as f64 / s.area as f64 + 0.5,
-                    s.sy as f64 / s.area as f64 + 0.5,
-                ],
-            }
-        })
-        .collect();
-    Ok((regions, simplifying))
+    Ok((sides, stats))
 }
 
 /// The first and one past the last non-background pixel of a row, if it has any;
@@ -634,5 +651,88 @@ mod tests {
         let r = &trace(&m)[0];
         assert_eq!(r.loops.len(), 2);
         assert!(r.loops.iter().all(|l| l.len() == 4));
+    }
+
+    /// Pass 1 as first written, pixel by pixel: the reference for the vectorised one.
+    fn naive_sides_and_stats(labels: &[u8], w: usize, h: usize) -> (Vec<u8>, [Stats; 256]) {
+        let mut stats = [NO_PIXELS; 256];
+        let mut sides = vec![0u8; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let l = labels[y * w + x];
+                if l == BACKGROUND {
+                    continue;
+                }
+                let s = &mut stats[usize::from(l)];
+                s.area += 1;
+                s.sx += x as u64;
+                s.sy += y as u64;
+                s.x0 = s.x0.min(x as u32);
+                s.y0 = s.y0.min(y as u32);
+                s.x1 = s.x1.max(x as u32 + 1);
+                s.y1 = s.y1.max(y as u32 + 1);
+                let mut bits = 0;
+                if y == 0 || labels[(y - 1) * w + x] != l {
+                    bits |= TOP;
+                }
+                if x + 1 == w || labels[y * w + x + 1] != l {
+                    bits |= RIGHT;
+                }
+                if y + 1 == h || labels[(y + 1) * w + x] != l {
+                    bits |= BOTTOM;
+                }
+                if x == 0 || labels[y * w + x - 1] != l {
+                    bits |= LEFT;
+                }
+                sides[y * w + x] = bits;
+            }
+        }
+        (sides, stats)
+    }
+
+    #[test]
+    fn pass_one_matches_the_pixel_by_pixel_reference() {
+        // Widths on both sides of the eight-pixel words, rows all background, sparse
+        // and dense labels.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let budget = RenderBudget::UNLIMITED;
+        for w in 1..=27 {
+            for h in 1..=5 {
+                for density in [0, 1, 4, 8] {
+                    let labels: Vec<u8> = (0..w * h)
+                        .map(|_| {
+                            let r = next();
+                            if r % 8 < density {
+                                (1 + (r >> 8) % 3) as u8
+                            } else {
+                                BACKGROUND
+                            }
+                        })
+                        .collect();
+                    let (sides, stats) = sides_and_stats(&labels, w, h, &budget).unwrap();
+                    let (want_sides, want_stats) = naive_sides_and_stats(&labels, w, h);
+                    assert_eq!(sides, want_sides, "{w}×{h}: {labels:?}");
+                    assert_eq!(stats, want_stats, "{w}×{h}: {labels:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn labelled_span_finds_the_first_and_last_label() {
+        assert_eq!(labelled_span(&[0; 20]), None);
+        assert_eq!(labelled_span(&[]), None);
+        let mut row = [0u8; 21];
+        row[9] = 3;
+        assert_eq!(labelled_span(&row), Some((9, 10)));
+        row[20] = 1;
+        row[0] = 2;
+        assert_eq!(labelled_span(&row), Some((0, 21)));
     }
 }
