@@ -201,47 +201,28 @@ where
     }
 }
 
-/// The one lookup a hit of `tier` cannot do without, done raw: the GET of the very
-/// value it reads, the indexed SELECT of the very row (zero for L0). Printed, and
-/// returned as the median.
+/// [`Lookup`] of `tier` timed alone (the upload section, whose floor is not paired),
+/// printed, its median returned (zero for L0).
 async fn lookup_baseline(t: &TestApp, app: &TestApp, tier: &str, hash: &str) -> Duration {
-    let s = match tier {
-        "redis" => {
-            let conn = t.redis().await;
-            let key = format!("{}:r:tenant-a:{hash}", app.app.outcomes.redis.prefix());
-            measure(300, || {
-                let (mut c, key) = (conn.clone(), key.clone());
-                async move {
-                    let v: Vec<u8> = redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut c)
-                        .await
-                        .unwrap();
-                    assert!(!v.is_empty(), "the outcome is in Redis");
-                }
-            })
-            .await
-        }
-        "postgres" => {
-            let db = t.db().await;
-            let stmt = db
-                .prepare("SELECT * FROM task_results WHERE tenant = $1 AND input_hash = $2")
-                .await
-                .unwrap();
-            measure(300, || async {
-                let r = db.query_opt(&stmt, &[&"tenant-a", &hash]).await.unwrap();
-                assert!(r.is_some(), "the row is in Postgres");
-            })
-            .await
-        }
-        _ => return Duration::ZERO,
+    let mut lookup = Lookup::new(t, app, tier, hash).await;
+    if matches!(lookup, Lookup::None) {
+        return Duration::ZERO;
+    }
+    for _ in 0..30 {
+        lookup.run().await;
+    }
+    let mut times = Vec::with_capacity(300);
+    for _ in 0..300 {
+        let started = Instant::now();
+        lookup.run().await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let s = Stats {
+        median: times[150],
+        p90: times[270],
     };
-    let what = if tier == "redis" {
-        "  baseline: raw GET of the cached outcome"
-    } else {
-        "  baseline: raw indexed SELECT of its row"
-    };
-    row(what, &s, None);
+    row(&format!("  baseline: {}", lookup.what()), &s, None);
     s.median
 }
 

@@ -98,7 +98,7 @@ pub struct OutcomeCache {
     pub l0: MemoryTier,
     pub redis: Arc<RedisTier>,
     counts: std::sync::Mutex<Counts>,
-    sending: Arc<tokio::sync::Mutex<()>>,
+    in_flight: Arc<InFlight>,
     /// Where request counts go when the deployment runs without Redis.
     direct: Option<TaskStore>,
 }
@@ -113,7 +113,7 @@ impl OutcomeCache {
             l0,
             redis: Arc::new(redis),
             counts: Default::default(),
-            sending: Default::default(),
+            in_flight: Default::default(),
             direct: None,
         }
     }
@@ -274,11 +274,16 @@ impl OutcomeCache {
         };
         if due {
             let (taken, sender) = (self.take_counts(), self.sender());
-            tokio::spawn(async move { sender.send(taken).await });
+            // Registered before the task exists, so a flush that follows waits for it.
+            let sending = InFlight::start(&self.in_flight);
+            tokio::spawn(async move {
+                sender.send(taken).await;
+                drop(sending);
+            });
         }
     }
 
-    /// Sends the counts kept in this instance and waits for any send already under
+    /// Sends the counts kept in this instance and waits for every send already under
     /// way (before statistics are read and before the sweep folds hits, so that they
     /// see every count this instance took). Counts that cannot be sent (Redis down)
     /// are dropped: keeping them would grow without bound.
@@ -293,6 +298,7 @@ impl OutcomeCache {
     pub async fn flush_counts(&self) {
         let taken = self.take_counts();
         self.sender().send(taken).await;
+        self.in_flight.idle().await;
     }
 
     fn take_counts(&self) -> Counts {
@@ -306,23 +312,59 @@ impl OutcomeCache {
         CountSender {
             redis: Arc::clone(&self.redis),
             direct: self.direct.clone(),
-            sending: Arc::clone(&self.sending),
         }
     }
 }
 
-/// What sending counts needs, owned, so that a send can run as its own task.
+/// Count sends under way beside answers.
+#[derive(Default)]
+struct InFlight {
+    sends: std::sync::atomic::AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+/// One send under way; dropped when it ends, however it ends.
+struct Sending(Arc<InFlight>);
+
+impl InFlight {
+    fn start(this: &Arc<InFlight>) -> Sending {
+        this.sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Sending(Arc::clone(this))
+    }
+
+    /// Returns once no send is under way.
+    async fn idle(&self) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            // Registered before the check, so an end between the two is not missed.
+            done.as_mut().enable();
+            if self.sends.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0
+            .sends
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.done.notify_waiters();
+    }
+}
+
+/// What sending counts needs, owned, so that a send can run as its own task. Sends
+/// may overlap: every count is an increment, so their order does not matter.
 struct CountSender {
     redis: Arc<RedisTier>,
     direct: Option<TaskStore>,
-    /// Held while a batch is sent: sends go one at a time, and an explicit flush
-    /// waits for the one under way.
-    sending: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl CountSender {
     async fn send(self, taken: Counts) {
-        let _one_at_a_time = self.sending.lock().await;
         let requests: Vec<_> = taken.requests.into_iter().collect();
         let hits: Vec<_> = taken.hits.into_iter().collect();
         match self.redis.record_counts(&requests, &hits).await {
