@@ -254,8 +254,10 @@ impl OutcomeCache {
     /// one round trip when [`COUNT_BATCH`] have gathered, when the last were sent
     /// [`COUNT_INTERVAL`] ago, or with a miss; the send runs beside the answer, so no
     /// request waits for it (an instance frozen first sends it when it thaws).
-    /// An instance that dies loses at most the counts it holds and one batch in
-    /// flight: under 2 × [`COUNT_BATCH`], or one second's worth.
+    /// An instance that dies loses the counts it holds (fewer than [`COUNT_BATCH`],
+    /// at most a [`COUNT_INTERVAL`] old) and those of sends not yet finished; a send
+    /// ends within its Redis deadline (twice `REDIS_TIMEOUT_MS`, 100 ms by default),
+    /// so those are the requests of that last tenth of a second.
     /// Counting never fails a request.
     pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
         crate::metrics::cache_request(answer.as_str());
