@@ -74,8 +74,9 @@ pub enum Found {
 }
 
 /// Counts kept in the instance before they are sent: at most this many requests.
-/// An instance that dies (or is never invoked again) loses at most this many
-/// counts, which only delays the sweep's "unused" rule and rounds the statistics.
+/// An instance that dies (or is never invoked again) loses them, with any send
+/// still under way (see [`OutcomeCache::count`]): that only delays the sweep's
+/// "unused" rule and rounds the statistics.
 pub const COUNT_BATCH: u32 = 64;
 /// An instance sends its counts at most this often (unless a batch is full, or the
 /// request is a miss, which goes to the backends anyway). A quiet instance thus
