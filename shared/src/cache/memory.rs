@@ -107,6 +107,9 @@ impl OutcomeTier for MemoryTier {
         let Some(remaining) = remaining_ttl_secs(outcome) else {
             return Ok(());
         };
+        if self.max_bytes == 0 {
+            return Ok(()); // the tier is turned off (L0_MAX_BYTES=0)
+        }
         let bytes = serde_json::to_vec(outcome)?.len() + 128;
         if bytes > self.max_bytes {
             return Ok(());

@@ -73,7 +73,8 @@ pub struct TaskRow {
     pub tenant: String,
     pub input_hash: String,
     pub status: TaskStatus,
-    pub result: Option<serde_json::Value>,
+    /// Shared with the outcome made from the row (see [`Outcome::result`]).
+    pub result: Option<Arc<serde_json::Value>>,
     pub svg_s3_key: Option<String>,
     pub svg_bytes: Option<i64>,
     pub input_s3_key: Option<String>,
@@ -151,7 +152,7 @@ impl TaskRow {
             tenant: self.tenant.clone(),
             input_hash: self.input_hash.clone(),
             status: self.status,
-            result: self.result.clone().map(Arc::new),
+            result: self.result.clone(),
             error: self.error.clone(),
             svg_s3_key: self.svg_s3_key.clone(),
             processing_time_ms: self.processing_time_ms,

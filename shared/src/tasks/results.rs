@@ -125,7 +125,9 @@ fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
         input_hash: row.try_get("input_hash")?,
         status: TaskStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-        result: row.try_get("result")?,
+        result: row
+            .try_get::<_, Option<serde_json::Value>>("result")?
+            .map(std::sync::Arc::new),
         svg_s3_key: row.try_get("svg_s3_key")?,
         svg_bytes: row.try_get("svg_bytes")?,
         input_s3_key: row.try_get("input_s3_key")?,
