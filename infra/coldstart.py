@@ -33,7 +33,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from local_gateway import http_event  # noqa: E402  (the gateway's own event shape)
+from local_gateway import http_event, scheduled_event, sqs_records  # noqa: E402  (the gateway's event shapes)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "shared", "tests", "data")
@@ -43,18 +43,14 @@ PREFIX = "/2018-06-01/runtime"
 class Runtime:
     """One invocation's worth of the Runtime API: hands out one event, takes one answer."""
 
-    def __init__(self):
+    def __init__(self, event):
         self.lock = threading.Condition()
-        self.reset(None)
-
-    def reset(self, event):
-        with self.lock:
-            self.event = event
-            self.first_next = None
-            self.sent = None
-            self.answered = None
-            self.answer = None
-            self.error = None
+        self.event = event
+        self.first_next = None
+        self.sent = None
+        self.answered = None
+        self.answer = None
+        self.error = None
 
     def next(self):
         with self.lock:
@@ -94,9 +90,9 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self):
+    def __init__(self, event):
         super().__init__(("127.0.0.1", 0), Handler)
-        self.runtime = Runtime()
+        self.runtime = Runtime(event)
 
     def handle_error(self, request, client_address):
         # A killed instance drops its idle GET /next: expected, not worth a traceback.
@@ -159,10 +155,9 @@ def read(name):
 
 def invoke(bin_dir, fn, env, event):
     """Starts a fresh instance of `fn`, gives it `event`; returns (init s, invoke s, answer)."""
-    server = Server()
+    server = Server(json.dumps(event).encode())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     rt = server.runtime
-    rt.reset(json.dumps(event).encode())
     env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}")
     t0 = time.perf_counter()
     proc = subprocess.Popen([os.path.join(bin_dir, fn)], env=env, stdin=subprocess.DEVNULL,
@@ -240,11 +235,7 @@ def main():
         if not got:
             raise SystemExit("coldstart: submit's message never reached the queue")
         m = got[0]
-        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                    "attributes": m.get("Attributes", {}), "messageAttributes": {},
-                    "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs",
-                    "eventSourceARN": arn, "awsRegion": "us-east-1"}]
-        init, first, answer = invoke(args.bin_dir, "process", env("process"), {"Records": records})
+        init, first, answer = invoke(args.bin_dir, "process", env("process"), {"Records": sqs_records(got, arn)})
         if answer.get("batchItemFailures"):
             raise SystemExit(f"coldstart: process failed the task: {answer}")
         sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
@@ -257,10 +248,7 @@ def main():
             raise SystemExit(f"coldstart: status answered {answer.get('statusCode')} ({state})")
         record("status", init, first)
 
-        ev = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-              "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "region": "us-east-1", "resources": [], "detail": {}}
-        init, first, _ = invoke(args.bin_dir, "cache-cleanup", env("cache-cleanup"), ev)
+        init, first, _ = invoke(args.bin_dir, "cache-cleanup", env("cache-cleanup"), scheduled_event())
         record("cache-cleanup", init, first)
 
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731

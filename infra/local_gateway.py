@@ -480,6 +480,23 @@ class Gateway:
                 "functions": {name: fn.stats() for name, fn in ALL.items()}}
 
 
+def sqs_records(messages, arn):
+    """SQS messages (as ReceiveMessage returns them) as the event source hands them
+    to the function: the `Records` of an SQS event."""
+    return [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1",
+    } for m in messages]
+
+
+def scheduled_event():
+    """An EventBridge schedule's event, as the cleanup schedule sends it."""
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": "us-east-1", "resources": [], "detail": {}}
+
+
 async def sqs_poller(cfg, stop, index):
     import boto3  # only the event source needs it
 
@@ -504,11 +521,7 @@ async def sqs_poller(cfg, stop, index):
             messages = got.get("Messages", [])
             if not messages:
                 continue
-            records = [{
-                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": m.get("Attributes", {}), "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1",
-            } for m in messages]
+            records = sqs_records(messages, arn)
             released = True  # invoke() releases the slot
             try:
                 status, body = await fn.invoke(json.dumps({"Records": records}).encode())
@@ -545,9 +558,7 @@ async def scheduler(cfg, stop):
             return
         except asyncio.TimeoutError:
             pass
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                 "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "region": "us-east-1", "resources": [], "detail": {}}
+        event = scheduled_event()
         try:
             await fn.acquire(bounded=False)
             status, body = await fn.invoke(json.dumps(event).encode())

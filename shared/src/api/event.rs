@@ -107,8 +107,7 @@ impl HttpAnswer {
 
 /// Attaches what the runtime knows of the invocation: its context (deadline, request
 /// id) and X-Ray's trace header, as `lambda_http` does.
-pub fn with_invocation(req: Request, context: Context) -> Request {
-    let mut req = req;
+pub fn with_invocation(mut req: Request, context: Context) -> Request {
     if let Some(trace) = context
         .xray_trace_id
         .as_deref()

@@ -27,6 +27,22 @@ fn backend(e: impl std::fmt::Display) -> ObjectError {
     ObjectError::Backend(e.to_string())
 }
 
+/// An object's body in one buffer, copied once from the segments it arrived in
+/// (`into_bytes().to_vec()` copied a multi-segment body twice).
+async fn body_vec(body: aws_sdk_s3::primitives::ByteStream) -> Result<Vec<u8>, ObjectError> {
+    let segments: Vec<_> = body
+        .collect()
+        .await
+        .map_err(backend)?
+        .into_segments()
+        .collect();
+    let mut out = Vec::with_capacity(segments.iter().map(|s| s.len()).sum());
+    for s in &segments {
+        out.extend_from_slice(s);
+    }
+    Ok(out)
+}
+
 impl S3Store {
     /// A GetObject whose body is not read yet; `None` for a missing key.
     async fn fetch(
@@ -96,8 +112,7 @@ impl ObjectStore for S3Store {
         let Some(out) = self.fetch(key).await? else {
             return Ok(None);
         };
-        let body = out.body.collect().await.map_err(backend)?.into_bytes();
-        Ok(Some(body.to_vec()))
+        Ok(Some(body_vec(out.body).await?))
     }
 
     #[instrument(skip(self, keys), fields(bucket = %self.bucket, n = keys.len()), err)]
@@ -156,14 +171,14 @@ impl ObjectStore for S3Store {
         if size > limit {
             return Err(ObjectError::TooLarge { size, limit });
         }
-        let body = out.body.collect().await.map_err(backend)?.into_bytes();
+        let body = body_vec(out.body).await?;
         if body.len() as u64 > limit {
             return Err(ObjectError::TooLarge {
                 size: body.len() as u64,
                 limit,
             });
         }
-        Ok(Some(body.to_vec()))
+        Ok(Some(body))
     }
 
     #[instrument(skip(self), fields(bucket = %self.bucket), err)]

@@ -7,6 +7,24 @@ use crate::input::LabelMap;
 
 struct Rng(u64);
 
+/// `count` squares of 1 to `max_side` px of random labels (background included) at
+/// random places of a `size`² map.
+fn squares(labels: &mut [u8], size: usize, count: usize, max_side: u64, rng: &mut Rng) {
+    for _ in 0..count {
+        let label = rng.below(19) as u8;
+        let s = 1 + rng.below(max_side) as usize;
+        let (x, y) = (
+            rng.below(size as u64) as usize,
+            rng.below(size as u64) as usize,
+        );
+        for py in y..(y + s).min(size) {
+            for px in x..(x + s).min(size) {
+                labels[py * size + px] = label;
+            }
+        }
+    }
+}
+
 impl Rng {
     fn next(&mut self) -> u64 {
         // xorshift64*: deterministic across platforms, no dependency.
@@ -119,17 +137,7 @@ pub fn face_map(n: u32, seed: u64) -> LabelMap {
         }
     }
     // Specks of 1–4 px, about one per 500 px².
-    let specks = (size * size / 500).max(8);
-    for _ in 0..specks {
-        let label = rng.below(19) as u8;
-        let s = 1 + rng.below(4) as usize;
-        let (x, y) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
-        for py in y..(y + s).min(size) {
-            for px in x..(x + s).min(size) {
-                labels[py * size + px] = label;
-            }
-        }
-    }
+    squares(&mut labels, size, (size * size / 500).max(8), 4, &mut rng);
     LabelMap {
         width: n,
         height: n,
@@ -172,16 +180,7 @@ pub fn heavy_map(n: u32, seed: u64) -> LabelMap {
         }
     }
     // Islands of 1–3 px, one per 64 px².
-    for _ in 0..(size * size / 64).max(8) {
-        let label = rng.below(19) as u8;
-        let s = 1 + rng.below(3) as usize;
-        let (x, y) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
-        for py in y..(y + s).min(size) {
-            for px in x..(x + s).min(size) {
-                labels[py * size + px] = label;
-            }
-        }
-    }
+    squares(labels, size, (size * size / 64).max(8), 3, &mut rng);
     map
 }
 
