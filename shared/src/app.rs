@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+use crate::db::Db;
 use thiserror::Error;
 
 use crate::cache::memory::MemoryTier;
@@ -162,13 +164,14 @@ impl App {
 ///
 /// The pool bounds every step on its own (waiting for a free connection, creating
 /// one, recycling one) so that a Postgres or RDS Proxy that accepts connections and
-/// never answers costs at most `connect_timeout` per step.
+/// never answers costs at most `connect_timeout` per step. Calls cut off by their
+/// deadline never give a busy connection back (see [`crate::db`]).
 pub fn pg_pool(
     url: &str,
     credentials: Option<&(String, String)>,
     size: usize,
     connect_timeout: Duration,
-) -> Result<Pool, StartupError> {
+) -> Result<Db, StartupError> {
     let mut pg =
         tokio_postgres::Config::from_str(url).map_err(|e| StartupError::Database(e.to_string()))?;
     pg.connect_timeout(connect_timeout);
@@ -178,20 +181,24 @@ pub fn pg_pool(
     let recycling = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+    let (manager, tls) = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_client_config()?);
-        Manager::from_config(pg, tls, recycling)
+        (Manager::from_config(pg, tls.clone(), recycling), Some(tls))
     } else {
-        Manager::from_config(pg, tokio_postgres::NoTls, recycling)
+        (
+            Manager::from_config(pg, tokio_postgres::NoTls, recycling),
+            None,
+        )
     };
-    Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(connect_timeout))
         .create_timeout(Some(connect_timeout))
         .recycle_timeout(Some(connect_timeout))
         .build()
-        .map_err(|e| StartupError::Database(e.to_string()))
+        .map_err(|e| StartupError::Database(e.to_string()))?;
+    Ok(Db::new(pool, tls))
 }
 
 /// A rustls client configuration trusting the system's CA roots.

@@ -109,6 +109,7 @@ pub async fn handle_custom_resource_with(
 /// where no owner secret is configured, the function's own connection migrates.
 async fn migrate(app: &App) -> Result<Vec<i32>, String> {
     let config = &app.config;
+    let limits = crate::migrate::RoleLimits::for_deadline(config.db_timeout);
     let Some(owner) = &config.migration_credentials else {
         let mut client = app
             .tasks
@@ -116,9 +117,15 @@ async fn migrate(app: &App) -> Result<Vec<i32>, String> {
             .get()
             .await
             .map_err(|e| format!("database: {e}"))?;
-        return crate::migrate::run(&mut client)
+        let applied = crate::migrate::run(&mut client)
             .await
-            .map_err(|e| format!("migration failed: {e}"));
+            .map_err(|e| format!("migration failed: {e}"))?;
+        // The functions connect as the owner here; the role's limits still hold for
+        // anything that connects as the role.
+        if let Err(e) = crate::migrate::set_app_limits(&client, limits).await {
+            tracing::warn!(error = %e, "could not set the application role's limits");
+        }
+        return Ok(applied);
     };
     let pool = crate::app::pg_pool(
         &config.database_url,
@@ -136,6 +143,9 @@ async fn migrate(app: &App) -> Result<Vec<i32>, String> {
             crate::migrate::set_app_password(&client, password)
                 .await
                 .map_err(|e| format!("setting the application role's password failed: {e}"))?;
+            crate::migrate::set_app_limits(&client, limits)
+                .await
+                .map_err(|e| format!("setting the application role's limits failed: {e}"))?;
         }
         // A deployment whose functions connect as the owner has no role to update.
         _ => tracing::warn!("the functions do not connect as the application role"),

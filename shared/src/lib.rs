@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod db;
 pub mod deadline;
 pub mod deploy;
 pub mod heap;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use facesvg::cache::kv::*;
+use facesvg::db::Db as Pool;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

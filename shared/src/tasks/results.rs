@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::db::Db;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 use tracing::instrument;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ pub const FAILURE_METRIC: &str = "failure_ms";
 
 #[derive(Clone)]
 pub struct TaskStore {
-    pool: Pool,
+    pool: Db,
     /// Deadline of one call (pool wait, connect and queries together), shortened by
     /// the invocation's own deadline (see [`crate::deadline`]).
     timeout: Duration,
@@ -151,30 +151,31 @@ fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
 }
 
 impl TaskStore {
-    pub fn new(pool: Pool, timeout: Duration) -> Self {
+    pub fn new(pool: Db, timeout: Duration) -> Self {
         TaskStore { pool, timeout }
     }
 
-    /// Runs one store call within its deadline. A call cut off mid-transaction is
-    /// rolled back by Postgres when its connection is dropped, so nothing is
-    /// half-written.
+    /// Runs one store call within its deadline. A call cut off closes its
+    /// connection and cancels its statement ([`crate::db`]): a transaction cut off
+    /// midway is rolled back by Postgres, so nothing is half-written, and no
+    /// connection still running a statement goes back to the pool.
     async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        crate::deadline::bounded(self.timeout, call)
+        crate::db::bounded(self.timeout, call)
             .await
             .unwrap_or_else(|allowed| Err(StoreError::Timeout(allowed)))
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 
     #[instrument(skip(self), err)]
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.bounded(async move {
-            self.pool.get().await?.execute("SELECT 1", &[]).await?;
+            self.pool.conn().await?.execute("SELECT 1", &[]).await?;
             Ok(())
         })
         .await
@@ -187,7 +188,7 @@ impl TaskStore {
         input_hash: &str,
     ) -> Result<Option<TaskRow>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let sql =
                 format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 AND input_hash = $2");
             let stmt = client.prepare_cached(&sql).await?;
@@ -205,7 +206,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn get(&self, tenant: &str, task_id: Uuid) -> Result<Option<TaskRow>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let sql =
                 format!("SELECT {COLUMNS} FROM task_results WHERE task_id = $1 AND tenant = $2");
             let stmt = client.prepare_cached(&sql).await?;
@@ -250,7 +251,7 @@ impl TaskStore {
         pending: &Pending,
     ) -> Result<Inserted, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let sql = format!(
                 "INSERT INTO task_results (task_id, tenant, input_hash, status, renderer_version, ttl_expires_at,
                                            outbox, inputs_sha256)
@@ -296,7 +297,7 @@ impl TaskStore {
         input_s3_key: Option<&str>,
     ) -> Result<(), StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             client
                 .execute(
                     "UPDATE task_results SET enqueued_at = now(), outbox = NULL,
@@ -321,7 +322,7 @@ impl TaskStore {
         inputs_sha256: &str,
     ) -> Result<bool, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             // A retryable failure, or an entry past its TTL that the sweep has not
             // deleted yet: both are run again rather than served.
             let n = client
@@ -344,7 +345,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn median_completion(&self) -> Result<Option<Duration>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let row = client
                 .query_one(
                     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FROM (
@@ -366,7 +367,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn entries(&self) -> Result<i64, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let row = client
                 .query_one(
                     "SELECT count(*) FROM task_results WHERE status IN ('SUCCESS', 'FAILURE')",
@@ -386,7 +387,7 @@ impl TaskStore {
         batch: i64,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let rows = client
                 .query(
                     "SELECT task_id, outbox FROM task_results
@@ -408,7 +409,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn claim(&self, task_id: Uuid, stale: Duration) -> Result<Claim, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let claimed = client
                 .query_opt(
                     "UPDATE task_results SET status = 'PROCESSING', attempts = attempts + 1, started_at = now()
@@ -451,7 +452,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn release(&self, task_id: Uuid) -> Result<(), StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             client
                 .execute("UPDATE task_results SET status = 'PENDING' WHERE task_id = $1 AND status = 'PROCESSING'", &[&task_id])
                 .await?;
@@ -481,7 +482,7 @@ impl TaskStore {
         let mut all: Vec<Metric<'_>> = metrics.to_vec();
         all.extend(stages.metrics());
         self.bounded(async move {
-            let mut client = self.pool.get().await?;
+            let mut client = self.pool.conn().await?;
             let tx = client.transaction().await?;
             let sql = format!(
                 "UPDATE task_results SET status = 'SUCCESS', result = $2, svg_s3_key = $3, svg_bytes = $4,
@@ -518,7 +519,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn record_commit(&self, task_id: Uuid, commit_ms: f64) -> Result<(), StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             client
                 .execute(
                     "WITH done AS (
@@ -544,7 +545,7 @@ impl TaskStore {
         ttl: Duration,
     ) -> Result<Option<TaskRow>, StoreError> {
         self.bounded(async move {
-            let mut client = self.pool.get().await?;
+            let mut client = self.pool.conn().await?;
             let tx = client.transaction().await?;
             let error = serde_json::to_value(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let sql = format!(
@@ -578,7 +579,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn stats(&self, tenant: &str, days: u32) -> Result<TenantStats, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let mut stats = TenantStats::default();
             for row in client
                 .query(
@@ -616,7 +617,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn recent(&self, tenant: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let sql = format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2");
             client
                 .query(&sql, &[&tenant, &limit])
@@ -637,7 +638,7 @@ impl TaskStore {
             }
             let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
             let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             Ok(client
                 .execute(
                     "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
@@ -661,7 +662,7 @@ impl TaskStore {
     ) -> Result<Vec<Swept>, StoreError> {
         let unused_secs = unused_age.map(secs);
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let rows = client
                 .query(
                     "WITH doomed AS (
@@ -703,7 +704,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn fail_stuck(&self, stuck_after: Duration, batch: i64) -> Result<u64, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let error = serde_json::to_value(TaskError {
                 code: "task_stuck".into(),
                 message: "the task did not finish in time; submit it again to retry".into(),
@@ -781,7 +782,7 @@ impl TaskStore {
         batch: Option<Uuid>,
     ) -> Result<bool, StoreError> {
         self.bounded(async move {
-            let mut client = self.pool.get().await?;
+            let mut client = self.pool.conn().await?;
             let tx = client.transaction().await?;
             if let Some(batch) = batch {
                 let fresh = tx
@@ -820,7 +821,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn prune_request_folds(&self, age: Duration) -> Result<u64, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             Ok(client
                 .execute(
                     "DELETE FROM request_count_folds WHERE folded_at < now() - make_interval(secs => $1)",
@@ -840,7 +841,7 @@ impl TaskStore {
         days: u32,
     ) -> Result<Vec<DailyPerformance>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let rows = client
                 .query(
                     "SELECT date, requests, hits_l0, hits_redis, hits_postgres, hits, hit_ratio_percent,
@@ -877,7 +878,7 @@ impl TaskStore {
     #[instrument(skip(self), err)]
     pub async fn top(&self, tenant: &str, limit: i64) -> Result<Vec<TopEntry>, StoreError> {
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let rows = client
                 .query(
                     "SELECT left(input_hash, 12), cache_hits,
@@ -913,7 +914,7 @@ impl TaskStore {
     ) -> Result<std::collections::BTreeMap<&'static str, StageTimings>, StoreError> {
         let names: Vec<&str> = Stage::ALL.iter().map(|s| s.metric()).collect();
         self.bounded(async move {
-            let client = self.pool.get().await?;
+            let client = self.pool.conn().await?;
             let rows = client
                 .query(
                     "SELECT metric_name, count(*), avg(value), min(value), max(value),

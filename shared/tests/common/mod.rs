@@ -286,6 +286,12 @@ impl TestApp {
         ]);
         tweak(&mut settings);
         let config = Config::from_lookup(|k| settings.get(k).cloned()).expect("config");
+        facesvg::migrate::set_app_limits(
+            &db,
+            facesvg::migrate::RoleLimits::for_deadline(config.db_timeout),
+        )
+        .await
+        .expect("role limits");
         let app = App::from_config(config).await.expect("app");
         TestApp {
             app: Arc::new(app),

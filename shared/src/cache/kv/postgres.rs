@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::db::Db;
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
 use serde::Serialize;
 use tokio_postgres::Row;
 use tracing::instrument;
@@ -48,14 +48,14 @@ pub struct Listed {
 }
 
 pub struct PostgresBackend {
-    pool: Pool,
+    pool: Db,
     guard: Guard,
     count_hits: bool,
     statements: AtomicU64,
 }
 
 impl PostgresBackend {
-    pub fn new(pool: Pool, timeout: Duration) -> Self {
+    pub fn new(pool: Db, timeout: Duration) -> Self {
         PostgresBackend {
             pool,
             guard: Guard::new(Tier::Postgres, timeout),
@@ -83,16 +83,16 @@ impl PostgresBackend {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, KvError> {
         self.guard
-            .run(async {
+            .run(crate::db::guarded(async {
                 let client = self
                     .pool
-                    .get()
+                    .conn()
                     .await
                     .map_err(|e| KvError::Pool(e.to_string()))?;
                 let stmt = client.prepare_cached(sql).await?;
                 self.statements.fetch_add(1, Ordering::Relaxed);
                 Ok(client.query(&stmt, params).await?)
-            })
+            }))
             .await
     }
 
@@ -102,16 +102,16 @@ impl PostgresBackend {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, KvError> {
         self.guard
-            .run(async {
+            .run(crate::db::guarded(async {
                 let client = self
                     .pool
-                    .get()
+                    .conn()
                     .await
                     .map_err(|e| KvError::Pool(e.to_string()))?;
                 let stmt = client.prepare_cached(sql).await?;
                 self.statements.fetch_add(1, Ordering::Relaxed);
                 Ok(client.execute(&stmt, params).await?)
-            })
+            }))
             .await
     }
 
