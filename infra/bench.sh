@@ -3,7 +3,7 @@
 # asserts nothing.
 #
 #   infra/bench.sh                      all of the below
-#   infra/bench.sh service render ...   just those parts
+#   infra/bench.sh service render ...   just those parts (service, render, statistics, coldstart)
 #
 # Parts:
 #   service    cache hits as the runtime runs them (event bytes in, answer bytes out)
@@ -13,6 +13,10 @@
 #              to `openssl speed sha256`
 #   render     the renderer next to OpenCV and potrace on the test faces, synthetic
 #              maps and heavy maps 1024²-4096²: time, SVG bytes, heap per pixel
+#   statistics each statement behind /cache/stats, /daily, /top, /recent and
+#              Retry-After at 1 M task rows and 10 M metric rows over 100 tenants:
+#              median and p99 before migration 0006 (its indexes and view taken back
+#              in a rolled-back transaction) and after the sweep's rollup and pruning
 #   coldstart  each function's release bootstrap started 15 times against a minimal
 #              Lambda Runtime API on 127.0.0.1 (init and first invocation), and the
 #              size of each arm64 bootstrap as deployed (cargo lambda build --arm64)
@@ -24,7 +28,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PARTS=("$@")
-[ ${#PARTS[@]} -gt 0 ] || PARTS=(service render coldstart)
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(service render statistics coldstart)
 FUNCTIONS=(submit process status cache-cleanup)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -46,6 +50,11 @@ service() {
 render() {
   log "render: infra/render-bench.sh 1024 2048 4096"
   infra/render-bench.sh 1024 2048 4096
+}
+
+statistics() {
+  log "statistics: cargo bench -p facesvg --bench statistics (filling 11 M rows takes minutes)"
+  nice -n 5 cargo bench -q -p facesvg --bench statistics
 }
 
 coldstart() {
@@ -73,7 +82,7 @@ coldstart() {
 
 for part in "${PARTS[@]}"; do
   case "$part" in
-    service | render | coldstart) "$part" ;;
-    *) echo "usage: $0 [service] [render] [coldstart]" >&2; exit 2 ;;
+    service | render | statistics | coldstart) "$part" ;;
+    *) echo "usage: $0 [service] [render] [statistics] [coldstart]" >&2; exit 2 ;;
   esac
 done

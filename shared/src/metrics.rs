@@ -16,6 +16,7 @@
 //! | `LandmarksProcessed` | Count | — | process |
 //! | `CachedEntries` | Count | — | cache-cleanup (rows left after a sweep) |
 //! | `Errors` | Count | Kind | every error answer and failed task |
+//! | `Errors` | Count | Kind (`sweep_step`), Step | cache-cleanup, each failed step of a sweep |
 //!
 //! The request record doubles as the request's structured log line: it carries the
 //! route, tenant, status, cache tier, latency and request id as properties, and never
@@ -181,6 +182,19 @@ pub fn request(r: &RequestRecord<'_>) {
 pub fn error(kind: &str) {
     emit(
         &[("Kind", kind)],
+        &[Metric {
+            name: "Errors",
+            unit: "Count",
+            value: 1.0,
+        }],
+        json!({}),
+    );
+}
+
+/// A step of a sweep (`relay`, `fold_hits`, …) that failed.
+pub fn sweep_step_failed(step: &str) {
+    emit(
+        &[("Kind", "sweep_step"), ("Step", step)],
         &[Metric {
             name: "Errors",
             unit: "Count",

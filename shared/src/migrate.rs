@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "daily_performance",
         include_str!("../../migrations/0005_daily_performance.sql"),
     ),
+    (
+        6,
+        "bounded_growth",
+        include_str!("../../migrations/0006_bounded_growth.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.

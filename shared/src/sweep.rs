@@ -23,8 +23,49 @@ use crate::tasks::StoreError;
 
 pub const FAILURE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const UNUSED_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A task the sweep failed as stuck is kept at least this long (beyond a shorter
+/// `CACHE_TTL_HOURS`), so that its client reads `task_stuck` rather than 404.
+pub const STUCK_FAILURE_VISIBLE: Duration = Duration::from_secs(24 * 3600);
 /// Bounded work per run: a backlog is finished by the next scheduled runs.
 const MAX_BATCHES: usize = 50;
+
+/// One step of a sweep. Each runs on its own: one that fails does not stop the
+/// others, and fails the invocation (see [`handle_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The outbox relay.
+    Relay,
+    /// Expired rows of the general-purpose cache.
+    CacheStore,
+    /// Request counts from Redis into `request_counts`.
+    FoldRequests,
+    /// Hit counters from Redis into `task_results.cache_hits`.
+    FoldHits,
+    /// Fold markers no batch can be offered again under.
+    FoldMarkers,
+    /// Tasks open too long, failed retryably.
+    Stuck,
+    /// Expired, old failed and never-hit entries, with their objects and keys.
+    Delete,
+    /// Raw metrics rolled up by day and pruned; old daily rows pruned.
+    Retention,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Relay => "relay",
+            Step::CacheStore => "cache_store",
+            Step::FoldRequests => "fold_requests",
+            Step::FoldHits => "fold_hits",
+            Step::FoldMarkers => "fold_markers",
+            Step::Stuck => "stuck",
+            Step::Delete => "delete",
+            Step::Retention => "retention",
+        }
+    }
+}
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -41,17 +82,47 @@ pub struct SweepReport {
     pub relayed: u64,
     /// Expired rows of the general-purpose cache's `cache_store` deleted.
     pub cache_store_expired: u64,
+    /// Fold markers forgotten.
+    pub fold_markers_pruned: u64,
+    /// Metrics rolled up and rows pruned past their age.
+    pub retention: crate::tasks::retention::Retention,
     /// False when the hit counters could not be read: then nothing is judged unused.
     pub unused_rule_applied: bool,
+    /// The steps that failed; any makes the invocation fail.
+    pub failed_steps: Vec<Step>,
+    /// What went wrong, step by step (for the operator's log, never a caller's).
     pub errors: Vec<String>,
     /// True if the batch limit stopped this run before the backlog was empty.
     pub more: bool,
 }
 
-pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
+impl SweepReport {
+    /// Records that `step` failed with `error`: logged, and an `Errors` metric
+    /// naming the step.
+    fn step_failed(&mut self, step: Step, error: impl std::fmt::Display) {
+        tracing::error!(step = step.name(), error = %error, "sweep step failed");
+        crate::metrics::sweep_step_failed(step.name());
+        if !self.failed_steps.contains(&step) {
+            self.failed_steps.push(step);
+        }
+        self.errors.push(format!("{}: {error}", step.name()));
+    }
+
+    /// Whether every step ran to its end.
+    pub fn is_ok(&self) -> bool {
+        self.failed_steps.is_empty()
+    }
+}
+
+/// One full sweep. Every step runs, whatever the others did; the report says which
+/// failed.
+pub async fn run(app: &App) -> SweepReport {
     let mut report = SweepReport::default();
 
-    report.relayed = relay(app).await?;
+    match relay(app).await {
+        Ok(n) => report.relayed = n,
+        Err(e) => report.step_failed(Step::Relay, e),
+    }
     match app
         .kv_store
         .cleanup_expired(app.config.sweep_batch, MAX_BATCHES as u32)
@@ -61,47 +132,64 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
             report.cache_store_expired = c.deleted;
             report.more |= c.more;
         }
-        Err(e) => report.errors.push(format!("cache_store: {e}")),
+        Err(e) => report.step_failed(Step::CacheStore, e),
     }
-
     match fold_requests(app).await {
         Ok(n) => report.requests_folded = n,
-        Err(e) => report.errors.push(format!("folding requests: {e}")),
-    }
-    if let Err(e) = app.tasks.prune_request_folds(FOLD_MEMORY).await {
-        report.errors.push(format!("fold markers: {e}"));
+        Err(e) => report.step_failed(Step::FoldRequests, e),
     }
 
     // Fail safe: "never hit" is judged only on counts that were read and folded. With
     // Redis down, entries in use would look unused, so that rule waits a run.
-    app.outcomes.flush_counts().await;
-    match app.outcomes.redis.take_hits().await {
-        Ok(hits) => match app.tasks.add_hits(&hits).await {
-            Ok(n) => {
-                report.hits_folded = n;
-                report.unused_rule_applied = true;
-            }
-            Err(e) => report.errors.push(format!("folding hits: {e}")),
-        },
+    match fold_hits(app).await {
+        Ok(Some(n)) => {
+            report.hits_folded = n;
+            report.unused_rule_applied = true;
+        }
         // Without Redis there are no counts to judge by: the rule never applies.
-        Err(crate::cache::CacheError::Disabled) => {}
-        Err(e) => report.errors.push(format!("reading hits: {e}")),
+        Ok(None) => {}
+        Err(e) => report.step_failed(Step::FoldHits, e),
     }
-    let unused_age = report.unused_rule_applied.then_some(UNUSED_MAX_AGE);
+    match prune_fold_markers(app).await {
+        Ok(n) => report.fold_markers_pruned = n,
+        Err(e) => report.step_failed(Step::FoldMarkers, e),
+    }
 
-    report.stuck_failed = app
+    match app
         .tasks
-        .fail_stuck(app.config.stuck_after, app.config.sweep_batch)
-        .await?;
+        .fail_stuck(
+            app.config.stuck_after,
+            STUCK_FAILURE_VISIBLE,
+            app.config.sweep_batch,
+        )
+        .await
+    {
+        Ok(n) => report.stuck_failed = n,
+        Err(e) => report.step_failed(Step::Stuck, e),
+    }
 
+    if let Err(e) = delete(app, &mut report).await {
+        report.step_failed(Step::Delete, e);
+    }
+    if let Err(e) = retention(app, &mut report.retention).await {
+        report.step_failed(Step::Retention, e);
+    }
+    report.more |= report.retention.more;
+    report_entries(app).await;
+    report
+}
+
+/// Deletes expired, old failed and (when the hit counts were folded) never-hit
+/// entries in bounded batches, with their Redis keys first and S3 objects last.
+async fn delete(app: &App, report: &mut SweepReport) -> Result<(), StoreError> {
+    let unused_age = report.unused_rule_applied.then_some(UNUSED_MAX_AGE);
     for _ in 0..MAX_BATCHES {
         let swept = app
             .tasks
             .delete_sweepable(FAILURE_MAX_AGE, unused_age, app.config.sweep_batch)
             .await?;
         if swept.is_empty() {
-            report_entries(app).await;
-            return Ok(report);
+            return Ok(());
         }
         let mut keys = Vec::new();
         for row in &swept {
@@ -116,6 +204,7 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
                 .await
             {
                 Ok(()) => report.redis_keys_deleted += 2,
+                // The keys carry the entry's TTL: they expire on their own.
                 Err(e) => report
                     .errors
                     .push(format!("redis keys of {}: {e}", row.task_id)),
@@ -126,13 +215,46 @@ pub async fn run(app: &App) -> Result<SweepReport, StoreError> {
         if !keys.is_empty() {
             match app.objects.delete_many(&keys).await {
                 Ok(n) => report.s3_objects_deleted += n as u64,
+                // The bucket's lifecycle rule deletes what is left.
                 Err(e) => report.errors.push(format!("s3: {e}")),
             }
         }
     }
     report.more = true;
-    report_entries(app).await;
-    Ok(report)
+    Ok(())
+}
+
+/// Raw `processing_metrics` rows are kept this long, then only their daily
+/// aggregates (`daily_metrics`), which every statistic past the last day reads.
+pub const RAW_METRICS_KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
+/// Daily aggregates and request counts are kept this long: past the longest
+/// statistics window (90 days), a year of history for operators.
+pub const DAILY_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
+/// Days rolled up per run: a backlog (a first deploy over old metrics) is caught
+/// up by the next runs.
+const ROLLUP_DAYS_PER_RUN: u32 = 31;
+/// Rows per retention delete.
+const RETENTION_BATCH: i64 = 10_000;
+
+/// Rolls finished days of metrics up, then prunes what is past its age.
+async fn retention(
+    app: &App,
+    out: &mut crate::tasks::retention::Retention,
+) -> Result<(), StoreError> {
+    out.days_rolled_up = app.tasks.roll_up_metrics(ROLLUP_DAYS_PER_RUN).await?;
+    let (n, more) = app
+        .tasks
+        .prune_metrics(RAW_METRICS_KEEP, RETENTION_BATCH, MAX_BATCHES as u32)
+        .await?;
+    out.metric_rows_pruned = n;
+    out.more |= more;
+    let (n, more) = app
+        .tasks
+        .prune_daily(DAILY_KEEP, RETENTION_BATCH, MAX_BATCHES as u32)
+        .await?;
+    out.daily_rows_pruned = n;
+    out.more |= more;
+    Ok(())
 }
 
 /// The cache's size after a sweep, as the `CachedEntries` metric.
@@ -143,10 +265,47 @@ async fn report_entries(app: &App) {
     }
 }
 
-/// How long Postgres remembers a folded batch of request counts. Only the latest
-/// batch can ever be offered again (a fold that committed but could not delete it
-/// from Redis, retried by the next run a minute later), so a day is ample.
-const FOLD_MEMORY: Duration = Duration::from_secs(24 * 3600);
+/// How long Postgres remembers a folded batch once it is no longer in Redis. Only
+/// a batch still in Redis (a fold that committed but could not delete it) can be
+/// offered again, and its marker is kept for as long as it is there, however old
+/// ([`prune_fold_markers`]); this age only covers a fold that is deleting its batch
+/// while the markers are pruned.
+pub const FOLD_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// Forgets the fold markers older than [`FOLD_MEMORY`] whose batch is no longer in
+/// Redis. With Redis unreachable, nothing is forgotten.
+pub async fn prune_fold_markers(app: &App) -> Result<u64, FoldError> {
+    let in_progress = match app.outcomes.redis.folds_in_progress().await {
+        Ok(ids) => ids,
+        Err(crate::cache::CacheError::Disabled) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(app
+        .tasks
+        .prune_fold_markers(FOLD_MEMORY, &in_progress)
+        .await?)
+}
+
+/// Folds the hit counters gathered in Redis into the rows' `cache_hits`, by the
+/// protocol of [`fold_requests`]: moved aside, added in one transaction that records
+/// the batch id, then deleted. Returns the rows updated, or `None` without Redis.
+pub async fn fold_hits(app: &App) -> Result<Option<u64>, FoldError> {
+    app.outcomes.flush_counts().await;
+    let mut folded = 0;
+    for _ in 0..2 {
+        let batch = match app.outcomes.redis.take_hits().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(crate::cache::CacheError::Disabled) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(n) = app.tasks.add_hits(&batch.hits, Some(batch.batch)).await? {
+            folded += n;
+        }
+        app.outcomes.redis.finish_hit_fold(batch.batch).await?;
+    }
+    Ok(Some(folded))
+}
 
 /// Why request counts could not be folded; the next run folds the same batch.
 #[derive(Debug, thiserror::Error)]
@@ -225,43 +384,43 @@ pub async fn relay(app: &App) -> Result<u64, StoreError> {
     Ok(sent)
 }
 
+/// A scheduled job in which a step failed: the invocation ends as a Lambda error,
+/// so the schedule's retry policy, its dead-letter queue and the alarm see it.
+#[derive(Debug, thiserror::Error)]
+#[error("sweep steps failed: {}", .steps.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))]
+pub struct StepsFailed {
+    pub steps: Vec<Step>,
+}
+
 /// The Lambda entry: an EventBridge schedule event, the admin HTTP route
 /// (`POST /api/v1/cache/cleanup`, API Gateway payload 2.0, admin scope only), or
-/// CloudFormation's migration custom resource ([`crate::deploy`]).
-pub async fn handle_event(app: &App, event: Value) -> Value {
+/// CloudFormation's migration custom resource ([`crate::deploy`]). A scheduled job
+/// with a failed step returns `Err` (after running every other step); an HTTP call
+/// and the custom resource always get their answer.
+pub async fn handle_event(app: &App, event: Value) -> Result<Value, StepsFailed> {
     if crate::deploy::is_custom_resource(&event) {
-        return crate::deploy::handle_custom_resource(app, &event).await;
+        return Ok(crate::deploy::handle_custom_resource(app, &event).await);
     }
     let is_http = event.get("requestContext").is_some() && event.get("rawPath").is_some();
     if event.get("job").and_then(Value::as_str) == Some("relay") {
         // The minutely schedule: the outbox relay and the request counts' fold, both
         // cheap when there is nothing.
-        let folded = match fold_requests(app).await {
-            Ok(n) => json!(n),
-            Err(e) => {
-                tracing::error!(error = %e, "folding request counts failed");
-                json!({"error": e.to_string()})
-            }
-        };
-        return match relay(app).await {
-            Ok(n) => json!({"relayed": n, "requests_folded": folded}),
-            Err(e) => {
-                tracing::error!(error = %e, "relay failed");
-                json!({"error": e.to_string(), "requests_folded": folded})
-            }
-        };
+        let mut report = SweepReport::default();
+        match fold_requests(app).await {
+            Ok(n) => report.requests_folded = n,
+            Err(e) => report.step_failed(Step::FoldRequests, e),
+        }
+        match relay(app).await {
+            Ok(n) => report.relayed = n,
+            Err(e) => report.step_failed(Step::Relay, e),
+        }
+        let answer = json!({"relayed": report.relayed, "requests_folded": report.requests_folded});
+        return finished(report, answer);
     }
     if !is_http {
-        return match run(app).await {
-            Ok(report) => {
-                tracing::info!(?report, "sweep finished");
-                json!(report)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "sweep failed");
-                json!({"error": e.to_string()})
-            }
-        };
+        let report = run(app).await;
+        let answer = json!(report);
+        return finished(report, answer);
     }
     let response = match serde_json::from_value::<crate::api::event::HttpEvent>(event) {
         Err(e) => {
@@ -269,7 +428,19 @@ pub async fn handle_event(app: &App, event: Value) -> Value {
         }
         Ok(req) => crate::api::observe(req.0, async |req| admin_cleanup(app, req).await).await,
     };
-    json!(crate::api::event::HttpAnswer::from(response))
+    Ok(json!(crate::api::event::HttpAnswer::from(response)))
+}
+
+fn finished(report: SweepReport, answer: Value) -> Result<Value, StepsFailed> {
+    if report.is_ok() {
+        tracing::info!(?report, "sweep finished");
+        Ok(answer)
+    } else {
+        tracing::error!(?report, "sweep finished with failed steps");
+        Err(StepsFailed {
+            steps: report.failed_steps,
+        })
+    }
 }
 
 async fn admin_cleanup(
@@ -287,8 +458,10 @@ async fn admin_cleanup(
     if !caller.admin {
         return ApiError::Forbidden.into_response();
     }
-    match run(app).await {
-        Ok(report) => json_response(StatusCode::OK, &json!(report)),
-        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    let report = run(app).await;
+    if report.is_ok() {
+        json_response(StatusCode::OK, &json!(report))
+    } else {
+        ApiError::Unavailable(format!("{:?}", report.errors)).into_response()
     }
 }

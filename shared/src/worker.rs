@@ -189,9 +189,22 @@ async fn run_claimed(
     if let Some(expected) = &owner.inputs_sha256 {
         let json = serde_json::to_vec(&inputs).map_err(|e| RetryError::Malformed(e.to_string()))?;
         if hex::encode(crate::key::sha256(&json)) != *expected {
-            tracing::warn!(%task_id, "message inputs do not match the task's; dropping it");
-            app.tasks.release(task_id).await?;
-            return Ok(Handled::Skipped);
+            // A forged message, or one serialised by another release (a deploy with
+            // tasks in flight). Never dropped silently: the task ends as a retryable
+            // failure its client reads at once, and the next identical submit runs it
+            // again with this release's inputs.
+            tracing::warn!(%task_id, "message inputs do not match the task's");
+            crate::metrics::error("inputs_mismatch");
+            let error = TaskError {
+                code: "inputs_mismatch".into(),
+                message: "the task's queued inputs could not be verified; submit it again".into(),
+                field: None,
+                retryable: true,
+            };
+            app.tasks
+                .complete_failure(task_id, &error, 0, app.config.cache_ttl)
+                .await?;
+            return Ok(Handled::Failed);
         }
     }
 

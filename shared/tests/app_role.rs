@@ -29,9 +29,7 @@ async fn the_application_role_runs_the_pipeline_but_cannot_change_the_schema() {
     assert!(resp.batch_item_failures.is_empty());
     let again = common::submit_to(&app, Some("tenant-a"), &Form::takeo()).await;
     assert_eq!(again.status, 200, "{}", again.body);
-    let report = facesvg::sweep::run(&app)
-        .await
-        .expect("the sweep runs as the role");
+    let report = facesvg::sweep::run(&app).await;
     assert!(report.errors.is_empty(), "{report:?}");
 
     // And no DDL at all.

@@ -76,7 +76,9 @@ async fn call(
     };
     let e = event(caller, method, target, ct.as_deref(), &body);
     if target.ends_with("/cleanup") {
-        let out = facesvg::sweep::handle_event(&t.app, e).await;
+        let out = facesvg::sweep::handle_event(&t.app, e)
+            .await
+            .expect("handled");
         return Resp {
             status: out["statusCode"].as_u64().unwrap() as u16,
             headers: Default::default(),

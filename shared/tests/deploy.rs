@@ -313,7 +313,9 @@ async fn the_custom_resource_answers_only_https_s3_urls() {
     // Through the real entry point, a local http URL gets no request at all.
     let app = TestApp::spawn().await;
     let (url, got) = response_url().await;
-    let sent = facesvg::sweep::handle_event(&app.app, cfn_event("Create", &url)).await;
+    let sent = facesvg::sweep::handle_event(&app.app, cfn_event("Create", &url))
+        .await
+        .expect("handled");
     assert_eq!(sent["Status"], "SUCCESS", "the migration itself ran");
     let waited = tokio::time::timeout(std::time::Duration::from_millis(500), got).await;
     assert!(

@@ -67,7 +67,9 @@ async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
         "RequestType": "Delete", "ResponseURL": "http://127.0.0.1:9/x?X-Amz-Signature=leakcheck-7f3a",
         "StackId": "s", "RequestId": "r", "LogicalResourceId": "l",
     });
-    facesvg::sweep::handle_event(&t.app, forged).await;
+    facesvg::sweep::handle_event(&t.app, forged)
+        .await
+        .expect("handled");
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(

@@ -379,7 +379,9 @@ async fn cleanup(t: &TestApp, tenant: Option<&str>, admin: bool) -> Resp {
     if !admin && tenant.is_some() {
         event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
     }
-    let out = facesvg::sweep::handle_event(&t.app, event).await;
+    let out = facesvg::sweep::handle_event(&t.app, event)
+        .await
+        .expect("handled");
     Resp {
         status: out["statusCode"].as_u64().expect("statusCode") as u16,
         headers: out["headers"]

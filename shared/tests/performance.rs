@@ -174,7 +174,7 @@ async fn daily_and_top_report_every_number_of_three_days_and_only_the_callers() 
 
     // Hits, as the sweep folds them, with the last hit set by the test.
     tasks
-        .add_hits(&[(a1, 5), (a2, 2), (a4, 2), (b1, 100)])
+        .add_hits(&[(a1, 5), (a2, 2), (a4, 2), (b1, 100)], None)
         .await
         .unwrap();
     let (h1, h2, h4) = (
@@ -376,7 +376,7 @@ async fn request_counts_reach_postgres_once_whatever_step_a_fold_dies_in() {
 
     // The sweep folds too, and reports it.
     t.app.outcomes.count("tenant-a", hit, None).await;
-    let report = facesvg::sweep::run(&t.app).await.unwrap();
+    let report = facesvg::sweep::run(&t.app).await;
     assert_eq!(report.requests_folded, 1, "{report:?}");
     assert_eq!(requests(&t).await, 7);
 }

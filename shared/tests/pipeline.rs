@@ -150,8 +150,8 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
     for instance in [&t.app, &other, &third] {
         instance.outcomes.flush_counts().await;
     }
-    let pending = t.app.outcomes.redis.take_hits().await.unwrap();
-    assert_eq!(pending, vec![(task_uuid, 3)]);
+    let pending = t.app.outcomes.redis.take_hits().await.unwrap().unwrap();
+    assert_eq!(pending.hits, vec![(task_uuid, 3)]);
 }
 
 #[tokio::test]

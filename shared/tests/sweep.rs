@@ -116,7 +116,7 @@ async fn the_sweep_deletes_exactly_what_it_should() {
     outcome.ttl_expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
     t.app.outcomes.redis.put(&outcome).await.unwrap();
 
-    let report = facesvg::sweep::run(&t.app).await.unwrap();
+    let report = facesvg::sweep::run(&t.app).await;
     assert_eq!(
         (report.expired, report.failed, report.unused),
         (1, 1, 1),
@@ -162,7 +162,7 @@ async fn the_sweep_deletes_exactly_what_it_should() {
     );
 
     // A second run finds nothing.
-    let again = facesvg::sweep::run(&t.app).await.unwrap();
+    let again = facesvg::sweep::run(&t.app).await;
     assert_eq!(
         (
             again.expired,
@@ -196,7 +196,7 @@ async fn stuck_tasks_fail_retryably_and_a_resubmit_runs_them() {
             .unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let report = facesvg::sweep::run(&t.app).await.unwrap();
+    let report = facesvg::sweep::run(&t.app).await;
     assert_eq!(report.stuck_failed, 1);
     let s = t.status(&id).await;
     assert_eq!(s["status"], "FAILURE");
@@ -216,18 +216,23 @@ async fn the_admin_route_needs_the_admin_scope() {
     let t = TestApp::spawn().await;
     let mut event =
         common::http_event("POST", "/api/v1/cache/cleanup", Some("tenant-a"), None, b"");
-    let ok = facesvg::sweep::handle_event(&t.app, event.clone()).await;
+    let ok = facesvg::sweep::handle_event(&t.app, event.clone())
+        .await
+        .expect("handled");
     assert_eq!(ok["statusCode"], 200, "{ok}");
     let report: serde_json::Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
     assert_eq!(report["expired"], 0);
     event["requestContext"]["authorizer"]["jwt"]["scopes"] = serde_json::json!([]);
-    let denied = facesvg::sweep::handle_event(&t.app, event).await;
+    let denied = facesvg::sweep::handle_event(&t.app, event)
+        .await
+        .expect("handled");
     assert_eq!(denied["statusCode"], 403);
     // The schedule's event runs the sweep directly.
     let scheduled = facesvg::sweep::handle_event(
         &t.app,
         serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
     )
-    .await;
+    .await
+    .expect("handled");
     assert_eq!(scheduled["expired"], 0, "{scheduled}");
 }

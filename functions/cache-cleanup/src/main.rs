@@ -14,7 +14,12 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(facesvg::app::App::from_env().await?);
     run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(facesvg::sweep::handle_event(&app, event.payload).await) }
+        // A failed step is an invocation error: the schedule's retry and DLQ see it.
+        async move {
+            facesvg::sweep::handle_event(&app, event.payload)
+                .await
+                .map_err(Error::from)
+        }
     }))
     .await
 }

@@ -319,6 +319,24 @@ async fn invalidate(
     let bad = |field: &'static str, e: crate::cache::kv::KvError| {
         ApiError::from(InputError::invalid(field, e.to_string()))
     };
+    // Only a namespace this deployment caches in: each invalidated scope is a
+    // permanent field of Redis's generation hash and of every instance's memory, so
+    // their number is bounded by tenants × known namespaces, not by callers.
+    if let Some(ns) = &ask.namespace {
+        let known = &app.config.kv_ttls.namespaces;
+        if !known.contains_key(ns.as_str()) {
+            let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Err(InputError::invalid(
+                "namespace",
+                format!(
+                    "unknown namespace; this deployment caches in {}",
+                    names.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
     let report = match (ask.tag, ask.tenant, ask.namespace) {
         (Some(tag), None, None) if caller.admin => app.kv.invalidate_tag(&tag).await,
         (Some(_), _, _) if !caller.admin => return Err(ApiError::Forbidden),

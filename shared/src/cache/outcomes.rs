@@ -395,7 +395,7 @@ impl CountSender {
                 tracing::warn!(error = %e, "request counts not written");
             }
         }
-        if let Err(e) = tasks.add_hits(hits).await {
+        if let Err(e) = tasks.add_hits(hits, None).await {
             tracing::warn!(error = %e, "hit counts not written");
         }
     }

@@ -240,17 +240,24 @@ impl RedisTier {
         format!("{}:stats:{}:{}", self.prefix, tenant, day.format("%Y%m%d"))
     }
 
-    /// The batch of request counts to fold into Postgres, with its id: the batch
-    /// left by a fold that did not finish, or else the pending counts, moved aside
-    /// atomically (one script) under a new id. Requests counted meanwhile go to a
-    /// fresh pending hash. `None` when there is nothing to fold.
+    fn hits_folding_key(&self) -> String {
+        format!("{}:hits:folding", self.prefix)
+    }
+
+    /// Moves the hash `pending` aside to `folding` under a new batch id (one
+    /// script, so counts recorded meanwhile go to a fresh pending hash), unless a
+    /// batch left by a fold that did not finish is still there; returns that batch's
+    /// id and fields. `None` when there is nothing to fold.
     ///
-    /// The batch stays in Redis until [`RedisTier::finish_request_fold`]: a fold that
-    /// fails before Postgres committed loses nothing (the next run folds the same
-    /// batch), and one that fails after is not counted twice (Postgres remembers the
-    /// batch id, see `TaskStore::add_request_counts`).
-    #[instrument(skip(self))]
-    pub async fn take_request_counts(&self) -> Result<Option<RequestBatch>, CacheError> {
+    /// The batch stays in Redis until [`RedisTier::finish_fold`]: a fold that fails
+    /// before Postgres committed loses nothing (the next run folds the same batch),
+    /// and one that fails after is not counted twice (Postgres remembers the batch
+    /// id, see `TaskStore::add_request_counts` and `TaskStore::add_hits`).
+    async fn take_batch(
+        &self,
+        pending: String,
+        folding: String,
+    ) -> Result<Option<(Uuid, Vec<(String, String)>)>, CacheError> {
         const TAKE: &str = r"
             if redis.call('EXISTS', KEYS[2]) == 0 then
                 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
@@ -258,13 +265,12 @@ impl RedisTier {
                 redis.call('HSET', KEYS[2], '_batch', ARGV[1])
             end
             return redis.call('HGETALL', KEYS[2])";
-        let keys = [self.requests_key(), self.requests_folding_key()];
         let new_batch = Uuid::new_v4().to_string();
-        let fields: Vec<(String, String)> = self
+        let mut fields: Vec<(String, String)> = self
             .call(|mut c| async move {
                 redis::Script::new(TAKE)
-                    .key(&keys[0])
-                    .key(&keys[1])
+                    .key(&pending)
+                    .key(&folding)
                     .arg(&new_batch)
                     .invoke_async(&mut c)
                     .await
@@ -273,38 +279,26 @@ impl RedisTier {
         if fields.is_empty() {
             return Ok(None);
         }
-        let mut batch = None;
-        let mut counts = Vec::new();
-        for (field, n) in fields {
-            if field == "_batch" {
-                batch = Uuid::parse_str(&n).ok();
-                continue;
-            }
-            match parse_request_field(&field, &n) {
-                Some(c) => counts.push(c),
-                None => tracing::warn!(field, value = n, "unreadable request count skipped"),
-            }
-        }
-        let batch = batch.ok_or_else(|| {
-            CacheError::Corrupt("request counts being folded carry no batch id".into())
-        })?;
-        Ok(Some(RequestBatch { batch, counts }))
+        let at = fields.iter().position(|(f, _)| f == "_batch");
+        let batch = at
+            .map(|i| fields.swap_remove(i).1)
+            .and_then(|b| Uuid::parse_str(&b).ok())
+            .ok_or_else(|| CacheError::Corrupt("counts being folded carry no batch id".into()))?;
+        Ok(Some((batch, fields)))
     }
 
-    /// Deletes the folded batch `batch` (and nothing newer).
-    #[instrument(skip(self))]
-    pub async fn finish_request_fold(&self, batch: Uuid) -> Result<(), CacheError> {
+    /// Deletes the folded batch `batch` from `folding` (and nothing newer).
+    async fn finish_fold(&self, folding: String, batch: Uuid) -> Result<(), CacheError> {
         const FINISH: &str = r"
             if redis.call('HGET', KEYS[1], '_batch') == ARGV[1] then
                 redis.call('DEL', KEYS[1])
             end
             return 0";
-        let key = self.requests_folding_key();
         let batch = batch.to_string();
         let _: i64 = self
             .call(|mut c| async move {
                 redis::Script::new(FINISH)
-                    .key(&key)
+                    .key(&folding)
                     .arg(&batch)
                     .invoke_async(&mut c)
                     .await
@@ -313,43 +307,81 @@ impl RedisTier {
         Ok(())
     }
 
-    /// Takes the pending hit counters. The hash is renamed first, so hits recorded
-    /// while the sweep runs go to a fresh hash and none is counted twice or lost.
+    /// The batch of request counts to fold into Postgres (see [`Self::take_batch`]).
     #[instrument(skip(self))]
-    pub async fn take_hits(&self) -> Result<Vec<(Uuid, i64)>, CacheError> {
-        let key = self.hits_key();
-        let folding = format!("{}:hits:folding:{}", self.prefix, Uuid::new_v4());
-        let renamed: Result<(), CacheError> = {
-            let (key, folding) = (key.clone(), folding.clone());
-            self.call(|mut c| async move {
-                redis::cmd("RENAME")
-                    .arg(&key)
-                    .arg(&folding)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await
+    pub async fn take_request_counts(&self) -> Result<Option<RequestBatch>, CacheError> {
+        let Some((batch, fields)) = self
+            .take_batch(self.requests_key(), self.requests_folding_key())
+            .await?
+        else {
+            return Ok(None);
         };
-        match renamed {
-            Ok(()) => {}
-            // "no such key": nothing to fold.
-            Err(CacheError::Redis(e)) if e.to_string().contains("no such key") => {
-                return Ok(Vec::new())
+        let mut counts = Vec::new();
+        for (field, n) in fields {
+            match parse_request_field(&field, &n) {
+                Some(c) => counts.push(c),
+                None => tracing::warn!(field, value = n, "unreadable request count skipped"),
             }
-            Err(e) => return Err(e),
         }
-        let f = folding.clone();
-        let all: Vec<(String, i64)> = self
-            .call(|mut c| async move { redis::cmd("HGETALL").arg(&f).query_async(&mut c).await })
-            .await?;
-        let _: i64 = self
-            .call(|mut c| async move { redis::cmd("DEL").arg(&folding).query_async(&mut c).await })
-            .await?;
-        Ok(all
+        Ok(Some(RequestBatch { batch, counts }))
+    }
+
+    /// Deletes the folded batch `batch` of request counts (and nothing newer).
+    #[instrument(skip(self))]
+    pub async fn finish_request_fold(&self, batch: Uuid) -> Result<(), CacheError> {
+        self.finish_fold(self.requests_folding_key(), batch).await
+    }
+
+    /// The batch of hit counters to fold into Postgres, by the same protocol as the
+    /// request counts: moved aside, committed with its id, then deleted.
+    #[instrument(skip(self))]
+    pub async fn take_hits(&self) -> Result<Option<HitBatch>, CacheError> {
+        let Some((batch, fields)) = self
+            .take_batch(self.hits_key(), self.hits_folding_key())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let hits = fields
             .into_iter()
-            .filter_map(|(id, n)| Uuid::parse_str(&id).ok().map(|id| (id, n)))
+            .filter_map(|(id, n)| Some((Uuid::parse_str(&id).ok()?, n.parse::<i64>().ok()?)))
+            .collect();
+        Ok(Some(HitBatch { batch, hits }))
+    }
+
+    /// Deletes the folded batch `batch` of hit counters (and nothing newer).
+    #[instrument(skip(self))]
+    pub async fn finish_hit_fold(&self, batch: Uuid) -> Result<(), CacheError> {
+        self.finish_fold(self.hits_folding_key(), batch).await
+    }
+
+    /// The ids of the batches moved aside and not yet finished: Postgres must keep
+    /// remembering them (see `TaskStore::prune_fold_markers`).
+    #[instrument(skip(self))]
+    pub async fn folds_in_progress(&self) -> Result<Vec<Uuid>, CacheError> {
+        let keys = [self.requests_folding_key(), self.hits_folding_key()];
+        let ids: Vec<Option<String>> = self
+            .call(|mut c| async move {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGET").arg(k).arg("_batch");
+                }
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        Ok(ids
+            .into_iter()
+            .flatten()
+            .filter_map(|b| Uuid::parse_str(&b).ok())
             .collect())
     }
+}
+
+/// Hit counters taken from Redis for folding into Postgres.
+#[derive(Debug)]
+pub struct HitBatch {
+    pub batch: Uuid,
+    pub hits: Vec<(Uuid, i64)>,
 }
 
 /// Request counts taken from Redis for folding into Postgres.

@@ -73,9 +73,9 @@ pub async fn submit(
     tracing::Span::current().record("input_hash", hash.as_str());
     let cache = &app.outcomes;
 
-    // At most two passes: a row inserted concurrently by another submit is looked at
-    // once more.
-    for _ in 0..2 {
+    // At most three passes: a row inserted, reopened or deleted concurrently by
+    // another submit or the sweep is looked at again.
+    for _ in 0..3 {
         let row = match cache.by_hash(&app.tasks, tenant, &hash).await? {
             Found::Hit(outcome, tier) => {
                 cache
@@ -120,7 +120,6 @@ pub async fn submit(
                 }
             }
         };
-        cache.count(tenant, Answer::Miss, None).await;
         if row.status == TaskStatus::Failure || row.is_expired() {
             // A retryable failure (lost or stuck), or an entry past its TTL that the
             // sweep has not deleted yet: run it again with these inputs.
@@ -137,13 +136,20 @@ pub async fn submit(
                 .await?
             {
                 send(app, row.task_id, &prepared).await;
+                cache.count(tenant, Answer::Miss, None).await;
+                return Ok(SubmitOutcome::Accepted {
+                    task_id: row.task_id,
+                    status: TaskStatus::Pending,
+                    deduplicated: false,
+                });
             }
-            return Ok(SubmitOutcome::Accepted {
-                task_id: row.task_id,
-                status: TaskStatus::Pending,
-                deduplicated: false,
-            });
+            // The row changed in between: another submit reopened it, or the sweep
+            // deleted it. Answer from what is there now, never with a task id that
+            // nothing will run. (A claim-check object stays: a concurrent reopen of
+            // the same task may use the same key; the lifecycle rule removes it.)
+            continue;
         }
+        cache.count(tenant, Answer::Miss, None).await;
         // Open task. If its message was never confirmed, its submitter may have died
         // between insert and send: send it again (process is idempotent).
         let unconfirmed = row.enqueued_at.is_none()

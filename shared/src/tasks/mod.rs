@@ -9,6 +9,7 @@
 
 pub mod metrics;
 pub mod results;
+pub mod retention;
 pub mod stages;
 
 use std::sync::Arc;

@@ -20,9 +20,74 @@ const COLUMNS: &str = "task_id, tenant, input_hash, status, result, svg_s3_key, 
 pub const SUCCESS_METRIC: &str = "processing_ms";
 pub const FAILURE_METRIC: &str = "failure_ms";
 
+/// The statements behind the statistics routes and `Retry-After`, by name: their
+/// plans are checked (no sequential scan of a large table) by `tests/plans.rs` and
+/// timed by `benches/statistics.rs`.
+const MEDIAN_COMPLETION: &str = "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FROM (
+                         SELECT extract(epoch FROM completed_at - submitted_at)::float8 AS secs
+                         FROM task_results WHERE status = 'SUCCESS' AND completed_at IS NOT NULL
+                         ORDER BY completed_at DESC LIMIT 200) recent";
+const STATS_BY_STATUS: &str = "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8,
+                            count(*) FILTER (WHERE status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now())
+                     FROM task_results WHERE tenant = $1 GROUP BY status";
+const STATS_TIMES: &str = "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
+                     FROM task_results
+                     WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)";
+const DAILY: &str = "SELECT date, requests, hits_l0, hits_redis, hits_postgres, hits, hit_ratio_percent,
+                            renders, failures, processing_ms_avg, processing_ms_p50, processing_ms_p95
+                     FROM cache_performance
+                     WHERE tenant = $1 AND date > (now() AT TIME ZONE 'UTC')::date - $2::int
+                     ORDER BY date DESC";
+const TOP: &str = "SELECT left(input_hash, 12), cache_hits,
+                            COALESCE(jsonb_array_length(result->'regions'), 0)::int8, last_hit_at
+                     FROM task_results
+                     WHERE tenant = $1 AND status = 'SUCCESS' AND cache_hits > 0 AND ttl_expires_at > now()
+                     ORDER BY cache_hits DESC, last_hit_at DESC NULLS LAST, input_hash
+                     LIMIT $2";
+const STAGE_TIMINGS: &str = "SELECT metric_name, sum(n)::int8, (sum(total) / sum(n))::float8, min(lo), max(hi), max(p95)
+                     FROM (
+                         SELECT metric_name, count AS n, sum AS total, min AS lo, max AS hi, p95
+                         FROM daily_metrics
+                         WHERE tenant = $1 AND metric_name = ANY($3)
+                           AND day >= (now() AT TIME ZONE 'UTC')::date - $2::int + 1
+                           AND day <= (SELECT rolled_through FROM metrics_rollup)
+                         UNION ALL
+                         SELECT metric_name, count(*), sum(value), min(value), max(value),
+                                percentile_cont(0.95) WITHIN GROUP (ORDER BY value)
+                         FROM processing_metrics
+                         WHERE tenant = $1 AND metric_name = ANY($3)
+                           AND recorded_at >= (SELECT greatest((now() AT TIME ZONE 'UTC')::date - $2::int + 1,
+                                                               rolled_through + 1)::timestamp AT TIME ZONE 'UTC'
+                                               FROM metrics_rollup)
+                         GROUP BY metric_name
+                     ) s
+                     GROUP BY metric_name";
+
+/// A tenant's latest tasks (`$1` tenant, `$2` limit).
+fn recent_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2"
+    )
+}
+
+/// Every statement behind `/cache/stats`, `/daily`, `/top`, `/recent` and the
+/// `Retry-After` advice, with its name. Parameters: `$1` the tenant (text), `$2` a
+/// window in days (int4) or a row limit (int8), `$3` the stage metrics (text[]).
+pub fn statistics_statements() -> Vec<(&'static str, String)> {
+    vec![
+        ("stats_by_status", STATS_BY_STATUS.to_owned()),
+        ("stats_times", STATS_TIMES.to_owned()),
+        ("stage_timings", STAGE_TIMINGS.to_owned()),
+        ("daily", DAILY.to_owned()),
+        ("top", TOP.to_owned()),
+        ("recent", recent_sql()),
+        ("median_completion", MEDIAN_COMPLETION.to_owned()),
+    ]
+}
+
 #[derive(Clone)]
 pub struct TaskStore {
-    pool: Db,
+    pub(super) pool: Db,
     /// Deadline of one call (pool wait, connect and queries together), shortened by
     /// the invocation's own deadline (see [`crate::deadline`]).
     timeout: Duration,
@@ -111,7 +176,7 @@ pub struct TenantStats {
     pub processing_ms_max: Option<i32>,
 }
 
-fn secs(d: Duration) -> f64 {
+pub(super) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
@@ -159,7 +224,7 @@ impl TaskStore {
     /// connection and cancels its statement ([`crate::db`]): a transaction cut off
     /// midway is rolled back by Postgres, so nothing is half-written, and no
     /// connection still running a statement goes back to the pool.
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -346,15 +411,7 @@ impl TaskStore {
     pub async fn median_completion(&self) -> Result<Option<Duration>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
-            let row = client
-                .query_one(
-                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FROM (
-                         SELECT extract(epoch FROM completed_at - submitted_at)::float8 AS secs
-                         FROM task_results WHERE status = 'SUCCESS' AND completed_at IS NOT NULL
-                         ORDER BY completed_at DESC LIMIT 200) recent",
-                    &[],
-                )
-                .await?;
+            let row = client.query_one(MEDIAN_COMPLETION, &[]).await?;
             let secs: Option<f64> = row.try_get(0)?;
             Ok(secs
                 .filter(|s| s.is_finite() && *s >= 0.0)
@@ -581,15 +638,7 @@ impl TaskStore {
         self.bounded(async move {
             let client = self.pool.conn().await?;
             let mut stats = TenantStats::default();
-            for row in client
-                .query(
-                    "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8,
-                            count(*) FILTER (WHERE status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now())
-                     FROM task_results WHERE tenant = $1 GROUP BY status",
-                    &[&tenant],
-                )
-                .await?
-            {
+            for row in client.query(STATS_BY_STATUS, &[&tenant]).await? {
                 let n: i64 = row.try_get(1)?;
                 stats.entries += n;
                 stats.by_status.insert(row.try_get(0)?, n);
@@ -598,12 +647,7 @@ impl TaskStore {
                 stats.expired_entries += row.try_get::<_, i64>(4)?;
             }
             let times = client
-                .query_one(
-                    "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
-                     FROM task_results
-                     WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)",
-                    &[&tenant, &(days as i32)],
-                )
+                .query_one(STATS_TIMES, &[&tenant, &(days as i32)])
                 .await?;
             stats.processing_ms_avg = times.try_get(0)?;
             stats.processing_ms_min = times.try_get(1)?;
@@ -618,7 +662,7 @@ impl TaskStore {
     pub async fn recent(&self, tenant: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
-            let sql = format!("SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2");
+            let sql = recent_sql();
             client
                 .query(&sql, &[&tenant, &limit])
                 .await?
@@ -629,23 +673,38 @@ impl TaskStore {
         .await
     }
 
-    /// Adds hit counts gathered in Redis (write-behind) to the rows.
+    /// Adds hit counts gathered in Redis (write-behind) to the rows, in one
+    /// transaction. With a `batch` (a fold of Redis's counters), a batch already
+    /// added is skipped and `None` returned: folding the same batch twice never
+    /// counts it twice. Otherwise, the rows updated.
     #[instrument(skip(self, hits), fields(n = hits.len()), err)]
-    pub async fn add_hits(&self, hits: &[(Uuid, i64)]) -> Result<u64, StoreError> {
+    pub async fn add_hits(
+        &self,
+        hits: &[(Uuid, i64)],
+        batch: Option<Uuid>,
+    ) -> Result<Option<u64>, StoreError> {
+        if hits.is_empty() && batch.is_none() {
+            return Ok(Some(0));
+        }
+        let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
+        let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
         self.bounded(async move {
-            if hits.is_empty() {
-                return Ok(0);
+            let mut client = self.pool.conn().await?;
+            let tx = client.transaction().await?;
+            if let Some(batch) = batch {
+                if !mark_folded(&tx, batch).await? {
+                    return Ok(None);
+                }
             }
-            let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
-            let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
-            let client = self.pool.conn().await?;
-            Ok(client
+            let n = tx
                 .execute(
                     "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
                      FROM unnest($1::uuid[], $2::int8[]) AS h(id, n) WHERE t.task_id = h.id",
                     &[&ids, &counts],
                 )
-                .await?)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(n))
         })
         .await
     }
@@ -701,8 +760,15 @@ impl TaskStore {
 
     /// Fails (retryably) tasks that stayed open longer than `stuck_after`: their
     /// message was lost or kept failing. The next identical submit runs them again.
+    /// Each failure stays at least `visible` before the sweep may delete it as
+    /// expired, so that its client reads `task_stuck`, not 404.
     #[instrument(skip(self), err)]
-    pub async fn fail_stuck(&self, stuck_after: Duration, batch: i64) -> Result<u64, StoreError> {
+    pub async fn fail_stuck(
+        &self,
+        stuck_after: Duration,
+        visible: Duration,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
             let error = serde_json::to_value(TaskError {
@@ -716,7 +782,8 @@ impl TaskStore {
             Ok(client
                 .execute(
                     "WITH failed AS (
-                         UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now()
+                         UPDATE task_results SET status = 'FAILURE', error = $1, completed_at = now(),
+                                ttl_expires_at = greatest(ttl_expires_at, now() + make_interval(secs => $5))
                          WHERE task_id IN (
                              SELECT task_id FROM task_results
                              WHERE status IN ('PENDING', 'PROCESSING')
@@ -726,12 +793,27 @@ impl TaskStore {
                      INSERT INTO processing_metrics (metric_name, value, component, task_id, tenant)
                      SELECT $4, extract(epoch FROM now() - submitted_at) * 1000, 'cleanup', task_id, tenant
                      FROM failed",
-                    &[&error, &secs(stuck_after), &batch, &FAILURE_METRIC],
+                    &[&error, &secs(stuck_after), &batch, &FAILURE_METRIC, &secs(visible)],
                 )
                 .await?)
         })
         .await
     }
+}
+
+/// Records that the fold of `batch` (request counts or hit counters) was added, in
+/// the caller's transaction; `false` if it was added before.
+async fn mark_folded(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: Uuid,
+) -> Result<bool, StoreError> {
+    let fresh = tx
+        .execute(
+            "INSERT INTO request_count_folds (batch) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&batch],
+        )
+        .await?;
+    Ok(fresh == 1)
 }
 
 /// One day of a tenant's `cache_performance` view.
@@ -785,13 +867,7 @@ impl TaskStore {
             let mut client = self.pool.conn().await?;
             let tx = client.transaction().await?;
             if let Some(batch) = batch {
-                let fresh = tx
-                    .execute(
-                        "INSERT INTO request_count_folds (batch) VALUES ($1) ON CONFLICT DO NOTHING",
-                        &[&batch],
-                    )
-                    .await?;
-                if fresh == 0 {
+                if !mark_folded(&tx, batch).await? {
                     return Ok(false);
                 }
             }
@@ -816,16 +892,21 @@ impl TaskStore {
         .await
     }
 
-    /// Forgets fold markers older than `age`: only the latest batch can be folded
-    /// again, so a day is far more than enough.
+    /// Forgets fold markers older than `age`, except those of the batches in
+    /// `in_progress` (still in Redis, so they may be offered again however old).
     #[instrument(skip(self), err)]
-    pub async fn prune_request_folds(&self, age: Duration) -> Result<u64, StoreError> {
+    pub async fn prune_fold_markers(
+        &self,
+        age: Duration,
+        in_progress: &[Uuid],
+    ) -> Result<u64, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
             Ok(client
                 .execute(
-                    "DELETE FROM request_count_folds WHERE folded_at < now() - make_interval(secs => $1)",
-                    &[&secs(age)],
+                    "DELETE FROM request_count_folds
+                     WHERE folded_at < now() - make_interval(secs => $1) AND NOT (batch = ANY($2))",
+                    &[&secs(age), &in_progress],
                 )
                 .await?)
         })
@@ -842,16 +923,7 @@ impl TaskStore {
     ) -> Result<Vec<DailyPerformance>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
-            let rows = client
-                .query(
-                    "SELECT date, requests, hits_l0, hits_redis, hits_postgres, hits, hit_ratio_percent,
-                            renders, failures, processing_ms_avg, processing_ms_p50, processing_ms_p95
-                     FROM cache_performance
-                     WHERE tenant = $1 AND date > (now() AT TIME ZONE 'UTC')::date - $2::int
-                     ORDER BY date DESC",
-                    &[&tenant, &(days as i32)],
-                )
-                .await?;
+            let rows = client.query(DAILY, &[&tenant, &(days as i32)]).await?;
             rows.iter()
                 .map(|r| {
                     Ok(DailyPerformance {
@@ -879,17 +951,7 @@ impl TaskStore {
     pub async fn top(&self, tenant: &str, limit: i64) -> Result<Vec<TopEntry>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
-            let rows = client
-                .query(
-                    "SELECT left(input_hash, 12), cache_hits,
-                            COALESCE(jsonb_array_length(result->'regions'), 0)::int8, last_hit_at
-                     FROM task_results
-                     WHERE tenant = $1 AND status = 'SUCCESS' AND cache_hits > 0 AND ttl_expires_at > now()
-                     ORDER BY cache_hits DESC, last_hit_at DESC NULLS LAST, input_hash
-                     LIMIT $2",
-                    &[&tenant, &limit],
-                )
-                .await?;
+            let rows = client.query(TOP, &[&tenant, &limit]).await?;
             rows.iter()
                 .map(|r| {
                     Ok(TopEntry {
@@ -904,8 +966,11 @@ impl TaskStore {
         .await
     }
 
-    /// Average, min, max and p95 of each stage over `tenant`'s tasks recorded in the
-    /// last `days` days, keyed by stage name; stages never measured are absent.
+    /// Count, average, min, max and p95 of each stage over `tenant`'s tasks recorded
+    /// in the `days` UTC days up to today, keyed by stage name; stages never measured
+    /// are absent. Days already rolled up are read from their daily aggregates
+    /// (count, average, min and max stay exact; a window that spans several days
+    /// reports the largest p95 among them), the rest from the raw rows.
     #[instrument(skip(self), err)]
     pub async fn stage_timings(
         &self,
@@ -916,15 +981,7 @@ impl TaskStore {
         self.bounded(async move {
             let client = self.pool.conn().await?;
             let rows = client
-                .query(
-                    "SELECT metric_name, count(*), avg(value), min(value), max(value),
-                            percentile_cont(0.95) WITHIN GROUP (ORDER BY value)
-                     FROM processing_metrics
-                     WHERE tenant = $1 AND recorded_at > now() - make_interval(days => $2)
-                       AND metric_name = ANY($3)
-                     GROUP BY metric_name",
-                    &[&tenant, &(days as i32), &names],
-                )
+                .query(STAGE_TIMINGS, &[&tenant, &(days as i32), &names])
                 .await?;
             let mut out = std::collections::BTreeMap::new();
             for r in &rows {
