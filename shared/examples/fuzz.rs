@@ -430,7 +430,7 @@ fn run_labelmap(data: &[u8], limits: &Limits) -> Outcome {
             )
         })
         .unwrap_or((1, 1));
-    let (w, h) = if data.len() % 8 == 0 {
+    let (w, h) = if data.len().is_multiple_of(8) {
         (claimed.0 ^ 1, claimed.1)
     } else {
         claimed
@@ -701,8 +701,10 @@ fn message(rng: &mut Rng) -> String {
     let (w, h) = FACE;
     let landmarks = Landmarks::parse(pts(68, w, h, rng).as_bytes(), w, h, &Limits::default())
         .expect("generated points");
-    let mut params = RenderParams::default();
-    params.opacity_milli = rng.below(1001) as u16;
+    let params = RenderParams {
+        opacity_milli: rng.below(1001) as u16,
+        ..RenderParams::default()
+    };
     let map = rng.chance(2).then(|| {
         let mut data = label_png(rng, false);
         // Most maps match the photo's size so that their pixels are read.
@@ -967,7 +969,7 @@ fn fuzz(target: Target, executions: u64, max_seconds: Option<u64>, seed: u64) ->
     let mut queue: Vec<Vec<u8>> = corpus.clone();
     let deadline = max_seconds.map(|s| clock + Duration::from_secs(s));
     while report.executions < executions {
-        if report.executions % 4096 == 0 && deadline.is_some_and(|d| Instant::now() > d) {
+        if report.executions.is_multiple_of(4096) && deadline.is_some_and(|d| Instant::now() > d) {
             break;
         }
         let input = match queue.pop() {

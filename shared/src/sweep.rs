@@ -4,11 +4,15 @@
 //! gathered in Redis are folded into Postgres's `request_counts` ([`fold_requests`]),
 //! which the daily view reads: one writer for the table, each batch added once.
 //!
-//! In order: fold the write-behind hit counters from Redis into Postgres (so that
-//! "never hit" is judged on fresh numbers), fail tasks stuck open, then delete in
-//! bounded batches the rows past their TTL, failures older than 7 days and never-hit
-//! rows older than 30 days. Each deleted row's Redis keys go first and its S3
-//! objects last: an S3 object whose row is gone is harmless (and the bucket's
+//! A sweep runs its [`Step`]s in order, each on its own: relay unsent messages,
+//! delete expired `cache_store` rows, fold the request counts and the write-behind hit
+//! counters (so that "never hit" is judged on fresh numbers), prune fold markers, fail
+//! tasks stuck open, then delete in bounded batches the rows past their TTL, failures
+//! older than 7 days and never-hit rows older than 30 days, and finally roll metrics
+//! up and prune them ([`crate::tasks::retention`]). A step that fails does not stop
+//! the others; it is logged, counted (`Errors` by `Step`) and makes the scheduled
+//! invocation fail ([`handle_event`]). Each deleted row's Redis keys go first and its
+//! S3 objects last: an S3 object whose row is gone is harmless (and the bucket's
 //! lifecycle rule is the safety net), a row whose SVG is gone would not be.
 
 use std::time::Duration;

@@ -1015,7 +1015,7 @@ async fn pages_are_self_contained_and_their_policy_admits_them() {
             assert_eq!(html.matches(open).count(), 1, "{route}: one {open}");
             let start = html.find(open).unwrap() + open.len();
             let end = html[start..].find(close).unwrap() + start;
-            let digest = Sha256::digest(html[start..end].as_bytes());
+            let digest = Sha256::digest(&html.as_bytes()[start..end]);
             let hash = format!(
                 "'sha256-{}'",
                 base64::engine::general_purpose::STANDARD.encode(digest)

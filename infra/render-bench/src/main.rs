@@ -59,8 +59,10 @@ fn rasterise(element: &str, w: u32, h: u32) -> Vec<bool> {
     let svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\">{element}</svg>"
     );
-    let mut opts = usvg::Options::default();
-    opts.shape_rendering = usvg::ShapeRendering::CrispEdges;
+    let opts = usvg::Options {
+        shape_rendering: usvg::ShapeRendering::CrispEdges,
+        ..usvg::Options::default()
+    };
     let tree = usvg::Tree::from_str(&svg, &opts).expect("SVG parses");
     let mut pixmap = tiny_skia::Pixmap::new(w, h).expect("pixmap");
     resvg::render(
@@ -283,5 +285,5 @@ fn main() {
         }
     }
     println!("\nheap/px: the most heap one facesvg render held beyond its input map (the SVG included), in bytes per pixel of the map; -SVG/px: the same less the SVG's bytes (goal: at most 3).");
-    println!("facesvg: Rust, in-process median; OpenCV {}: Python, in-process median (masks + contours + SVG text); potrace: CLI per label, wall time incl. process starts.", "5.0");
+    println!("facesvg: Rust, in-process median; OpenCV 5.0: Python, in-process median (masks + contours + SVG text); potrace: CLI per label, wall time incl. process starts.");
 }

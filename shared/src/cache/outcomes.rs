@@ -153,7 +153,7 @@ impl OutcomeCache {
             Ok(None) | Err(CacheError::Disabled) => {}
             Err(e) => tracing::warn!(error = %e, "redis tier skipped"),
         }
-        self.from_row(tasks.find_by_hash(tenant, input_hash).await?)
+        self.resolve_row(tasks.find_by_hash(tenant, input_hash).await?)
             .await
     }
 
@@ -186,13 +186,13 @@ impl OutcomeCache {
             Ok(None) | Err(CacheError::Disabled) => {}
             Err(e) => tracing::warn!(error = %e, "redis tier skipped"),
         }
-        match self.from_row(tasks.get(tenant, task_id).await?).await? {
+        match self.resolve_row(tasks.get(tenant, task_id).await?).await? {
             Found::Row(row) if row.is_expired() => Ok(Found::Absent),
             found => Ok(found),
         }
     }
 
-    async fn from_row(&self, row: Option<TaskRow>) -> Result<Found, StoreError> {
+    async fn resolve_row(&self, row: Option<TaskRow>) -> Result<Found, StoreError> {
         let Some(row) = row else {
             return Ok(Found::Absent);
         };

@@ -119,9 +119,9 @@ pub fn render_within(
     // most once more (for landmarks): the SVG's budget is its size.
     let traced_bytes = traced.as_ref().map_or(0, |(_, p)| p.bytes);
     let mut svg = String::with_capacity(16 * 1024 + traced_bytes + traced_bytes / 8);
-    let _ = write!(
+    let _ = writeln!(
         svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">\n",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">",
         num(crop.x),
         num(crop.y),
         num(crop.width),
@@ -384,7 +384,7 @@ fn push_half(out: &mut String, v: i64, separate: bool) {
         out.push('-');
     }
     let whole = a / 2;
-    if a % 2 == 0 {
+    if a.is_multiple_of(2) {
         let _ = write!(out, "{whole}");
     } else if whole == 0 {
         out.push_str(".5");

@@ -106,7 +106,7 @@ pub fn simplify_into(
     // Dense candidates: vertex i at 2i, midpoint of edge i at 2i + 1.
     let dense = |k: usize| -> P {
         let i = k / 2;
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             (2 * vertices[i].0, 2 * vertices[i].1)
         } else {
             (
@@ -146,7 +146,7 @@ pub fn simplify_into(
         let mut b = a + 2;
         while b <= last && b - a <= MAX_SPAN {
             let vb = b / 2; // vertex at or just before b
-            while coned + 1 <= vb && coned < n {
+            while coned < vb && coned < n {
                 for &(c, right) in groups[coned].iter().flatten() {
                     let u = sub(c, pa);
                     cone = cone.cut(if right { (-u.0, -u.1) } else { u });
@@ -172,7 +172,7 @@ pub fn simplify_into(
                 cone.contains(sub(pb, pa)) && valid(prev, pa, pb, unique.map(|(_, &i)| &groups[i]));
             if ok {
                 best = b;
-                if b % 2 == 0 {
+                if b.is_multiple_of(2) {
                     best_vertex = b;
                 }
             } else if b > best + 2 {

@@ -503,7 +503,7 @@ fn follow(
         sides[(py * w + px) as usize] &= !side;
         // Vertices lie within 0..=width and 0..=height, both u32.
         edges.push(((v.0 as u32, v.1 as u32), grid.across(v, d)));
-        if edges.len() % 4096 == 0 {
+        if edges.len().is_multiple_of(4096) {
             budget.check(Limit::LoopEdges, edges.len() as u64)?;
         }
         v = d.step(v);

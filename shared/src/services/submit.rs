@@ -28,6 +28,9 @@ use crate::RENDERER_VERSION;
 /// this long (its first submitter may have died); the relay does it too.
 const UNCONFIRMED_ENQUEUE_SECS: i64 = 30;
 
+// Returned once per request and matched at once: boxing the outcome would add an
+// allocation to every hit for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum SubmitOutcome {
     /// A finished outcome (a success, or a cached deterministic failure).
