@@ -40,6 +40,7 @@ import collections
 import http
 import itertools
 import json
+import os
 import re
 import resource
 import sys
@@ -47,25 +48,21 @@ import time
 import urllib.parse
 import uuid
 
-# The API: (method, path pattern, function). One table; the SAM template declares the
-# same routes. Everything here runs on `status` but the admin sweep.
-ROUTES = [
-    ("POST", r"/api/v1/frontal/crop/submit", "submit"),
-    ("POST", r"/api/v1/frontal/crop/uploads", "submit"),
-    ("GET", r"/api/v1/frontal/crop/status/[^/]+", "status"),
-    ("GET", r"/api/v1/frontal/crop/result/[^/]+\.svg", "status"),
-    ("GET", r"/api/v1/cache/stats", "status"),
-    ("GET", r"/api/v1/cache/recent", "status"),
-    ("GET", r"/api/v1/cache/daily", "status"),
-    ("GET", r"/api/v1/cache/top", "status"),
-    ("POST", r"/api/v1/cache/invalidate", "status"),
-    ("DELETE", r"/api/v1/cache/invalidate", "status"),
-    ("POST", r"/api/v1/cache/cleanup", "cache-cleanup"),
-    ("GET", r"/health", "status"),
-    ("GET", r"/openapi.json", "status"),
-    ("GET", r"/docs", "status"),
-    ("GET", r"/viewer", "status"),
-]
+# The API: the route table of the code (facesvg::api::routes), as written to
+# infra/routes.json by `cargo run -q -p facesvg --bin facesvg-routes` (tests/routes.rs
+# keeps the file current). The SAM template and openapi.json are checked against the
+# same table.
+def _pattern(template):
+    """A route template as a regex: `{name}` is one non-empty segment, `{name}.svg`
+    one ending in `.svg`."""
+    return "".join(
+        re.escape(part) if not part.startswith("{") else "[^/]+" + re.escape(part.split("}", 1)[1])
+        for part in re.split(r"(\{[^}]+\}[^/]*)", template)
+    )
+
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "routes.json")) as _f:
+    ROUTES = [(r["method"], _pattern(r["path"]), r["function"]) for r in json.load(_f)]
 _ROUTES = [(m, re.compile(f"^{p}$"), fn) for m, p, fn in ROUTES]
 FUNCTIONS = sorted({fn for _, _, fn in ROUTES} | {"process"})
 
@@ -550,15 +547,17 @@ async def sqs_poller(cfg, stop, index):
                 fn.release()
 
 
-async def scheduler(cfg, stop):
+async def scheduler(cfg, stop, every, make_event):
+    """Invokes cache-cleanup with `make_event()` every `every` seconds, as one of the
+    template's schedules does."""
     fn = ALL["cache-cleanup"]
     while True:
         try:
-            await asyncio.wait_for(stop.wait(), cfg.cleanup_every)
+            await asyncio.wait_for(stop.wait(), every)
             return
         except asyncio.TimeoutError:
             pass
-        event = scheduled_event()
+        event = make_event()
         try:
             await fn.acquire(bounded=False)
             status, body = await fn.invoke(json.dumps(event).encode())
@@ -587,6 +586,8 @@ async def main():
     p.add_argument("--lambda-url", default="http://127.0.0.1:9000")
     p.add_argument("--queue-url", required=True)
     p.add_argument("--cleanup-every", type=float, default=3600.0, help="seconds between scheduled sweeps")
+    p.add_argument("--relay-every", type=float, default=60.0,
+                   help="seconds between relay jobs (the outbox relay and the request counts' fold)")
     p.add_argument("--concurrency", default="8",
                    help="invocations in flight per function: N or N,submit=N,... (reserved concurrency)")
     p.add_argument("--queue", type=int, default=64, help="requests waiting per function before 429")
@@ -625,7 +626,10 @@ async def main():
     server = await asyncio.start_server(gateway.serve_client, "127.0.0.1", cfg.port, backlog=cfg.backlog,
                                         limit=64 * 1024)
     background = [asyncio.create_task(sqs_poller(cfg, stop, i)) for i in range(cfg.sqs_pollers)]
-    background.append(asyncio.create_task(scheduler(cfg, stop)))
+    # The template's two schedules: the sweep (hourly) and the relay with the request
+    # counts' fold (every minute, `{"job": "relay"}`).
+    background.append(asyncio.create_task(scheduler(cfg, stop, cfg.cleanup_every, scheduled_event)))
+    background.append(asyncio.create_task(scheduler(cfg, stop, cfg.relay_every, lambda: {"job": "relay"})))
     limits = ", ".join(f"{n} {f.limit}" for n, f in ALL.items())
     log(f"listening on http://127.0.0.1:{cfg.port} (concurrency: {limits}; queue {cfg.queue}, "
         f"integration timeout {cfg.integration_timeout:g} s)")

@@ -65,21 +65,25 @@ fn env(name: &str, default: i64) -> i64 {
 
 async fn fill(db: &Client, tasks: i64, metrics: i64) {
     let started = Instant::now();
+    // Attributes drawn at random (seeded): a tenant's rows spread over every day,
+    // status and metric, as traffic would spread them.
     db.batch_execute(&format!(
-        "INSERT INTO task_results (task_id, tenant, input_hash, status, result, svg_bytes, processing_time_ms,
+        "SELECT setseed(0.42);
+         INSERT INTO task_results (task_id, tenant, input_hash, status, result, svg_bytes, processing_time_ms,
                                    cache_hits, renderer_version, submitted_at, completed_at, ttl_expires_at)
          SELECT gen_random_uuid(), 'tenant-' || (i % {TENANTS}), md5(i::text),
-                CASE WHEN i % 20 = 0 THEN 'FAILURE' WHEN i % 50 = 1 THEN 'PENDING' ELSE 'SUCCESS' END,
-                '{{\"regions\": [1, 2, 3]}}', 20000, i % 900, i % 13, 'v',
-                now() - (i % {DAYS}) * interval '1 day' - (i % 1440) * interval '1 minute',
-                now() - (i % {DAYS}) * interval '1 day' - (i % 1440) * interval '1 minute' + interval '2 seconds',
-                now() + interval '30 days'
-         FROM generate_series(1, {tasks}) i;
+                CASE WHEN r < 0.05 THEN 'FAILURE' WHEN r < 0.07 THEN 'PENDING' ELSE 'SUCCESS' END,
+                '{{\"regions\": [1, 2, 3]}}', 20000, (random() * 900)::int, (random() * 13)::int, 'v',
+                at, at + interval '2 seconds', now() + interval '30 days'
+         FROM generate_series(1, {tasks}) i,
+              LATERAL (SELECT random() AS r,
+                              now() - random() * {DAYS} * interval '1 day' + i * interval '0 seconds' AS at) a;
          INSERT INTO processing_metrics (metric_name, value, component, tenant, recorded_at)
          SELECT (ARRAY['processing_ms', 'stage_decode_ms', 'stage_trace_ms', 'stage_simplify_ms', 'stage_svg_ms',
-                       'stage_s3_put_ms', 'stage_commit_ms', 'stage_total_ms', 'render_ms', 'failure_ms'])[1 + i % 10],
-                i % 1000, 'process', 'tenant-' || (i % {TENANTS}),
-                now() - (i % {DAYS}) * interval '1 day' - (i % 1440) * interval '1 minute'
+                       'stage_s3_put_ms', 'stage_commit_ms', 'render_ms', 'regions', 'failure_ms'])
+                    [1 + (random() * 9.999)::int % 10],
+                random() * 1000, 'process', 'tenant-' || (i % {TENANTS}),
+                now() - random() * {DAYS} * interval '1 day' + i * interval '0 seconds'
          FROM generate_series(1, {metrics}) i;
          INSERT INTO request_counts (tenant, day, tier, requests)
          SELECT 'tenant-' || t, (now() AT TIME ZONE 'UTC')::date - d, k, 100

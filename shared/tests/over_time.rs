@@ -70,7 +70,10 @@ async fn a_failed_step_does_not_stop_the_others_and_fails_the_invocation() {
     let err = facesvg::sweep::handle_event(&t.app, scheduled.clone())
         .await
         .expect_err("a failed step fails the invocation");
-    assert_eq!(err.steps, vec![Step::Stuck]);
+    match &err {
+        facesvg::sweep::CleanupError::Steps(failed) => assert_eq!(failed.steps, vec![Step::Stuck]),
+        other => panic!("{other}"),
+    }
     assert!(err.to_string().contains("stuck"), "{err}");
     // The admin route answers 503 rather than a report that hides the failure.
     let admin = common::http_event("POST", "/api/v1/cache/cleanup", Some("tenant-a"), None, b"");
@@ -351,6 +354,41 @@ async fn a_message_whose_inputs_no_longer_match_fails_its_task_visibly() {
     let (n, failed) = t.drain().await;
     assert_eq!((n, failed.len()), (1, 0));
     assert_eq!(t.status(&id).await["status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn cache_cleanup_runs_nothing_for_an_event_it_does_not_know() {
+    let t = TestApp::spawn().await;
+    // A task past its TTL: a sweep would delete it.
+    t.render(&Form::takeo()).await;
+    t.db()
+        .await
+        .execute(
+            "UPDATE task_results SET ttl_expires_at = now() - interval '1 minute'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for event in [
+        serde_json::json!({}),
+        serde_json::json!({"job": "sweep-everything"}),
+        serde_json::json!({"source": "aws.s3", "detail-type": "Object Created", "detail": {}}),
+    ] {
+        let err = facesvg::sweep::handle_event(&t.app, event.clone())
+            .await
+            .expect_err("an unknown event fails the invocation");
+        assert!(
+            matches!(err, facesvg::sweep::CleanupError::Unknown(_)),
+            "{event}: {err}"
+        );
+    }
+    assert_eq!(t.count_rows("task_results").await, 1, "nothing was swept");
+    // The relay job is its own event: it relays and folds, and sweeps nothing.
+    let relayed = facesvg::sweep::handle_event(&t.app, serde_json::json!({"job": "relay"}))
+        .await
+        .unwrap();
+    assert!(relayed.get("relayed").is_some(), "{relayed}");
+    assert_eq!(t.count_rows("task_results").await, 1);
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod caching;
 pub mod docs;
 pub mod event;
+pub mod routes;
 pub mod status;
 pub mod submit;
 
@@ -142,26 +143,8 @@ pub fn served(
 /// The route template of a request, as API Gateway's route keys name it: the
 /// metrics' `Route` dimension (never the raw path, which holds task ids).
 pub fn route_key(method: &str, path: &str) -> &'static str {
-    let task = |p: &str| p.starts_with(TASK_ROUTES);
-    match (method, path) {
-        ("POST", "/api/v1/frontal/crop/submit") => "POST /api/v1/frontal/crop/submit",
-        ("POST", "/api/v1/frontal/crop/uploads") => "POST /api/v1/frontal/crop/uploads",
-        ("GET", p) if task(p) && p.contains("/status/") => {
-            "GET /api/v1/frontal/crop/status/{task_id}"
-        }
-        ("GET", p) if task(p) && p.contains("/result/") => {
-            "GET /api/v1/frontal/crop/result/{task_id}.svg"
-        }
-        ("GET", "/api/v1/cache/stats") => "GET /api/v1/cache/stats",
-        ("GET", "/api/v1/cache/recent") => "GET /api/v1/cache/recent",
-        ("GET", "/api/v1/cache/daily") => "GET /api/v1/cache/daily",
-        ("GET", "/api/v1/cache/top") => "GET /api/v1/cache/top",
-        ("POST", "/api/v1/cache/cleanup") => "POST /api/v1/cache/cleanup",
-        ("POST", "/api/v1/cache/invalidate") => "POST /api/v1/cache/invalidate",
-        ("GET", "/health") => "GET /health",
-        ("GET", "/openapi.json") => "GET /openapi.json",
-        ("GET", "/docs") => "GET /docs",
-        ("GET", "/viewer") => "GET /viewer",
+    match routes::find(method, path) {
+        routes::Found::Route(r) => r.key,
         _ => "other",
     }
 }

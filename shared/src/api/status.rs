@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    auth, caching, json_response, result_url, route_path, status_url, ApiError, TASK_ROUTES,
-};
+use super::{auth, caching, json_response, result_url, route_path, status_url, ApiError};
 use crate::app::App;
 use crate::cache::outcomes::Found;
 use crate::tasks::TaskStatus;
@@ -29,64 +27,83 @@ async fn answer(app: &App, req: Request) -> Response<Body> {
     }
 }
 
+/// Dispatches by the route table ([`super::routes`]); a route of another function
+/// (which API Gateway never sends here) is as unknown as any other path.
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
+    use super::routes::{self, Found, Function, Handler};
     let path = route_path(req).to_owned();
-    if let Some(asset) = super::docs::static_route(req.method(), &path) {
-        return Ok(asset);
-    }
-    if path == "/api/v1/cache/invalidate" {
-        if req.method() != Method::POST {
-            return Err(ApiError::MethodNotAllowed("use POST".into()));
+    let route = match routes::find(req.method().as_str(), &path) {
+        Found::Route(r) if r.function == Function::Status => r,
+        Found::WrongMethod => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "no route for {} {path}",
+                req.method()
+            )))
         }
-        let caller = auth::caller(&app.config, req)?;
-        let resp = invalidate(app, req, &caller).await?;
-        return Ok(super::served(resp, &caller.tenant, None));
+        Found::Route(_) | Found::Unknown => {
+            return Err(ApiError::NotFound(format!(
+                "no route for {} {path}",
+                req.method()
+            )))
+        }
+    };
+    match route.handler {
+        Handler::OpenApi | Handler::Docs | Handler::Viewer => {
+            super::docs::static_route(req.method(), &path)
+                .ok_or_else(|| ApiError::NotFound(format!("no route for GET {path}")))
+        }
+        Handler::Health => {
+            // Public: only the verdict. The admin scope also sees each backend.
+            let admin = auth::caller(&app.config, req).is_ok_and(|c| c.admin);
+            Ok(health(app, admin).await)
+        }
+        handler => {
+            let caller = auth::caller(&app.config, req)?;
+            let resp = tenant_route(app, req, &caller, handler, &path).await?;
+            Ok(super::served(resp, &caller.tenant, None))
+        }
     }
-    if req.method() != Method::GET {
-        return Err(ApiError::MethodNotAllowed("use GET".into()));
-    }
-    if path == "/health" {
-        // Public: only the verdict. The admin scope also sees each backend.
-        let admin = auth::caller(&app.config, req).is_ok_and(|c| c.admin);
-        return Ok(health(app, admin).await);
-    }
-    let caller = auth::caller(&app.config, req)?;
-    let resp = tenant_route(app, req, &caller, &path).await?;
-    Ok(super::served(resp, &caller.tenant, None))
 }
 
 async fn tenant_route(
     app: &App,
     req: &Request,
     caller: &auth::Caller,
+    handler: super::routes::Handler,
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
-    if path == "/api/v1/cache/stats" {
-        let days = query_number(req, "days", 7, 1..=90)?;
-        return cache_stats(app, &caller.tenant, days as u32).await;
+    use super::routes::Handler;
+    match handler {
+        Handler::Stats => {
+            let days = query_number(req, "days", 7, 1..=90)?;
+            cache_stats(app, &caller.tenant, days as u32).await
+        }
+        Handler::Recent => {
+            let limit = query_number(req, "limit", 20, 1..=100)?;
+            recent(app, &caller.tenant, limit).await
+        }
+        Handler::Daily => {
+            let days = query_number(req, "days", 7, 1..=90)?;
+            daily(app, &caller.tenant, days as u32).await
+        }
+        Handler::Top => {
+            let limit = query_number(req, "limit", 10, 1..=100)?;
+            top(app, &caller.tenant, limit).await
+        }
+        Handler::Invalidate => invalidate(app, req, caller).await,
+        Handler::TaskStatus => {
+            let id = path.rsplit('/').next().unwrap_or_default();
+            task_status(app, req, &caller.tenant, parse_id(id)?).await
+        }
+        Handler::TaskResult => {
+            let file = path.rsplit('/').next().unwrap_or_default();
+            let id = file.strip_suffix(".svg").unwrap_or(file);
+            svg(app, req, &caller.tenant, parse_id(id)?).await
+        }
+        other => Err(ApiError::Internal(format!(
+            "{other:?} is not a route of the status function"
+        ))),
     }
-    if path == "/api/v1/cache/recent" {
-        let limit = query_number(req, "limit", 20, 1..=100)?;
-        return recent(app, &caller.tenant, limit).await;
-    }
-    if path == "/api/v1/cache/daily" {
-        let days = query_number(req, "days", 7, 1..=90)?;
-        return daily(app, &caller.tenant, days as u32).await;
-    }
-    if path == "/api/v1/cache/top" {
-        let limit = query_number(req, "limit", 10, 1..=100)?;
-        return top(app, &caller.tenant, limit).await;
-    }
-    if let Some(id) = path.strip_prefix(&format!("{TASK_ROUTES}/status/")) {
-        return task_status(app, req, &caller.tenant, parse_id(id)?).await;
-    }
-    if let Some(id) = path
-        .strip_prefix(&format!("{TASK_ROUTES}/result/"))
-        .and_then(|s| s.strip_suffix(".svg"))
-    {
-        return svg(app, req, &caller.tenant, parse_id(id)?).await;
-    }
-    Err(ApiError::NotFound(format!("no route for GET {path}")))
 }
 
 fn query_number(

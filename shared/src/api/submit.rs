@@ -2,7 +2,7 @@
 //! It parses the multipart form, authorises the caller, and turns the service's
 //! outcome into 200 (cached result), 422 (cached failure) or 202 (accepted).
 
-use lambda_http::http::{header, Method, StatusCode};
+use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::{info_span, Instrument};
@@ -44,11 +44,20 @@ impl From<SubmitError> for ApiError {
 }
 
 async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
-    if req.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed("use POST".into()));
-    }
+    use super::routes::{self, Found, Function, Handler};
+    let path = super::route_path(req);
+    let handler = match routes::find(req.method().as_str(), path) {
+        Found::Route(r) if r.function == Function::Submit => r.handler,
+        Found::WrongMethod => return Err(ApiError::MethodNotAllowed("use POST".into())),
+        Found::Route(_) | Found::Unknown => {
+            return Err(ApiError::NotFound(format!(
+                "no route for {} {path}",
+                req.method()
+            )))
+        }
+    };
     let caller = auth::caller(&app.config, req)?;
-    if super::route_path(req).ends_with("/uploads") {
+    if handler == Handler::Uploads {
         let upload = uploads::create(app, &caller.tenant).await?;
         let mut resp = json_response(StatusCode::CREATED, &json!(upload));
         // The form is a credential until it expires: no cache may keep it.
