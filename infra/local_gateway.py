@@ -355,20 +355,25 @@ class Gateway:
         try:
             request_line, headers, head_size = await asyncio.wait_for(read_head(reader), self.cfg.idle_timeout)
         except asyncio.LimitOverrunError:
-            await self.reply(writer, 431, {}, error_body("headers_too_large", "request headers are too large"), False)
+            await self.reply(writer, 431, {"content-type": "application/json"},
+                             error_body("headers_too_large", "request headers are too large"), False)
             return False
         except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
             return False
         except ValueError as e:
-            await self.reply(writer, 400, {}, error_body("bad_request", str(e)), False)
+            await self.reply(writer, 400, {"content-type": "application/json"}, error_body("bad_request", str(e)), False)
             return False
         try:
             method, target, version = request_line.split(" ")
         except ValueError:
-            await self.reply(writer, 400, {}, error_body("bad_request", "malformed request line"), False)
+            await self.reply(writer, 400, {"content-type": "application/json"},
+                             error_body("bad_request", "malformed request line"), False)
             return False
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         path, _, query = target.partition("?")
+        # Until the body is read, an early answer (no route, throttled) must close
+        # the connection: the unread body would be taken for the next request.
+        body_read = not headers.get("transfer-encoding") and headers.get("content-length", "0").strip() in ("", "0")
         try:
             if head_size > MAX_HEAD:
                 raise GatewayError(431, "headers_too_large", f"request line and headers are over {MAX_HEAD} bytes")
@@ -386,6 +391,7 @@ class Gateway:
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 await writer.drain()
             body = await asyncio.wait_for(read_body(reader, headers, MAX_BODY), self.cfg.idle_timeout)
+            body_read = True
             payload = json.dumps(http_event(method, path, query, headers, body)).encode()
             if len(payload) > MAX_INVOKE_PAYLOAD:
                 raise GatewayError(413, "too_large",
@@ -397,12 +403,12 @@ class Gateway:
         except GatewayError as e:
             extra = {"retry-after": str(e.retry_after)} if e.retry_after else {}
             # A refused body may still be on the wire: close rather than read it.
-            keep = keep and e.status not in (413, 431)
+            keep = keep and body_read and e.status not in (413, 431)
             await self.reply(writer, e.status, {"content-type": "application/json", **extra},
                              error_body(e.code, e.message), keep)
             return keep
         except (ValueError, asyncio.LimitOverrunError) as e:
-            await self.reply(writer, 400, {}, error_body("bad_request", str(e)), False)
+            await self.reply(writer, 400, {"content-type": "application/json"}, error_body("bad_request", str(e)), False)
             return False
 
     def route(self, method, path):

@@ -113,10 +113,11 @@ impl App {
         )?;
         use crate::cache::kv;
         let kv_store = Arc::new(kv::PostgresBackend::new(pool.clone(), config.db_timeout));
+        use crate::policy::tiers::{KV_MEMORY_BYTES, KV_MEMORY_ENTRIES, KV_MEMORY_MAX_TTL};
         let mut kv = kv::Cache::builder().tier(Arc::new(kv::MemoryBackend::new(
-            10_000,
-            4 << 20,
-            Duration::from_secs(60),
+            KV_MEMORY_ENTRIES,
+            KV_MEMORY_BYTES,
+            KV_MEMORY_MAX_TTL,
         )));
         if !crate::cache::redis::is_disabled(&config.redis_url) {
             let kv_redis = Arc::new(

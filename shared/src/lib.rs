@@ -27,6 +27,7 @@ pub mod message;
 pub mod metrics;
 pub mod migrate;
 pub mod objects;
+pub mod policy;
 pub mod queue;
 pub mod render;
 pub mod secrets;

@@ -15,23 +15,19 @@
 //! S3 objects last: an S3 object whose row is gone is harmless (and the bucket's
 //! lifecycle rule is the safety net), a row whose SVG is gone would not be.
 
-use std::time::Duration;
 
 use lambda_http::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::app::App;
+pub use crate::policy::lifetime::STUCK_FAILURE_VISIBLE;
+pub use crate::policy::sweep::{
+    DAILY_KEEP, FAILURE_MAX_AGE, FOLD_MEMORY, MAX_BATCHES, RAW_METRICS_KEEP, RELAY_AFTER,
+    RETENTION_BATCH, ROLLUP_DAYS_PER_RUN, UNUSED_MAX_AGE,
+};
 use crate::tasks::results::SweepReason;
 use crate::tasks::StoreError;
-
-pub const FAILURE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const UNUSED_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-/// A task the sweep failed as stuck is kept at least this long (beyond a shorter
-/// `CACHE_TTL_HOURS`), so that its client reads `task_stuck` rather than 404.
-pub const STUCK_FAILURE_VISIBLE: Duration = Duration::from_secs(24 * 3600);
-/// Bounded work per run: a backlog is finished by the next scheduled runs.
-const MAX_BATCHES: usize = 50;
 
 /// One step of a sweep. Each runs on its own: one that fails does not stop the
 /// others, and fails the invocation (see [`handle_event`]).
@@ -228,18 +224,6 @@ async fn delete(app: &App, report: &mut SweepReport) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Raw `processing_metrics` rows are kept this long, then only their daily
-/// aggregates (`daily_metrics`), which every statistic past the last day reads.
-pub const RAW_METRICS_KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
-/// Daily aggregates and request counts are kept this long: past the longest
-/// statistics window (90 days), a year of history for operators.
-pub const DAILY_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
-/// Days rolled up per run: a backlog (a first deploy over old metrics) is caught
-/// up by the next runs.
-const ROLLUP_DAYS_PER_RUN: u32 = 31;
-/// Rows per retention delete.
-const RETENTION_BATCH: i64 = 10_000;
-
 /// Rolls finished days of metrics up, then prunes what is past its age.
 async fn retention(
     app: &App,
@@ -268,13 +252,6 @@ async fn report_entries(app: &App) {
         Err(e) => tracing::warn!(error = %e, "entries not counted"),
     }
 }
-
-/// How long Postgres remembers a folded batch once it is no longer in Redis. Only
-/// a batch still in Redis (a fold that committed but could not delete it) can be
-/// offered again, and its marker is kept for as long as it is there, however old
-/// ([`prune_fold_markers`]); this age only covers a fold that is deleting its batch
-/// while the markers are pruned.
-pub const FOLD_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// Forgets the fold markers older than [`FOLD_MEMORY`] whose batch is no longer in
 /// Redis. With Redis unreachable, nothing is forgotten.
@@ -350,10 +327,6 @@ pub async fn fold_requests(app: &App) -> Result<u64, FoldError> {
     }
     Ok(folded)
 }
-
-/// Unconfirmed sends older than this are the relay's: younger ones may still be in
-/// their submitter's hands.
-pub const RELAY_AFTER: Duration = Duration::from_secs(10);
 
 /// The outbox relay: sends every task message that was recorded but never confirmed
 /// sent (its submitter's send failed, or it died in between), in bounded batches.

@@ -67,6 +67,23 @@ fn same(a: &[DailyPerformance], b: &[DailyPerformance]) -> Result<(), String> {
     Ok(())
 }
 
+const TABLES: [&str; 6] = [
+    "task_results",
+    "processing_metrics",
+    "daily_metrics",
+    "request_counts",
+    "request_count_folds",
+    "cache_store",
+];
+
+async fn table_sizes(t: &TestApp) -> Vec<(&'static str, i64)> {
+    let mut out = Vec::new();
+    for table in TABLES {
+        out.push((table, t.count_rows(table).await));
+    }
+    out
+}
+
 async fn scalar(t: &TestApp, sql: &str) -> i64 {
     t.db().await.query_one(sql, &[]).await.unwrap().get(0)
 }
@@ -87,6 +104,7 @@ async fn sixty_days_of_traffic_end_within_their_bounds() {
     );
     assert_eq!(before.0.len(), DAYS as usize + 1, "{:?}", before.0);
     let rows_before = scalar(&t, "SELECT count(*) FROM processing_metrics").await;
+    let sizes_before = table_sizes(&t).await;
 
     // The sweeps, until no backlog is left.
     let mut runs = 0;
@@ -175,8 +193,10 @@ async fn sixty_days_of_traffic_end_within_their_bounds() {
         let fixed = ["kv:epoch", "kv:gens", "requests", "hits"].contains(&rest);
         assert!(ttl > 0 || fixed, "{key} never expires");
     }
-    println!(
-        "growth: processing_metrics {rows_before} -> {rows_after} rows, {raw_days} raw days; \
-         daily_metrics {daily} rows; sweeps {runs}"
-    );
+    // The figures, for whoever runs this with --nocapture.
+    println!("growth over {DAYS} days, rows before -> after {runs} sweeps:");
+    for ((table, b), (_, a)) in sizes_before.iter().zip(table_sizes(&t).await) {
+        println!("  {table:<22} {b:>7} -> {a:>7}");
+    }
+    println!("  raw metric days left: {raw_days}");
 }

@@ -75,19 +75,19 @@ async fn tenant_route(
     use super::routes::Handler;
     match handler {
         Handler::Stats => {
-            let days = query_number(req, "days", 7, 1..=90)?;
+            let days = query_number(req, "days", crate::policy::ranges::STATS_DAYS)?;
             cache_stats(app, &caller.tenant, days as u32).await
         }
         Handler::Recent => {
-            let limit = query_number(req, "limit", 20, 1..=100)?;
+            let limit = query_number(req, "limit", crate::policy::ranges::RECENT_LIMIT)?;
             recent(app, &caller.tenant, limit).await
         }
         Handler::Daily => {
-            let days = query_number(req, "days", 7, 1..=90)?;
+            let days = query_number(req, "days", crate::policy::ranges::STATS_DAYS)?;
             daily(app, &caller.tenant, days as u32).await
         }
         Handler::Top => {
-            let limit = query_number(req, "limit", 10, 1..=100)?;
+            let limit = query_number(req, "limit", crate::policy::ranges::TOP_LIMIT)?;
             top(app, &caller.tenant, limit).await
         }
         Handler::Invalidate => invalidate(app, req, caller).await,
@@ -106,11 +106,12 @@ async fn tenant_route(
     }
 }
 
+/// The query parameter `name`, or its default; `(default, range)` from
+/// [`crate::policy::ranges`].
 fn query_number(
     req: &Request,
     name: &'static str,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
+    (default, range): (i64, std::ops::RangeInclusive<i64>),
 ) -> Result<i64, ApiError> {
     let params = req.query_string_parameters();
     let Some(raw) = params.first(name) else {

@@ -105,7 +105,7 @@ pub struct OutcomeCache {
 }
 
 fn live(outcome: Outcome) -> Option<Outcome> {
-    (outcome.ttl_expires_at > Utc::now()).then_some(outcome)
+    (!crate::policy::lifetime::is_expired(outcome.ttl_expires_at, Utc::now())).then_some(outcome)
 }
 
 impl OutcomeCache {

@@ -54,7 +54,10 @@ impl RedisTier {
             conn: Mutex::new(None),
             timeout,
             prefix: prefix.to_owned(),
-            breaker: Breaker::new(3, Duration::from_secs(5)),
+            breaker: Breaker::new(
+                crate::policy::tiers::BREAKER_FAILURES,
+                crate::policy::tiers::BREAKER_OPEN_FOR,
+            ),
         })
     }
 

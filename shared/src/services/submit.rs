@@ -24,10 +24,6 @@ use crate::tasks::results::{Inserted, Pending};
 use crate::tasks::{Outcome, StoreError, TaskRow, TaskStatus};
 use crate::RENDERER_VERSION;
 
-/// A task whose message was never confirmed is re-sent by an identical submit after
-/// this long (its first submitter may have died); the relay does it too.
-const UNCONFIRMED_ENQUEUE_SECS: i64 = 30;
-
 // Returned once per request and matched at once: boxing the outcome would add an
 // allocation to every hit for nothing.
 #[allow(clippy::large_enum_variant)]
@@ -156,7 +152,8 @@ pub async fn submit(
         // Open task. If its message was never confirmed, its submitter may have died
         // between insert and send: send it again (process is idempotent).
         let unconfirmed = row.enqueued_at.is_none()
-            && (Utc::now() - row.submitted_at).num_seconds() > UNCONFIRMED_ENQUEUE_SECS;
+            && (Utc::now() - row.submitted_at).num_seconds()
+                > crate::policy::lifetime::UNCONFIRMED_ENQUEUE.as_secs() as i64;
         if unconfirmed {
             sub.decode_label_map(&app.config.limits)?;
             let prepared = prepare(app, tenant, &hash, row.task_id, sub).await?;

@@ -15,7 +15,6 @@
 //! prefix. An upload is deleted once a submit has used it; an unused one goes with
 //! the bucket's one-day lifecycle rule on `uploads/`.
 
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -27,7 +26,7 @@ use crate::input::InputError;
 use crate::objects::{post::PostForm, upload_key, ObjectError};
 
 /// How long an upload form can be used: long enough for a slow link to send 16 MiB.
-pub const UPLOAD_TTL: Duration = Duration::from_secs(15 * 60);
+pub use crate::policy::lifetime::UPLOAD_TTL;
 
 /// The form field of a submit that names an upload.
 pub const FIELD: &str = "image_upload";

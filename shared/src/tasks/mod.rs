@@ -137,7 +137,8 @@ pub struct Outcome {
 impl TaskRow {
     /// A finished task past its TTL: never served, run again on the next submit.
     pub fn is_expired(&self) -> bool {
-        self.status.is_finished() && self.ttl_expires_at <= Utc::now()
+        self.status.is_finished()
+            && crate::policy::lifetime::is_expired(self.ttl_expires_at, Utc::now())
     }
 
     /// The cacheable outcome of a finished task; `None` while it is open or when

@@ -726,12 +726,12 @@ impl TaskStore {
                 .query(
                     "WITH doomed AS (
                          SELECT task_id,
-                                CASE WHEN ttl_expires_at < now() THEN 'expired'
+                                CASE WHEN ttl_expires_at <= now() THEN 'expired'
                                      WHEN status = 'FAILURE' THEN 'failed'
                                      ELSE 'unused' END AS reason
                          FROM task_results
                          WHERE status IN ('SUCCESS', 'FAILURE')
-                           AND (ttl_expires_at < now()
+                           AND (ttl_expires_at <= now()
                                 OR (status = 'FAILURE' AND completed_at < now() - make_interval(secs => $1))
                                 OR ($2::float8 IS NOT NULL AND cache_hits = 0
                                     AND submitted_at < now() - make_interval(secs => $2)))

@@ -213,7 +213,10 @@ impl Guard {
         Guard {
             tier,
             timeout,
-            breaker: Breaker::new(3, Duration::from_secs(5)),
+            breaker: Breaker::new(
+                crate::policy::tiers::BREAKER_FAILURES,
+                crate::policy::tiers::BREAKER_OPEN_FOR,
+            ),
         }
     }
 

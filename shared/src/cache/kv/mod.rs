@@ -7,7 +7,7 @@
 //!
 //! let redis = Arc::new(RedisBackend::new("redis://127.0.0.1:6379/", "facesvg", Duration::from_millis(50))?);
 //! let cache = Cache::builder()
-//!     .tier(Arc::new(MemoryBackend::new(10_000, 8 << 20, Duration::from_secs(60))))
+//!     .tier(Arc::new(MemoryBackend::new(10_000, 4 << 20, Duration::from_secs(60))))
 //!     .tier(redis.clone())
 //!     .tier(Arc::new(PostgresBackend::new(pool, Duration::from_millis(500))))
 //!     .locks(redis) // cross-instance single flight

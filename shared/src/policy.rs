@@ -1,0 +1,118 @@
+//! The numbers behind the service's decisions, in one place: how long things live
+//! and when they have expired, what the sweep deletes and how much per run, what a
+//! failing cache tier costs, and what a caller may ask of the statistics. The
+//! modules that act on them (named with each) read them from here; `config` fills
+//! only what an operator may change from the environment (`CACHE_TTL_HOURS`,
+//! `STUCK_AFTER_SECS`, `SWEEP_BATCH`, …).
+
+/// How long things live, and when they have expired.
+pub mod lifetime {
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+
+    /// Whether an outcome whose life ends at `expires_at` has expired at `now`:
+    /// from that instant on it is never served, from any tier, and the sweep may
+    /// delete it. The one comparison; SQL writes it as [`EXPIRED_SQL`].
+    pub fn is_expired(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        expires_at <= now
+    }
+
+    /// [`is_expired`] in SQL, for a row of `task_results`.
+    pub const EXPIRED_SQL: &str = "ttl_expires_at <= now()";
+
+    /// A task the sweep failed as stuck is kept at least this long (beyond a shorter
+    /// `CACHE_TTL_HOURS`), so that its client reads `task_stuck` rather than 404.
+    pub const STUCK_FAILURE_VISIBLE: Duration = Duration::from_secs(24 * 3600);
+
+    /// A direct upload's form is valid this long (`services::uploads`).
+    pub const UPLOAD_TTL: Duration = Duration::from_secs(15 * 60);
+
+    /// A task whose message was never confirmed sent is re-sent by an identical
+    /// submit after this long (its first submitter may have died;
+    /// `services::submit`).
+    pub const UNCONFIRMED_ENQUEUE: Duration = Duration::from_secs(30);
+}
+
+/// What the sweep (`sweep`, cache-cleanup) deletes, and how much per run.
+pub mod sweep {
+    use std::time::Duration;
+
+    /// Failures are kept this long after they finished.
+    pub const FAILURE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Entries never hit are deleted this long after their submit (only when the
+    /// hit counts were folded in the same run).
+    pub const UNUSED_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// Batches per step and run: a backlog is finished by the next scheduled runs.
+    pub const MAX_BATCHES: usize = 50;
+    /// Unconfirmed sends older than this are the relay's: younger ones may still be
+    /// in their submitter's hands.
+    pub const RELAY_AFTER: Duration = Duration::from_secs(10);
+    /// How long Postgres remembers a folded batch once it is no longer in Redis
+    /// (a marker whose batch is still there is kept however old).
+    pub const FOLD_MEMORY: Duration = Duration::from_secs(24 * 3600);
+    /// Raw `processing_metrics` rows are kept this long, then only their daily
+    /// aggregates (`daily_metrics`).
+    pub const RAW_METRICS_KEEP: Duration = Duration::from_secs(14 * 24 * 3600);
+    /// Daily aggregates and request counts are kept this long: past the longest
+    /// statistics window ([`super::ranges::STATS_DAYS`]), a year for operators.
+    pub const DAILY_KEEP: Duration = Duration::from_secs(400 * 24 * 3600);
+    /// Days rolled up per run: a backlog is caught up by the next runs.
+    pub const ROLLUP_DAYS_PER_RUN: u32 = 31;
+    /// Rows per retention delete.
+    pub const RETENTION_BATCH: i64 = 10_000;
+}
+
+/// What a failing cache tier costs (`cache::breaker`, used by the outcome cache's
+/// Redis tier and by every tier of the general-purpose cache).
+pub mod tiers {
+    use std::time::Duration;
+
+    /// Consecutive failures that open a tier's circuit breaker.
+    pub const BREAKER_FAILURES: u32 = 3;
+    /// How long an open breaker skips its tier before one probe is let through.
+    pub const BREAKER_OPEN_FOR: Duration = Duration::from_secs(5);
+    /// The general-purpose cache's memory tier: entries, bytes, and the longest an
+    /// entry lives there (it cannot hear other instances' invalidations).
+    pub const KV_MEMORY_ENTRIES: u64 = 10_000;
+    pub const KV_MEMORY_BYTES: u64 = 4 << 20;
+    pub const KV_MEMORY_MAX_TTL: Duration = Duration::from_secs(60);
+}
+
+/// What a caller may ask of the statistics routes: (default, allowed range).
+pub mod ranges {
+    use std::ops::RangeInclusive;
+
+    /// `days` of `/cache/stats` and `/cache/daily`.
+    pub const STATS_DAYS: (i64, RangeInclusive<i64>) = (7, 1..=90);
+    /// `limit` of `/cache/recent`.
+    pub const RECENT_LIMIT: (i64, RangeInclusive<i64>) = (20, 1..=100);
+    /// `limit` of `/cache/top`.
+    pub const TOP_LIMIT: (i64, RangeInclusive<i64>) = (10, 1..=100);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_expires_at_its_instant_not_after() {
+        let at = chrono::Utc::now();
+        assert!(lifetime::is_expired(at, at));
+        assert!(!lifetime::is_expired(
+            at + chrono::Duration::milliseconds(1),
+            at
+        ));
+        assert!(lifetime::is_expired(
+            at - chrono::Duration::milliseconds(1),
+            at
+        ));
+    }
+
+    #[test]
+    fn daily_rows_outlive_the_longest_statistics_window() {
+        let longest = *ranges::STATS_DAYS.1.end() as u64 * 24 * 3600;
+        assert!(sweep::DAILY_KEEP.as_secs() > longest);
+        assert!(sweep::RAW_METRICS_KEEP < sweep::DAILY_KEEP);
+    }
+}
