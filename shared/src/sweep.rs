@@ -15,7 +15,6 @@
 //! S3 objects last: an S3 object whose row is gone is harmless (and the bucket's
 //! lifecycle rule is the safety net), a row whose SVG is gone would not be.
 
-
 use lambda_http::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -98,6 +98,46 @@ impl ApiError {
     }
 }
 
+// Each boundary's error becomes the API's here, once: a task store, cache or object
+// store that failed or timed out is `unavailable` (503 with `Retry-After`; the detail
+// goes to the log, never to the caller); a key that cannot be built or a setting
+// that cannot be read is `internal`. `ApiError::parts` gives each kind its status
+// and code.
+
+impl From<crate::tasks::StoreError> for ApiError {
+    fn from(e: crate::tasks::StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::objects::ObjectError> for ApiError {
+    fn from(e: crate::objects::ObjectError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::cache::kv::KvError> for ApiError {
+    fn from(e: crate::cache::kv::KvError) -> Self {
+        use crate::cache::kv::KvError;
+        match e {
+            KvError::InvalidKey(_) | KvError::Config(_) => ApiError::Internal(e.to_string()),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::services::submit::SubmitError> for ApiError {
+    fn from(e: crate::services::submit::SubmitError) -> Self {
+        use crate::services::submit::SubmitError;
+        match e {
+            SubmitError::Input(e) => ApiError::Input(e),
+            SubmitError::Store(e) => e.into(),
+            SubmitError::Objects(e) => e.into(),
+            SubmitError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     json_body(status, value)
 }

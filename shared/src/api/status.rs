@@ -141,7 +141,7 @@ fn kv_key(
 ) -> Result<crate::cache::kv::Key, ApiError> {
     crate::cache::kv::KeyBuilder::new(namespace)
         .and_then(|b| b.key(tenant, parts))
-        .map_err(|e| ApiError::Internal(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// A listing computed once per key and TTL through the general-purpose cache (one
@@ -158,11 +158,7 @@ where
     Fut: std::future::Future<Output = Result<serde_json::Value, ApiError>>,
 {
     let key = kv_key(namespace, tenant, parts)?;
-    let fetched = app
-        .kv
-        .get_or_compute(&key, None, compute)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let fetched = app.kv.get_or_compute(&key, None, compute).await?;
     let mut resp = json_response(StatusCode::OK, &fetched.value);
     caching::listing(
         &mut resp,
@@ -182,11 +178,7 @@ async fn cache_stats(app: &App, tenant: &str, days: u32) -> Result<Response<Body
 async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json::Value, ApiError> {
     // This instance's own counts first, so that a caller sees its requests.
     app.outcomes.flush_counts().await;
-    let stats = app
-        .tasks
-        .stats(tenant, days)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let stats = app.tasks.stats(tenant, days).await?;
     let counts = match app.outcomes.redis.request_counts(tenant, days).await {
         Ok(c) => Some(c),
         Err(e) => {
@@ -213,11 +205,7 @@ async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json:
             "hit_ratio": ratio,
         })
     });
-    let stages = app
-        .tasks
-        .stage_timings(tenant, days)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let stages = app.tasks.stage_timings(tenant, days).await?;
     let active = stats.entries - stats.expired_entries;
     Ok(json!({
         "days": days,
@@ -242,11 +230,7 @@ async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json:
 async fn recent(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, ApiError> {
     let limit_part = limit.to_string();
     cached_listing(app, "recent", tenant, &[&limit_part], || async move {
-        let rows = app
-            .tasks
-            .recent(tenant, limit)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let rows = app.tasks.recent(tenant, limit).await?;
         let tasks: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
@@ -273,11 +257,7 @@ async fn recent(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, A
 async fn daily(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, ApiError> {
     let days_part = days.to_string();
     cached_listing(app, "daily", tenant, &[&days_part], || async move {
-        let rows = app
-            .tasks
-            .daily(tenant, days)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let rows = app.tasks.daily(tenant, days).await?;
         Ok(json!({ "days": days, "daily": rows }))
     })
     .await
@@ -288,11 +268,7 @@ async fn daily(app: &App, tenant: &str, days: u32) -> Result<Response<Body>, Api
 async fn top(app: &App, tenant: &str, limit: i64) -> Result<Response<Body>, ApiError> {
     let limit_part = limit.to_string();
     cached_listing(app, "top", tenant, &[&limit_part], || async move {
-        let rows = app
-            .tasks
-            .top(tenant, limit)
-            .await
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let rows = app.tasks.top(tenant, limit).await?;
         Ok(json!({ "entries": rows }))
     })
     .await
@@ -395,7 +371,7 @@ async fn find(app: &App, tenant: &str, task_id: Uuid) -> Result<Found, ApiError>
     app.outcomes
         .by_task(&app.tasks, tenant, task_id)
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 fn no_such_task() -> ApiError {
@@ -514,8 +490,7 @@ async fn svg(
     let bytes = app
         .objects
         .get(&key)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+        .await?
         .ok_or_else(|| ApiError::NotFound("the SVG has expired".into()))?;
     let mut resp = Response::new(Body::Text(String::from_utf8_lossy(&bytes).into_owned()));
     *resp.status_mut() = StatusCode::OK;

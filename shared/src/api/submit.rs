@@ -11,7 +11,7 @@ use super::{auth, json_response, result_url, status_url, ApiError};
 use crate::app::App;
 use crate::cache::outcomes::Tier;
 use crate::input::{multipart, InputError, Submission};
-use crate::services::submit::{SubmitError, SubmitOutcome};
+use crate::services::submit::SubmitOutcome;
 use crate::services::uploads;
 use crate::tasks::{Outcome, TaskStatus};
 
@@ -29,17 +29,6 @@ async fn answer(app: &App, req: Request) -> Response<Body> {
     match crate::deadline::scope(deadline, handle(app, &req).instrument(span)).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
-}
-
-impl From<SubmitError> for ApiError {
-    fn from(e: SubmitError) -> Self {
-        match e {
-            SubmitError::Input(e) => ApiError::Input(e),
-            SubmitError::Store(e) => ApiError::Unavailable(e.to_string()),
-            SubmitError::Objects(e) => ApiError::Unavailable(e.to_string()),
-            SubmitError::Internal(e) => ApiError::Internal(e),
-        }
     }
 }
 

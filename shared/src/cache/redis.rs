@@ -394,14 +394,8 @@ pub struct RequestBatch {
     pub counts: Vec<RequestCount>,
 }
 
-/// Requests of one tenant on one UTC day answered by one tier (or missed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestCount {
-    pub tenant: String,
-    pub day: chrono::NaiveDate,
-    pub tier: String,
-    pub requests: i64,
-}
+/// A row of `request_counts`, owned by `tasks` (which never depends on `cache`).
+pub use crate::tasks::RequestCount;
 
 /// `{yyyymmdd}|{tier}|{tenant}` → count (the tenant last: it may hold `|`).
 fn parse_request_field(field: &str, n: &str) -> Option<RequestCount> {

@@ -15,7 +15,6 @@
 //! prefix. An upload is deleted once a submit has used it; an unused one goes with
 //! the bucket's one-day lifecycle rule on `uploads/`.
 
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;

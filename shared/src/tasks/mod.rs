@@ -166,6 +166,16 @@ impl TaskRow {
     }
 }
 
+/// Requests of one tenant on one UTC day answered by one tier (or missed): a row of
+/// `request_counts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCount {
+    pub tenant: String,
+    pub day: chrono::NaiveDate,
+    pub tier: String,
+    pub requests: i64,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("database pool: {0}")]

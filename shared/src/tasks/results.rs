@@ -860,7 +860,7 @@ impl TaskStore {
     #[instrument(skip(self, counts), fields(n = counts.len()), err)]
     pub async fn add_request_counts(
         &self,
-        counts: &[crate::cache::redis::RequestCount],
+        counts: &[super::RequestCount],
         batch: Option<Uuid>,
     ) -> Result<bool, StoreError> {
         self.bounded(async move {
