@@ -29,7 +29,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(service render statistics coldstart)
-FUNCTIONS=(submit process status cache-cleanup)
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 log() { printf '[bench] %s\n' "$*" >&2; }
 

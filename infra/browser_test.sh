@@ -9,19 +9,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SHOT=${1:-"$ROOT/.local/viewer.png"}
-PLAYWRIGHT=1.65.2
 VENV="$ROOT/.local/venv"
 
 log() { printf '[browser] %s\n' "$*" >&2; }
 
-if ! [ -x /usr/bin/chromium ]; then
-  log "installing chromium (apt)"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null
-fi
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
+[ -x /usr/bin/chromium ] || apt_install chromium
 [ -x "$VENV/bin/python" ] || { log "no $VENV: run infra/stack.sh up first"; exit 1; }
-if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("playwright"))' 2>/dev/null || true)" != "$PLAYWRIGHT" ]; then
-  log "installing playwright $PLAYWRIGHT into .local/venv"
-  "$VENV/bin/pip" install -q "playwright==$PLAYWRIGHT"
-fi
+pip_ensure "$VENV" playwright
 exec "$VENV/bin/python" infra/browser_test.py "$SHOT"

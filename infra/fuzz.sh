@@ -15,7 +15,9 @@ cd "$ROOT"
 EXECUTIONS=${1:-10000000}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(multipart landmarks image labelmap_gray labelmap_rgb key message)
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${FUZZ_TARGETS[@]}")
 
 command -v cargo >/dev/null || { echo "fuzz: cargo is missing (infra/stack.sh up installs the toolchain)" >&2; exit 1; }
 cargo build --profile fuzz -p facesvg --example fuzz

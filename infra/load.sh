@@ -28,7 +28,6 @@ URL="http://127.0.0.1:$FACESVG_GATEWAY_PORT"
 STATE="$ROOT/.local"
 RUN="$STATE"
 [ "$FACESVG_GATEWAY_PORT" = 8080 ] || RUN="$STATE/run-$FACESVG_GATEWAY_PORT"
-LOCUST_VERSION=2.47.0
 
 RUN_ARGS=() USERS="" SECONDS_EACH=30 SCENARIOS=() SOAK_MINUTES=10
 while [ $# -gt 0 ]; do
@@ -57,10 +56,9 @@ check() { # condition message
 
 infra/stack.sh up >/dev/null
 eval "$(infra/stack.sh env)"
-if ! "$STATE/venv/bin/locust" --version 2>/dev/null | grep -q "$LOCUST_VERSION"; then
-  log "installing locust $LOCUST_VERSION into .local/venv"
-  "$STATE/venv/bin/pip" install -q --disable-pip-version-check "locust==$LOCUST_VERSION"
-fi
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
+pip_ensure "$STATE/venv" locust
 
 run_pid=""
 stop_system() { [ -z "$run_pid" ] || { kill -- "-$run_pid" 2>/dev/null || kill "$run_pid" 2>/dev/null || true; wait "$run_pid" 2>/dev/null || true; }; }

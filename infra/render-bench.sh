@@ -5,10 +5,11 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-command -v potrace >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq potrace >/dev/null; }
-[ -x .local/venv/bin/python ] || python3 -m venv .local/venv
-.local/venv/bin/python -c 'import cv2, numpy' 2>/dev/null ||
-  .local/venv/bin/pip install -q --disable-pip-version-check opencv-python-headless==5.0.0.93 numpy
+log() { printf '[render-bench] %s\n' "$*" >&2; }
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
+have potrace || apt_install potrace
+pip_ensure "$ROOT/.local/venv" opencv-python-headless numpy
 # The bench profile (release without fat LTO, as `cargo bench` builds; its binaries
 # land in target/release): minutes less to build, and no faster than production.
 cargo build -q --profile bench -p facesvg --bin facesvg-render

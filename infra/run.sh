@@ -46,7 +46,8 @@ STATE="$ROOT/.local"
 RUN="$STATE"
 [ "$GATEWAY_PORT" = 8080 ] || RUN="$STATE/run-$GATEWAY_PORT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-FUNCTIONS=(submit status process cache-cleanup)
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
 
 log() { printf '[run] %s\n' "$*" >&2; }
 fail() { log "FAILED: $*"; exit 1; }

@@ -15,17 +15,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 URL=${FACESVG_URL:-http://127.0.0.1:8080}
 EXAMPLES=${FACESVG_ST_EXAMPLES:-100}
-VERSION=4.32.5
 VENV="$ROOT/.local/venv"
 OUT="$ROOT/.local/schemathesis"
 
 log() { printf '[schemathesis] %s\n' "$*" >&2; }
 
 [ -x "$VENV/bin/python" ] || { log "no $VENV: run infra/stack.sh up first"; exit 1; }
-if [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)" != "$VERSION" ]; then
-  log "installing schemathesis $VERSION into .local/venv"
-  "$VENV/bin/pip" install -q "schemathesis==$VERSION"
-fi
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
+pip_ensure "$VENV" schemathesis
 
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/openapi.json" || true)
 [ "$code" = 200 ] || { log "FAILED: $URL/openapi.json answered ${code:-nothing}; is infra/run.sh running?"; exit 1; }

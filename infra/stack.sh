@@ -15,15 +15,12 @@ STATE="$ROOT/.local"
 PG_PORT=${FACESVG_PG_PORT:-5432}
 REDIS_PORT=${FACESVG_REDIS_PORT:-6379}
 MOTO_PORT=${FACESVG_MOTO_PORT:-4566}
-MOTO_VERSION=5.2.1
-CFN_LINT_VERSION=1.58.0
-CFN_LINT_SERVERLESS_VERSION=0.3.6
-SAM_CLI_VERSION=1.170.0
 BUCKET=facesvg-local
 QUEUE=facesvg-tasks
 
 log() { printf '[stack] %s\n' "$*" >&2; }
-have() { command -v "$1" >/dev/null 2>&1; }
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
 
 print_env() {
   cat <<ENV
@@ -39,17 +36,6 @@ export S3_BUCKET=$BUCKET
 export QUEUE_URL=http://127.0.0.1:$MOTO_PORT/123456789012/$QUEUE
 export FACESVG_DLQ_URL=http://127.0.0.1:$MOTO_PORT/123456789012/$QUEUE-dlq
 ENV
-}
-
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  have apt-get || { log "cannot install ${missing[*]}: no apt-get"; exit 1; }
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
 }
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -117,22 +103,12 @@ start_redis() {
 }
 
 ensure_venv() {
-  if [ ! -x "$STATE/venv/bin/moto_server" ] || [ ! -x "$STATE/venv/bin/cargo-lambda" ] || [ ! -x "$STATE/venv/bin/cfn-lint" ] ||
-    ! "$STATE/venv/bin/python" -c 'import cfn_lint_serverless' 2>/dev/null; then
-    have python3 || apt_install python3
-    python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-    [ -x "$STATE/venv/bin/pip" ] || python3 -m venv "$STATE/venv"
-    log "installing moto $MOTO_VERSION, cargo-lambda, cfn-lint and its serverless rules into .local/venv"
-    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" cargo-lambda ziglang \
-      "cfn-lint==$CFN_LINT_VERSION" "cfn-lint-serverless==$CFN_LINT_SERVERLESS_VERSION"
-  fi
+  # Each at its pinned version (infra/requirements.txt), installed only when that
+  # version is missing.
+  pip_ensure "$STATE/venv" moto cargo-lambda ziglang cfn-lint cfn-lint-serverless
   # SAM CLI pins boto3, click and pydantic to versions that moto and the test tools in
   # .local/venv do not use: it gets a venv of its own.
-  if [ ! -x "$STATE/sam-venv/bin/sam" ]; then
-    [ -x "$STATE/sam-venv/bin/pip" ] || python3 -m venv "$STATE/sam-venv"
-    log "installing SAM CLI $SAM_CLI_VERSION into .local/sam-venv"
-    "$STATE/sam-venv/bin/pip" install -q --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION"
-  fi
+  pip_ensure "$STATE/sam-venv" aws-sam-cli
 }
 
 start_moto() {

@@ -47,11 +47,13 @@ failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p'
 # executions with the debug build cargo test just made (infra/fuzz.sh runs millions,
 # optimised, with the 1 s hang limit; a debug build on a busy machine gets 10 s).
 fuzz_failed=0
-for t in multipart landmarks image labelmap_gray labelmap_rgb key message; do
+# shellcheck source=infra/lib.sh
+. "$ROOT/infra/lib.sh"
+for t in "${FUZZ_TARGETS[@]}"; do
   FUZZ_OUT="$ROOT/.local/fuzz" FUZZ_SLOW_MS=10000 cargo run -q -p facesvg --example fuzz -- run "$t" 20000 || fuzz_failed=$((fuzz_failed + 1))
 done
 lint_failed=$((lint_failed + fuzz_failed))
-lint_passed=$((lint_passed + 7 - fuzz_failed))
+lint_passed=$((lint_passed + ${#FUZZ_TARGETS[@]} - fuzz_failed))
 [ "$fuzz_failed" -eq 0 ] || {
   echo "tests: $((passed + lint_passed)) passed, $((failed + lint_failed)) failed"
   exit 1
