@@ -1,0 +1,153 @@
+//! A task's status and its SVG, always looked up together with the caller's tenant.
+
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::super::{caching, json_response, result_url, status_url, ApiError};
+use crate::app::App;
+use crate::cache::outcomes::Found;
+use crate::tasks::TaskStatus;
+
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    // A malformed id is as unknown as a well-formed one that does not exist.
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("no such task".into()))
+}
+
+/// What the tiers know of `tenant`'s task (another tenant's, or an expired one, is
+/// [`Found::Absent`], exactly like an unknown one).
+async fn find(app: &App, tenant: &str, task_id: Uuid) -> Result<Found, ApiError> {
+    app.outcomes
+        .by_task(&app.tasks, tenant, task_id)
+        .await
+        .map_err(ApiError::from)
+}
+
+fn no_such_task() -> ApiError {
+    ApiError::NotFound("no such task".into())
+}
+
+pub(super) async fn task_status(
+    app: &App,
+    req: &Request,
+    tenant: &str,
+    task_id: Uuid,
+) -> Result<Response<Body>, ApiError> {
+    let mut body = json!({
+        "task_id": task_id,
+        "status_url": status_url(task_id),
+        "result_url": result_url(task_id),
+    });
+    let outcome = match find(app, tenant, task_id).await? {
+        Found::Hit(o, _) => o,
+        Found::Row(row) => {
+            // Open, or a failure that the next submit runs again: never from a cache.
+            let open_wait = if row.status.is_finished() {
+                None
+            } else {
+                Some(app.poll.retry_after(&app.tasks).await)
+            };
+            body["status"] = json!(row.status.as_str());
+            body["submitted_at"] = json!(row.submitted_at);
+            body["started_at"] = json!(row.started_at);
+            body["completed_at"] = json!(row.completed_at);
+            body["attempts"] = json!(row.attempts);
+            if let Some(e) = &row.error {
+                body["error"] = json!(e);
+            }
+            let mut resp = json_response(StatusCode::OK, &body);
+            caching::open(&mut resp, open_wait);
+            return Ok(resp);
+        }
+        Found::Absent => return Err(no_such_task()),
+    };
+    body["status"] = json!(outcome.status.as_str());
+    body["submitted_at"] = json!(outcome.submitted_at);
+    body["completed_at"] = json!(outcome.completed_at);
+    body["processing_time_ms"] = json!(outcome.processing_time_ms);
+    if let Some(stages) = &outcome.stages {
+        body["stages"] = json!(stages);
+    }
+    if let Some(r) = &outcome.result {
+        body["result"] = (**r).clone();
+    }
+    if let Some(e) = &outcome.error {
+        body["error"] = json!(e);
+    }
+    let mut max_age = caching::seconds_until(outcome.ttl_expires_at);
+    // An answer that should carry a link and does not (the presign failed) must not
+    // be kept by the client for the entry's lifetime.
+    let mut complete = true;
+    if let Some(key) = &outcome.svg_s3_key {
+        match app
+            .links
+            .svg_link(app.objects.as_ref(), key, app.config.presign_ttl)
+            .await
+        {
+            Ok((url, valid_for)) => {
+                body["svg_url"] = json!(url);
+                // A cached answer must not outlive the link it carries.
+                max_age = max_age.min(valid_for.as_secs());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not presign");
+                complete = false;
+            }
+        }
+    }
+    let text = body.to_string();
+    let etag = complete.then(|| caching::status_etag(&outcome.input_hash, text.as_bytes()));
+    if let Some(etag) = etag.as_deref().filter(|e| caching::not_modified(req, e)) {
+        return Ok(caching::unchanged(etag, max_age, false));
+    }
+    let mut resp = Response::new(Body::Text(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    match &etag {
+        Some(etag) => caching::finished(&mut resp, etag, max_age, false),
+        None => caching::open(&mut resp, None),
+    }
+    Ok(resp)
+}
+
+pub(super) async fn svg(
+    app: &App,
+    req: &Request,
+    tenant: &str,
+    task_id: Uuid,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = match find(app, tenant, task_id).await? {
+        Found::Hit(o, _) => o,
+        Found::Row(row) => return Err(ApiError::NotReady(row.status.as_str())),
+        Found::Absent => return Err(no_such_task()),
+    };
+    if outcome.status != TaskStatus::Success {
+        return Err(ApiError::NotFound("the task failed; it has no SVG".into()));
+    }
+    // Content-addressed and immutable until the entry expires, but private to the
+    // tenant. A client that has it is answered before S3 is read.
+    let etag = caching::svg_etag(&outcome.input_hash);
+    let max_age = caching::seconds_until(outcome.ttl_expires_at);
+    if caching::not_modified(req, &etag) {
+        return Ok(caching::unchanged(&etag, max_age, true));
+    }
+    let key = outcome
+        .svg_s3_key
+        .ok_or_else(|| ApiError::Internal("successful task without an SVG key".into()))?;
+    let bytes = app
+        .objects
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("the SVG has expired".into()))?;
+    let mut resp = Response::new(Body::Text(String::from_utf8_lossy(&bytes).into_owned()));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("image/svg+xml"),
+    );
+    caching::finished(&mut resp, &etag, max_age, true);
+    Ok(resp)
+}
