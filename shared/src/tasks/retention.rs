@@ -71,7 +71,11 @@ impl TaskStore {
                         )
                         .await?
                         .try_get(0)?;
-                    let Some(day) = day else { return Ok(false) };
+                    let Some(day) = day else {
+                        // Keep the skip over days without rows (the `skipped` update).
+                        tx.commit().await?;
+                        return Ok(false);
+                    };
                     tx.execute(
                         "INSERT INTO daily_metrics (tenant, day, metric_name, count, sum, min, max, p50, p95)
                          SELECT tenant, $1::date, metric_name, count(*), sum(value), min(value), max(value),
