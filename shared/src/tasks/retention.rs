@@ -135,29 +135,26 @@ impl TaskStore {
         batch: i64,
         max_batches: u32,
     ) -> Result<(u64, bool), StoreError> {
-        let (a, more_a) = self
-            .delete_batches(
-                "DELETE FROM daily_metrics WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM daily_metrics
-                     WHERE day < ((now() - make_interval(secs => $1)) AT TIME ZONE 'UTC')::date
-                     LIMIT $2))",
-                secs(keep),
-                batch,
-                max_batches,
-            )
-            .await?;
-        let (b, more_b) = self
-            .delete_batches(
-                "DELETE FROM request_counts WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM request_counts
-                     WHERE day < ((now() - make_interval(secs => $1)) AT TIME ZONE 'UTC')::date
-                     LIMIT $2))",
-                secs(keep),
-                batch,
-                max_batches,
-            )
-            .await?;
-        Ok((a + b, more_a || more_b))
+        // The same rule on both tables: rows of days older than `keep`.
+        const PRUNE: [&str; 2] = [
+            "DELETE FROM daily_metrics WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM daily_metrics
+                 WHERE day < ((now() - make_interval(secs => $1)) AT TIME ZONE 'UTC')::date
+                 LIMIT $2))",
+            "DELETE FROM request_counts WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM request_counts
+                 WHERE day < ((now() - make_interval(secs => $1)) AT TIME ZONE 'UTC')::date
+                 LIMIT $2))",
+        ];
+        let (mut deleted, mut more) = (0, false);
+        for sql in PRUNE {
+            let (n, left) = self
+                .delete_batches(sql, secs(keep), batch, max_batches)
+                .await?;
+            deleted += n;
+            more |= left;
+        }
+        Ok((deleted, more))
     }
 
     async fn delete_batches(
