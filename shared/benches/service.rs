@@ -9,8 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{data, Form, TestApp};
-use facesvg::config::Limits;
 use facesvg::input::{segmentation, Landmarks, RenderParams};
+use facesvg::limits::Limits;
 use facesvg::render::{render, RenderInput};
 
 struct Stats {

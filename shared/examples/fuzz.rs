@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Unstructured;
 use facesvg::cache::kv::key::{escape, normalize_tag, Key, KeyBuilder};
-use facesvg::config::Limits;
 use facesvg::input::image::{self, ImageFormat};
 use facesvg::input::landmarks::Landmarks;
 use facesvg::input::{multipart, segmentation, RenderParams, Submission};
 use facesvg::key::{input_hash, sha256, KeyInputs};
 use facesvg::labels::LabelScheme;
+use facesvg::limits::Limits;
 use facesvg::message::{InputsRef, TaskInputs};
 use facesvg::worker;
 
@@ -350,7 +350,7 @@ fn run_multipart(data: &[u8], limits: &Limits) -> Outcome {
         Ok(s) => s,
         Err(e) => return input_outcome(&Err::<(), _>(e)) ^ 2,
     };
-    let map = submission.decode_label_map(limits);
+    let map = facesvg::render::budget::admit(&submission, limits);
     let hash = input_hash(&KeyInputs {
         tenant: "fuzz",
         image_sha256: sha256(submission.image),

@@ -158,6 +158,18 @@ impl App {
             config,
         })
     }
+
+    /// What a submit may touch (see [`crate::services::submit`]).
+    pub fn submitting(&self) -> crate::services::submit::Submitting<'_> {
+        crate::services::submit::Submitting {
+            tasks: &self.tasks,
+            outcomes: &self.outcomes,
+            objects: self.objects.as_ref(),
+            queue: self.queue.as_ref(),
+            limits: &self.config.limits,
+            cache_ttl: self.config.cache_ttl,
+        }
+    }
 }
 
 /// A Postgres pool. `sslmode=require` in the URL (as RDS Proxy needs) connects over

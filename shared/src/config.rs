@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::render::budget::RenderBudget;
+use crate::limits::{max_body_for_lambda, Limits, RenderBudget, LAMBDA_SYNC_PAYLOAD_BYTES};
 
 #[derive(Debug, Error)]
 #[error("environment variable {name}: {problem}")]
@@ -22,52 +22,6 @@ pub enum AuthMode {
     Jwt,
     /// Single-tenant mode for trusted setups: every request belongs to `public`.
     None,
-}
-
-/// Size and shape limits, all checked before any allocation they protect.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_image_bytes: usize,
-    /// Largest photo sent as a direct upload (an S3 POST, outside the request body).
-    pub max_upload_bytes: usize,
-    pub max_image_side: u32,
-    pub max_image_pixels: u64,
-    pub max_landmarks_bytes: usize,
-    pub max_segmentation_bytes: usize,
-    /// Largest SQS message body this service sends; bigger inputs go through S3.
-    pub max_message_bytes: usize,
-    /// The work one render may do; its `max_pixels` is `max_image_pixels`.
-    pub render: RenderBudget,
-}
-
-/// Lambda's limit on a synchronous invocation's payload. API Gateway sends the
-/// multipart body base64-encoded inside the event, so the body itself can be at most
-/// about three quarters of it.
-pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
-/// Room kept in the event for everything that is not the body (headers, context).
-const EVENT_OVERHEAD_BYTES: usize = 64 * 1024;
-
-/// The largest body whose base64 form still fits a synchronous invocation.
-pub const fn max_body_for_lambda() -> usize {
-    (LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_OVERHEAD_BYTES) / 4 * 3
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_bytes: max_body_for_lambda(),
-            max_image_bytes: 4 * 1024 * 1024,
-            max_upload_bytes: 16 * 1024 * 1024,
-            max_image_side: 8192,
-            max_image_pixels: 40_000_000,
-            max_landmarks_bytes: 64 * 1024,
-            max_segmentation_bytes: 4 * 1024 * 1024,
-            // SQS's classic limit; leaves room for attributes.
-            max_message_bytes: 250 * 1024,
-            render: RenderBudget::default(),
-        }
-    }
 }
 
 /// Every environment variable the functions read. The deployment template must set
@@ -344,13 +298,5 @@ mod tests {
         let too_big =
             Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
         assert_eq!(too_big.unwrap_err().name, "MAX_BODY_BYTES");
-    }
-
-    #[test]
-    fn the_largest_body_fits_lambdas_payload_once_base64_encoded() {
-        let body = Limits::default().max_body_bytes;
-        let encoded = body.div_ceil(3) * 4;
-        assert!(encoded + EVENT_OVERHEAD_BYTES <= LAMBDA_SYNC_PAYLOAD_BYTES);
-        assert!(Limits::default().max_image_bytes < body);
     }
 }

@@ -23,6 +23,7 @@ pub mod heap;
 pub mod input;
 pub mod key;
 pub mod labels;
+pub mod limits;
 pub mod message;
 pub mod metrics;
 pub mod migrate;

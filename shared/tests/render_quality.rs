@@ -5,8 +5,8 @@ mod common;
 
 use common::data;
 use common::raster::{rasterise, region_paths};
-use facesvg::config::Limits;
 use facesvg::input::{segmentation, LabelMap, Landmarks, RenderParams};
+use facesvg::limits::Limits;
 use facesvg::render::{render, RenderInput};
 use resvg::usvg;
 

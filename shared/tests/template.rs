@@ -246,7 +246,11 @@ fn the_queue_outlasts_process_and_redrives_to_a_dlq() {
         "visibility {visibility} < 6 x {timeout}"
     );
     let redrive = &queue["Properties"]["RedrivePolicy"];
-    assert!(number(&redrive["maxReceiveCount"]) >= 1.0);
+    assert_eq!(
+        number(&redrive["maxReceiveCount"]),
+        f64::from(facesvg::tasks::failure::MAX_RECEIVES),
+        "the redrive policy and tasks::failure::MAX_RECEIVES disagree"
+    );
     let dlq_name = tagged(&redrive["deadLetterTargetArn"])
         .trim_start_matches("!GetAtt ")
         .trim_end_matches(".Arn")

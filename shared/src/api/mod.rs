@@ -43,6 +43,14 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// The same inputs were rendered before and failed for a reason of theirs
+    /// (see `tasks::failure`): that failure is the answer again, with its task.
+    #[error("the same inputs failed before")]
+    CachedFailure {
+        task_id: uuid::Uuid,
+        tier: &'static str,
+        error: Option<crate::tasks::TaskError>,
+    },
 }
 
 impl ApiError {
@@ -66,11 +74,36 @@ impl ApiError {
             ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            ApiError::CachedFailure { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "cached_failure", None)
+            }
         }
     }
 
     pub fn into_response(self) -> Response<Body> {
         let (status, code, field) = self.parts();
+        if let ApiError::CachedFailure {
+            task_id,
+            tier,
+            error,
+        } = &self
+        {
+            // The error shape of every other 4xx (code, message, field), with the
+            // task. A cached answer, not a fault of this request: not counted as an
+            // error in the metrics.
+            let error = error
+                .as_ref()
+                .map(|e| json!({ "code": e.code, "message": e.message, "field": e.field }));
+            let body = json!({
+                "task_id": task_id,
+                "status": "FAILURE",
+                "cached": true,
+                "cache_tier": tier,
+                "error": error,
+                "status_url": status_url(*task_id),
+            });
+            return json_response(status, &body);
+        }
         let message = match &self {
             ApiError::Input(e) => e.message.clone(),
             // Details of internal faults go to the log, not to the client.
@@ -134,6 +167,7 @@ impl From<crate::services::submit::SubmitError> for ApiError {
             SubmitError::Store(e) => e.into(),
             SubmitError::Objects(e) => e.into(),
             SubmitError::Internal(e) => ApiError::Internal(e),
+            SubmitError::Contended => ApiError::Unavailable(SubmitError::Contended.to_string()),
         }
     }
 }

@@ -47,7 +47,8 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     };
     let caller = auth::caller(&app.config, req)?;
     if handler == Handler::Uploads {
-        let upload = uploads::create(app, &caller.tenant).await?;
+        let upload =
+            uploads::create(app.objects.as_ref(), &app.config.limits, &caller.tenant).await?;
         let mut resp = json_response(StatusCode::CREATED, &json!(upload));
         // The form is a credential until it expires: no cache may keep it.
         resp.headers_mut().insert(
@@ -93,7 +94,9 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         None => None,
     };
     let uploaded = match upload {
-        Some(id) => Some(uploads::fetch(app, &caller.tenant, id).await?),
+        Some(id) => Some(
+            uploads::fetch(app.objects.as_ref(), &app.config.limits, &caller.tenant, id).await?,
+        ),
         None => None,
     };
     let upload_limits;
@@ -106,7 +109,7 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
                 content_type: None,
                 data: bytes,
             });
-            upload_limits = crate::config::Limits {
+            upload_limits = crate::limits::Limits {
                 max_image_bytes: limits.max_upload_bytes,
                 ..limits.clone()
             };
@@ -116,9 +119,9 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     };
     let sub = Submission::from_form(&form, limits)?;
     tracing::Span::current().record("tenant", caller.tenant.as_str());
-    let outcome = crate::services::submit::submit(app, &caller.tenant, &sub).await?;
+    let outcome = app.submitting().submit(&caller.tenant, &sub).await?;
     if let Some(id) = upload {
-        uploads::forget(app, &caller.tenant, id);
+        uploads::forget(&app.objects, &caller.tenant, id);
     }
     let (resp, tier) = match outcome {
         SubmitOutcome::Cached { outcome, tier } => {
@@ -139,20 +142,12 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
 async fn answer_hit(app: &App, outcome: &Outcome, tier: Tier) -> Response<Body> {
     let tier = tier.as_str();
     if outcome.status == TaskStatus::Failure {
-        // The error shape of every other 4xx (code, message, field), with the task.
-        let error = outcome
-            .error
-            .as_ref()
-            .map(|e| json!({ "code": e.code, "message": e.message, "field": e.field }));
-        let body = json!({
-            "task_id": outcome.task_id,
-            "status": "FAILURE",
-            "cached": true,
-            "cache_tier": tier,
-            "error": error,
-            "status_url": status_url(outcome.task_id),
-        });
-        return json_response(StatusCode::UNPROCESSABLE_ENTITY, &body);
+        return super::ApiError::CachedFailure {
+            task_id: outcome.task_id,
+            tier,
+            error: outcome.error.clone(),
+        }
+        .into_response();
     }
     let svg_url = match &outcome.svg_s3_key {
         Some(key) => app

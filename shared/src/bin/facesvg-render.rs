@@ -20,10 +20,10 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use facesvg::config::Limits;
 use facesvg::input::{image, segmentation, CropMode, LabelMap, Landmarks, RenderParams};
 use facesvg::labels::LabelScheme;
-use facesvg::render::budget::RenderBudget;
+use facesvg::limits::Limits;
+use facesvg::limits::RenderBudget;
 use facesvg::render::{render_within, synthetic, RenderInput};
 
 // `time` reports what a render itself allocates at most (its inputs excluded).

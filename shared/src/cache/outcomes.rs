@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::memory::MemoryTier;
 use super::redis::RedisTier;
 use super::{CacheError, OutcomeTier};
-use crate::tasks::{Outcome, StoreError, TaskRow, TaskStore};
+use crate::tasks::{Outcome, StoreError, TaskRecords, TaskRow, TaskStore};
 
 /// The tier that answered a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +129,7 @@ impl OutcomeCache {
     /// The outcome of `tenant`'s inputs `input_hash`.
     pub async fn by_hash(
         &self,
-        tasks: &TaskStore,
+        tasks: &dyn TaskRecords,
         tenant: &str,
         input_hash: &str,
     ) -> Result<Found, StoreError> {
@@ -161,7 +161,7 @@ impl OutcomeCache {
     /// exactly like an unknown one, and so is an expired one.
     pub async fn by_task(
         &self,
-        tasks: &TaskStore,
+        tasks: &dyn TaskRecords,
         tenant: &str,
         task_id: Uuid,
     ) -> Result<Found, StoreError> {

@@ -11,7 +11,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use super::InputError;
-use crate::config::Limits;
+use crate::limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::InputError;
-use crate::config::Limits;
+use crate::limits::Limits;
 
 const FIELD: &str = "landmarks";
 /// Point counts of the supported models: iBUG 68, MediaPipe Face Mesh 468 (478 with irises).

@@ -16,8 +16,8 @@ use thiserror::Error;
 pub use self::image::{ImageFormat, ImageInfo};
 pub use self::landmarks::Landmarks;
 pub use self::segmentation::LabelMap;
-use crate::config::Limits;
 use crate::labels::LabelScheme;
+use crate::limits::Limits;
 
 /// A client error in the inputs. `field` names the form field (or `body`).
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -72,7 +72,7 @@ impl InputError {
             message: message.into(),
         }
     }
-    pub fn too_complex(field: &'static str, e: crate::render::budget::BudgetError) -> Self {
+    pub fn too_complex(field: &'static str, e: crate::limits::BudgetError) -> Self {
         InputError {
             field,
             kind: InputErrorKind::TooComplex,
@@ -291,9 +291,9 @@ impl<'a> Submission<'a> {
         })
     }
 
-    ///
-    /// A map whose borders alone break the render budget is refused here, after one
-    /// pass over its pixels, so that it is never queued.
+    /// Decodes and checks the label map's pixels (size, labels, scheme). What the
+    /// map would cost to render is the renderer's judgement
+    /// (`render::budget::count_edges`), made by the caller.
     pub fn decode_label_map(&self, limits: &Limits) -> Result<Option<LabelMap>, InputError> {
         let Some(png) = self.segmentation_png else {
             return Ok(None);
@@ -305,8 +305,6 @@ impl<'a> Submission<'a> {
             self.params.label_scheme,
             limits,
         )?;
-        crate::render::budget::count_edges(&map, &limits.render)
-            .map_err(|e| InputError::too_complex("segmentation_map", e))?;
         Ok(Some(map))
     }
 }

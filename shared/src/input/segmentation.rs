@@ -11,8 +11,8 @@ use super::image::{
     check_dimensions, check_png_chunks, header_dimensions, sniff, ImageFormat, ImageInfo,
 };
 use super::InputError;
-use crate::config::Limits;
 use crate::labels::{self, LabelScheme};
+use crate::limits::Limits;
 
 const FIELD: &str = "segmentation_map";
 

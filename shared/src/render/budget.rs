@@ -13,124 +13,23 @@
 //! is queued; the renderer re-checks everything (it must not trust the queue) and
 //! stops early on rings, points and output bytes.
 
-use thiserror::Error;
-
-use crate::input::LabelMap;
+use crate::input::{InputError, LabelMap, Submission};
 use crate::labels::BACKGROUND;
+use crate::limits::Limits;
+// The budget's numbers are limits of the inputs (`crate::limits`); what a map
+// costs against them is the renderer's knowledge, here.
+pub use crate::limits::{BudgetError, Limit, RenderBudget};
 
-/// Limits on one render. The defaults pass the real faces of the test data and the
-/// heavy synthetic maps (up to 4096², islands of 1–3 px and 1-px strokes), and keep a
-/// render of any map within the input limits under about a quarter of a gigabyte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RenderBudget {
-    /// Pixels of the label map.
-    pub max_pixels: u64,
-    /// Distinct non-background labels present.
-    pub max_regions: u32,
-    /// Unit pixel edges on region borders, before simplification: the length of every
-    /// outline, and the work of the tracing walk.
-    pub max_edges: u64,
-    /// Unit edges of the longest single outline. One outline is walked and
-    /// simplified as a whole, with about 40 bytes of working memory per edge: a
-    /// comb of thin teeth joined into one region is one very long outline.
-    pub max_loop_edges: u64,
-    /// Closed rings kept: outer borders and holes of every region.
-    pub max_rings: u64,
-    /// Points left in the rings after simplification: what is kept in memory.
-    pub max_points: u64,
-    /// Bytes of SVG written.
-    pub max_svg_bytes: u64,
-}
-
-impl Default for RenderBudget {
-    fn default() -> Self {
-        RenderBudget {
-            max_pixels: 40_000_000,
-            max_regions: 64,
-            max_edges: 5_000_000,
-            max_loop_edges: 2_000_000,
-            max_rings: 500_000,
-            max_points: 4_000_000,
-            max_svg_bytes: 24 * 1024 * 1024,
-        }
+/// Decodes `sub`'s label map and judges its cost: a map whose borders alone break
+/// the render budget is refused after one pass over its pixels, so that it is never
+/// queued. What submit (and the fuzzer) call on a miss.
+pub fn admit(sub: &Submission<'_>, limits: &Limits) -> Result<Option<LabelMap>, InputError> {
+    let map = sub.decode_label_map(limits)?;
+    if let Some(map) = &map {
+        count_edges(map, &limits.render)
+            .map_err(|e| InputError::too_complex("segmentation_map", e))?;
     }
-}
-
-impl RenderBudget {
-    /// No limits: for offline tools that render trusted maps.
-    pub const UNLIMITED: RenderBudget = RenderBudget {
-        max_pixels: u64::MAX,
-        max_regions: u32::MAX,
-        max_edges: u64::MAX,
-        max_loop_edges: u64::MAX,
-        max_rings: u64::MAX,
-        max_points: u64::MAX,
-        max_svg_bytes: u64::MAX,
-    };
-
-    pub(crate) fn check(&self, what: Limit, value: u64) -> Result<(), BudgetError> {
-        let max = match what {
-            Limit::Pixels => self.max_pixels,
-            Limit::Regions => u64::from(self.max_regions),
-            Limit::Edges => self.max_edges,
-            Limit::LoopEdges => self.max_loop_edges,
-            Limit::Rings => self.max_rings,
-            Limit::Points => self.max_points,
-            Limit::SvgBytes => self.max_svg_bytes,
-        };
-        if value > max {
-            Err(BudgetError { limit: what, max })
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// The quantity a render ran out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    Pixels,
-    Regions,
-    Edges,
-    LoopEdges,
-    Rings,
-    Points,
-    SvgBytes,
-}
-
-impl Limit {
-    /// Name of the limit as configured (the environment variable, lower-cased).
-    pub fn name(self) -> &'static str {
-        match self {
-            Limit::Pixels => "max_image_pixels",
-            Limit::Regions => "max_render_regions",
-            Limit::Edges => "max_render_edges",
-            Limit::LoopEdges => "max_render_loop_edges",
-            Limit::Rings => "max_render_rings",
-            Limit::Points => "max_render_points",
-            Limit::SvgBytes => "max_svg_bytes",
-        }
-    }
-
-    fn what(self) -> &'static str {
-        match self {
-            Limit::Pixels => "pixels",
-            Limit::Regions => "regions",
-            Limit::Edges => "border edges",
-            Limit::LoopEdges => "edges in one outline",
-            Limit::Rings => "outlines (islands and holes)",
-            Limit::Points => "outline points",
-            Limit::SvgBytes => "bytes of SVG",
-        }
-    }
-}
-
-/// A render refused for its cost. Deterministic: the same inputs break the same limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("the label map is too complex to render: more than {max} {} ({})", .limit.what(), .limit.name())]
-pub struct BudgetError {
-    pub limit: Limit,
-    pub max: u64,
+    Ok(map)
 }
 
 /// What [`count_edges`] learnt in its one pass.

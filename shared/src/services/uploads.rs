@@ -20,9 +20,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::submit::SubmitError;
-use crate::app::App;
 use crate::input::InputError;
-use crate::objects::{post::PostForm, upload_key, ObjectError};
+use crate::limits::Limits;
+use crate::objects::{post::PostForm, upload_key, ObjectError, ObjectStore};
 
 /// How long an upload form can be used: long enough for a slow link to send 16 MiB.
 pub use crate::policy::lifetime::UPLOAD_TTL;
@@ -43,16 +43,19 @@ pub struct NewUpload {
 }
 
 /// A form for one direct upload of `tenant`.
-pub async fn create(app: &App, tenant: &str) -> Result<NewUpload, SubmitError> {
+pub async fn create(
+    objects: &dyn ObjectStore,
+    limits: &Limits,
+    tenant: &str,
+) -> Result<NewUpload, SubmitError> {
     let id = Uuid::new_v4();
-    let max = app.config.limits.max_upload_bytes as u64;
+    let max = limits.max_upload_bytes as u64;
     let PostForm {
         url,
         fields,
         expires_at,
         max_bytes,
-    } = app
-        .objects
+    } = objects
         .presign_post(&upload_key(tenant, id), max, UPLOAD_TTL)
         .await?;
     Ok(NewUpload {
@@ -74,9 +77,14 @@ pub fn parse_id(raw: &[u8]) -> Result<Uuid, InputError> {
 }
 
 /// The bytes of `tenant`'s upload `id`, within `MAX_UPLOAD_BYTES`.
-pub async fn fetch(app: &App, tenant: &str, id: Uuid) -> Result<Vec<u8>, SubmitError> {
-    let limit = app.config.limits.max_upload_bytes as u64;
-    match app.objects.get_bounded(&upload_key(tenant, id), limit).await {
+pub async fn fetch(
+    objects: &dyn ObjectStore,
+    limits: &Limits,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Vec<u8>, SubmitError> {
+    let limit = limits.max_upload_bytes as u64;
+    match objects.get_bounded(&upload_key(tenant, id), limit).await {
         Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => Err(InputError::invalid(
             FIELD,
@@ -96,8 +104,8 @@ pub async fn fetch(app: &App, tenant: &str, id: Uuid) -> Result<Vec<u8>, SubmitE
 /// the answer rather than before it: the caller never waits for the DELETE. A
 /// failure, or an instance that dies first, only leaves it to the lifecycle rule;
 /// an instance frozen first sends it when it thaws.
-pub fn forget(app: &App, tenant: &str, id: Uuid) {
-    let (objects, key) = (std::sync::Arc::clone(&app.objects), upload_key(tenant, id));
+pub fn forget(objects: &std::sync::Arc<dyn ObjectStore>, tenant: &str, id: Uuid) {
+    let (objects, key) = (std::sync::Arc::clone(objects), upload_key(tenant, id));
     tokio::spawn(async move {
         if let Err(e) = objects.delete_many(&[key]).await {
             tracing::warn!(error = %e, "used upload left for the lifecycle rule");

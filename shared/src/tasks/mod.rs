@@ -3,11 +3,12 @@
 //!
 //! Lifecycle: a miss inserts `PENDING` once per (tenant, input hash); a worker's
 //! claim moves it to `PROCESSING` and counts the attempt; it ends `SUCCESS` (result,
-//! SVG key) or `FAILURE` (error). A failure is `retryable` when it says nothing about
-//! the inputs (a task lost or stuck): the next identical submit runs it again rather
-//! than being answered with the cached error.
+//! SVG key) or `FAILURE` (error). What each failure becomes (cached, run again,
+//! redelivered) is decided in [`failure`].
 
+pub mod failure;
 pub mod metrics;
+pub mod records;
 pub mod results;
 pub mod retention;
 pub mod stages;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+pub use records::TaskRecords;
 pub use results::TaskStore;
 pub use stages::{Stage, Stages};
 
@@ -146,7 +148,10 @@ impl TaskRow {
     pub fn outcome(&self) -> Option<Outcome> {
         let cacheable = match self.status {
             TaskStatus::Success => true,
-            TaskStatus::Failure => self.error.as_ref().is_some_and(|e| !e.retryable),
+            TaskStatus::Failure => self
+                .error
+                .as_ref()
+                .is_some_and(|e| failure::Fate::of(e) == failure::Fate::Cached),
             _ => false,
         };
         cacheable.then(|| Outcome {
