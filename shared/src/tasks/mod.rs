@@ -6,11 +6,21 @@
 //! SVG key) or `FAILURE` (error). A failure is `retryable` when it says nothing about
 //! the inputs (a task lost or stuck): the next identical submit runs it again rather
 //! than being answered with the cached error.
+//!
+//! The store's SQL is split by table, each file owning its statements:
+//! - `results`: `task_results` through a task's lifecycle ([`TaskStore`] itself);
+//! - `counts`: `request_counts`, the folded hit counters and `request_count_folds`;
+//! - `statistics`: the read-only statements behind the statistics routes;
+//! - `metrics`: `processing_metrics` rows, written with the results;
+//! - `retention`: the rollup into `daily_metrics` and the pruning of old rows;
+//! - `stages`: the per-stage timings (no SQL of its own).
 
+pub mod counts;
 pub mod metrics;
 pub mod results;
 pub mod retention;
 pub mod stages;
+pub mod statistics;
 
 use std::sync::Arc;
 
