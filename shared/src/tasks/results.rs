@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use crate::db::Db;
+use crate::policy::lifetime::expired_sql;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use tracing::instrument;
@@ -315,12 +316,12 @@ impl TaskStore {
             // deleted yet: both are run again rather than served.
             let n = client
                 .execute(
-                    "UPDATE task_results SET status = 'PENDING', error = NULL, result = NULL, attempts = 0,
+                    concat!("UPDATE task_results SET status = 'PENDING', error = NULL, result = NULL, attempts = 0,
                             submitted_at = now(), enqueued_at = NULL, started_at = NULL, completed_at = NULL,
                             ttl_expires_at = now() + make_interval(secs => $2), outbox = $3, inputs_sha256 = $4
                      WHERE task_id = $1 AND (
                         (status = 'FAILURE' AND (error->>'retryable')::boolean)
-                        OR (status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now()))",
+                        OR (status IN ('SUCCESS', 'FAILURE') AND ", expired_sql!(), "))"),
                     &[&task_id, &secs(ttl), &outbox, &inputs_sha256],
                 )
                 .await?;
@@ -555,21 +556,21 @@ impl TaskStore {
             let client = self.pool.conn().await?;
             let rows = client
                 .query(
-                    "WITH doomed AS (
+                    concat!("WITH doomed AS (
                          SELECT task_id,
-                                CASE WHEN ttl_expires_at <= now() THEN 'expired'
+                                CASE WHEN ", expired_sql!(), " THEN 'expired'
                                      WHEN status = 'FAILURE' THEN 'failed'
                                      ELSE 'unused' END AS reason
                          FROM task_results
                          WHERE status IN ('SUCCESS', 'FAILURE')
-                           AND (ttl_expires_at <= now()
+                           AND (", expired_sql!(), "
                                 OR (status = 'FAILURE' AND completed_at < now() - make_interval(secs => $1))
                                 OR ($2::float8 IS NOT NULL AND cache_hits = 0
                                     AND submitted_at < now() - make_interval(secs => $2)))
                          LIMIT $3
                          FOR UPDATE SKIP LOCKED)
                      DELETE FROM task_results t USING doomed d WHERE t.task_id = d.task_id
-                     RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason",
+                     RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason"),
                     &[&secs(failure_age), &unused_secs, &batch],
                 )
                 .await?;

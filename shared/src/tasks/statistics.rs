@@ -11,6 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::instrument;
 
+use crate::policy::lifetime::{expired_sql, live_sql};
+
 use super::results::{row_to_task, TaskStore, COLUMNS};
 use super::stages::Stage;
 use super::{StoreError, TaskRow};
@@ -22,9 +24,9 @@ const MEDIAN_COMPLETION: &str = "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER
                          SELECT extract(epoch FROM completed_at - submitted_at)::float8 AS secs
                          FROM task_results WHERE status = 'SUCCESS' AND completed_at IS NOT NULL
                          ORDER BY completed_at DESC LIMIT 200) recent";
-const STATS_BY_STATUS: &str = "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8,
-                            count(*) FILTER (WHERE status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now())
-                     FROM task_results WHERE tenant = $1 GROUP BY status";
+const STATS_BY_STATUS: &str = concat!("SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8,
+                            count(*) FILTER (WHERE status IN ('SUCCESS', 'FAILURE') AND ", expired_sql!(), ")
+                     FROM task_results WHERE tenant = $1 GROUP BY status");
 const STATS_TIMES: &str = "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
                      FROM task_results
                      WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)";
@@ -33,12 +35,16 @@ const DAILY: &str = "SELECT date, requests, hits_l0, hits_redis, hits_postgres, 
                      FROM cache_performance
                      WHERE tenant = $1 AND date > (now() AT TIME ZONE 'UTC')::date - $2::int
                      ORDER BY date DESC";
-const TOP: &str = "SELECT left(input_hash, 12), cache_hits,
+const TOP: &str = concat!(
+    "SELECT left(input_hash, 12), cache_hits,
                             COALESCE(jsonb_array_length(result->'regions'), 0)::int8, last_hit_at
                      FROM task_results
-                     WHERE tenant = $1 AND status = 'SUCCESS' AND cache_hits > 0 AND ttl_expires_at > now()
+                     WHERE tenant = $1 AND status = 'SUCCESS' AND cache_hits > 0 AND ",
+    live_sql!(),
+    "
                      ORDER BY cache_hits DESC, last_hit_at DESC NULLS LAST, input_hash
-                     LIMIT $2";
+                     LIMIT $2"
+);
 const STAGE_TIMINGS: &str = "SELECT metric_name, sum(n)::int8, (sum(total) / sum(n))::float8, min(lo), max(hi), max(p95)
                      FROM (
                          SELECT metric_name, count AS n, sum AS total, min AS lo, max AS hi, p95
