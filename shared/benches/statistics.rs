@@ -157,7 +157,7 @@ async fn main() {
     facesvg::migrate::run(&mut db).await.expect("migrate");
     fill(&db, tasks, metrics).await;
 
-    let statements = facesvg::tasks::results::statistics_statements();
+    let statements = facesvg::tasks::statistics::statistics_statements();
     let runs = |name: &str| {
         if name == "daily" || name == "stage_timings" {
             20

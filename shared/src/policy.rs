@@ -13,13 +13,32 @@ pub mod lifetime {
 
     /// Whether an outcome whose life ends at `expires_at` has expired at `now`:
     /// from that instant on it is never served, from any tier, and the sweep may
-    /// delete it. The one comparison; SQL writes it as [`EXPIRED_SQL`].
+    /// delete it. The one comparison; SQL writes it as `expired_sql!()` (its
+    /// negation as `live_sql!()`), nowhere by hand.
     pub fn is_expired(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         expires_at <= now
     }
 
-    /// [`is_expired`] in SQL, for a row of `task_results`.
-    pub const EXPIRED_SQL: &str = "ttl_expires_at <= now()";
+    /// [`is_expired`] in SQL, for a row of `task_results`. A macro, not a const:
+    /// the statements are literals built by `concat!`, which splices only literals.
+    macro_rules! expired_sql {
+        () => {
+            "ttl_expires_at <= now()"
+        };
+    }
+    pub(crate) use expired_sql;
+
+    /// The negation of `expired_sql!()`: a row of `task_results` still served.
+    macro_rules! live_sql {
+        () => {
+            "ttl_expires_at > now()"
+        };
+    }
+    pub(crate) use live_sql;
+
+    /// [`is_expired`] in SQL, for a row of `task_results`, where a statement is
+    /// built at run time (`format!`).
+    pub const EXPIRED_SQL: &str = expired_sql!();
 
     /// A task the sweep failed as stuck is kept at least this long (beyond a shorter
     /// `CACHE_TTL_HOURS`), so that its client reads `task_stuck` rather than 404.

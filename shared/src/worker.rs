@@ -276,7 +276,7 @@ async fn run_claimed(
             value: render_ms,
         },
         Metric {
-            name: crate::tasks::results::SUCCESS_METRIC,
+            name: crate::tasks::metrics::SUCCESS_METRIC,
             value: f64::from(processing_ms),
         },
         Metric {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Form, TestApp};
-use facesvg::tasks::results::DailyPerformance;
+use facesvg::tasks::statistics::DailyPerformance;
 
 const DAYS: i32 = 60;
 

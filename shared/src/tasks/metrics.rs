@@ -5,6 +5,11 @@ use uuid::Uuid;
 
 use super::StoreError;
 
+/// The `processing_metrics` name written with every success (its processing time)
+/// and every failure; the daily view counts renders and failures by them.
+pub const SUCCESS_METRIC: &str = "processing_ms";
+pub const FAILURE_METRIC: &str = "failure_ms";
+
 #[derive(Debug, Clone, Copy)]
 pub struct Metric<'a> {
     pub name: &'a str,

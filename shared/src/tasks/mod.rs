@@ -5,13 +5,25 @@
 //! claim moves it to `PROCESSING` and counts the attempt; it ends `SUCCESS` (result,
 //! SVG key) or `FAILURE` (error). What each failure becomes (cached, run again,
 //! redelivered) is decided in [`failure`].
+//!
+//! The store's SQL is split by table, each file owning its statements:
+//! - `results`: `task_results` through a task's lifecycle ([`TaskStore`] itself);
+//! - `counts`: `request_counts`, the folded hit counters and `request_count_folds`;
+//! - `statistics`: the read-only statements behind the statistics routes;
+//! - `metrics`: `processing_metrics` rows, written with the results;
+//! - `retention`: the rollup into `daily_metrics` and the pruning of old rows;
+//! - `stages`: the per-stage timings (no SQL of its own);
+//! - `records`: the [`TaskRecords`] trait a submit needs, with an in-memory store
+//!   for unit tests.
 
+pub mod counts;
 pub mod failure;
 pub mod metrics;
 pub mod records;
 pub mod results;
 pub mod retention;
 pub mod stages;
+pub mod statistics;
 
 use std::sync::Arc;
 

@@ -1,89 +1,28 @@
-//! The `task_results` table. All of its SQL lives here.
+//! The `task_results` table: a task's row through its lifecycle, from the submit
+//! that inserts it `PENDING` (with its outbox message), through the worker's claim,
+//! to `SUCCESS` or `FAILURE`, and the sweep that fails it when stuck or deletes it.
+//! The `processing_metrics` rows that must commit with a state change are written
+//! in the same statement or transaction, so they live here too.
+//!
+//! Kept apart from the row's other readers and writers: the hit counts folded from
+//! Redis (`counts`) and the statistics reads (`statistics`) change on their own
+//! schedule, and none of them moves a task between states.
 
 use std::time::Duration;
 
 use crate::db::Db;
+use crate::policy::lifetime::expired_sql;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::metrics::{self, Metric};
+use super::metrics::{self, Metric, FAILURE_METRIC};
 use super::stages::{Stage, Stages};
 use super::{StoreError, TaskError, TaskRow, TaskStatus};
 
-const COLUMNS: &str = "task_id, tenant, input_hash, status, result, svg_s3_key, svg_bytes, input_s3_key, error,
+pub(super) const COLUMNS: &str = "task_id, tenant, input_hash, status, result, svg_s3_key, svg_bytes, input_s3_key, error,
     processing_time_ms, cache_hits, attempts, submitted_at, enqueued_at, started_at, completed_at, ttl_expires_at, stages";
-
-/// The `processing_metrics` name written with every success (its processing time)
-/// and every failure; the daily view counts renders and failures by them.
-pub const SUCCESS_METRIC: &str = "processing_ms";
-pub const FAILURE_METRIC: &str = "failure_ms";
-
-/// The statements behind the statistics routes and `Retry-After`, by name: their
-/// plans are checked (no sequential scan of a large table) by `tests/plans.rs` and
-/// timed by `benches/statistics.rs`.
-const MEDIAN_COMPLETION: &str = "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) FROM (
-                         SELECT extract(epoch FROM completed_at - submitted_at)::float8 AS secs
-                         FROM task_results WHERE status = 'SUCCESS' AND completed_at IS NOT NULL
-                         ORDER BY completed_at DESC LIMIT 200) recent";
-const STATS_BY_STATUS: &str = "SELECT status, count(*), COALESCE(sum(cache_hits), 0)::int8, COALESCE(sum(svg_bytes), 0)::int8,
-                            count(*) FILTER (WHERE status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now())
-                     FROM task_results WHERE tenant = $1 GROUP BY status";
-const STATS_TIMES: &str = "SELECT avg(processing_time_ms)::float8, min(processing_time_ms), max(processing_time_ms)
-                     FROM task_results
-                     WHERE tenant = $1 AND status = 'SUCCESS' AND completed_at > now() - make_interval(days => $2)";
-const DAILY: &str = "SELECT date, requests, hits_l0, hits_redis, hits_postgres, hits, hit_ratio_percent,
-                            renders, failures, processing_ms_avg, processing_ms_p50, processing_ms_p95
-                     FROM cache_performance
-                     WHERE tenant = $1 AND date > (now() AT TIME ZONE 'UTC')::date - $2::int
-                     ORDER BY date DESC";
-const TOP: &str = "SELECT left(input_hash, 12), cache_hits,
-                            COALESCE(jsonb_array_length(result->'regions'), 0)::int8, last_hit_at
-                     FROM task_results
-                     WHERE tenant = $1 AND status = 'SUCCESS' AND cache_hits > 0 AND ttl_expires_at > now()
-                     ORDER BY cache_hits DESC, last_hit_at DESC NULLS LAST, input_hash
-                     LIMIT $2";
-const STAGE_TIMINGS: &str = "SELECT metric_name, sum(n)::int8, (sum(total) / sum(n))::float8, min(lo), max(hi), max(p95)
-                     FROM (
-                         SELECT metric_name, count AS n, sum AS total, min AS lo, max AS hi, p95
-                         FROM daily_metrics
-                         WHERE tenant = $1 AND metric_name = ANY($3)
-                           AND day >= (now() AT TIME ZONE 'UTC')::date - $2::int + 1
-                           AND day <= (SELECT rolled_through FROM metrics_rollup)
-                         UNION ALL
-                         SELECT metric_name, count(*), sum(value), min(value), max(value),
-                                percentile_cont(0.95) WITHIN GROUP (ORDER BY value)
-                         FROM processing_metrics
-                         WHERE tenant = $1 AND metric_name = ANY($3)
-                           AND recorded_at >= (SELECT greatest((now() AT TIME ZONE 'UTC')::date - $2::int + 1,
-                                                               rolled_through + 1)::timestamp AT TIME ZONE 'UTC'
-                                               FROM metrics_rollup)
-                         GROUP BY metric_name
-                     ) s
-                     GROUP BY metric_name";
-
-/// A tenant's latest tasks (`$1` tenant, `$2` limit).
-fn recent_sql() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM task_results WHERE tenant = $1 ORDER BY submitted_at DESC LIMIT $2"
-    )
-}
-
-/// Every statement behind `/cache/stats`, `/daily`, `/top`, `/recent` and the
-/// `Retry-After` advice, with its name. Parameters: `$1` the tenant (text), `$2` a
-/// window in days (int4) or a row limit (int8), `$3` the stage metrics (text[]).
-pub fn statistics_statements() -> Vec<(&'static str, String)> {
-    vec![
-        ("stats_by_status", STATS_BY_STATUS.to_owned()),
-        ("stats_times", STATS_TIMES.to_owned()),
-        ("stage_timings", STAGE_TIMINGS.to_owned()),
-        ("daily", DAILY.to_owned()),
-        ("top", TOP.to_owned()),
-        ("recent", recent_sql()),
-        ("median_completion", MEDIAN_COMPLETION.to_owned()),
-    ]
-}
 
 #[derive(Clone)]
 pub struct TaskStore {
@@ -161,26 +100,11 @@ impl SweepReason {
     }
 }
 
-/// A tenant's entries and processing times, from Postgres.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct TenantStats {
-    pub entries: i64,
-    pub by_status: std::collections::BTreeMap<String, i64>,
-    /// Hits already folded in from Redis by the sweep.
-    pub folded_hits: i64,
-    pub storage_bytes: i64,
-    /// Finished entries past their TTL, not yet deleted by the sweep (never served).
-    pub expired_entries: i64,
-    pub processing_ms_avg: Option<f64>,
-    pub processing_ms_min: Option<i32>,
-    pub processing_ms_max: Option<i32>,
-}
-
 pub(super) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
+pub(super) fn row_to_task(row: &Row) -> Result<TaskRow, StoreError> {
     let status: String = row.try_get("status")?;
     let error: Option<serde_json::Value> = row.try_get("error")?;
     let stages: Option<serde_json::Value> = row.try_get("stages")?;
@@ -392,30 +316,16 @@ impl TaskStore {
             // deleted yet: both are run again rather than served.
             let n = client
                 .execute(
-                    "UPDATE task_results SET status = 'PENDING', error = NULL, result = NULL, attempts = 0,
+                    concat!("UPDATE task_results SET status = 'PENDING', error = NULL, result = NULL, attempts = 0,
                             submitted_at = now(), enqueued_at = NULL, started_at = NULL, completed_at = NULL,
                             ttl_expires_at = now() + make_interval(secs => $2), outbox = $3, inputs_sha256 = $4
                      WHERE task_id = $1 AND (
                         (status = 'FAILURE' AND (error->>'retryable')::boolean)
-                        OR (status IN ('SUCCESS', 'FAILURE') AND ttl_expires_at <= now()))",
+                        OR (status IN ('SUCCESS', 'FAILURE') AND ", expired_sql!(), "))"),
                     &[&task_id, &secs(ttl), &outbox, &inputs_sha256],
                 )
                 .await?;
             Ok(n == 1)
-        })
-        .await
-    }
-
-    /// The median time from submit to success of the last 200 tasks that rendered.
-    #[instrument(skip(self), err)]
-    pub async fn median_completion(&self) -> Result<Option<Duration>, StoreError> {
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            let row = client.query_one(MEDIAN_COMPLETION, &[]).await?;
-            let secs: Option<f64> = row.try_get(0)?;
-            Ok(secs
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64))
         })
         .await
     }
@@ -631,84 +541,6 @@ impl TaskStore {
         .await
     }
 
-    /// Statistics of `tenant`'s entries; processing times over tasks finished in the
-    /// last `days` days.
-    #[instrument(skip(self), err)]
-    pub async fn stats(&self, tenant: &str, days: u32) -> Result<TenantStats, StoreError> {
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            let mut stats = TenantStats::default();
-            for row in client.query(STATS_BY_STATUS, &[&tenant]).await? {
-                let n: i64 = row.try_get(1)?;
-                stats.entries += n;
-                stats.by_status.insert(row.try_get(0)?, n);
-                stats.folded_hits += row.try_get::<_, i64>(2)?;
-                stats.storage_bytes += row.try_get::<_, i64>(3)?;
-                stats.expired_entries += row.try_get::<_, i64>(4)?;
-            }
-            let times = client
-                .query_one(STATS_TIMES, &[&tenant, &(days as i32)])
-                .await?;
-            stats.processing_ms_avg = times.try_get(0)?;
-            stats.processing_ms_min = times.try_get(1)?;
-            stats.processing_ms_max = times.try_get(2)?;
-            Ok(stats)
-        })
-        .await
-    }
-
-    /// The latest `limit` tasks of `tenant`, newest first.
-    #[instrument(skip(self), err)]
-    pub async fn recent(&self, tenant: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            let sql = recent_sql();
-            client
-                .query(&sql, &[&tenant, &limit])
-                .await?
-                .iter()
-                .map(row_to_task)
-                .collect()
-        })
-        .await
-    }
-
-    /// Adds hit counts gathered in Redis (write-behind) to the rows, in one
-    /// transaction. With a `batch` (a fold of Redis's counters), a batch already
-    /// added is skipped and `None` returned: folding the same batch twice never
-    /// counts it twice. Otherwise, the rows updated.
-    #[instrument(skip(self, hits), fields(n = hits.len()), err)]
-    pub async fn add_hits(
-        &self,
-        hits: &[(Uuid, i64)],
-        batch: Option<Uuid>,
-    ) -> Result<Option<u64>, StoreError> {
-        if hits.is_empty() && batch.is_none() {
-            return Ok(Some(0));
-        }
-        let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
-        let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
-        self.bounded(async move {
-            let mut client = self.pool.conn().await?;
-            let tx = client.transaction().await?;
-            if let Some(batch) = batch {
-                if !mark_folded(&tx, batch).await? {
-                    return Ok(None);
-                }
-            }
-            let n = tx
-                .execute(
-                    "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
-                     FROM unnest($1::uuid[], $2::int8[]) AS h(id, n) WHERE t.task_id = h.id",
-                    &[&ids, &counts],
-                )
-                .await?;
-            tx.commit().await?;
-            Ok(Some(n))
-        })
-        .await
-    }
-
     /// Deletes one batch of entries that are past their TTL, failed more than
     /// `failure_age` ago, or were never hit within `unused_age`. Open tasks are left
     /// to [`TaskStore::fail_stuck`].
@@ -724,21 +556,21 @@ impl TaskStore {
             let client = self.pool.conn().await?;
             let rows = client
                 .query(
-                    "WITH doomed AS (
+                    concat!("WITH doomed AS (
                          SELECT task_id,
-                                CASE WHEN ttl_expires_at <= now() THEN 'expired'
+                                CASE WHEN ", expired_sql!(), " THEN 'expired'
                                      WHEN status = 'FAILURE' THEN 'failed'
                                      ELSE 'unused' END AS reason
                          FROM task_results
                          WHERE status IN ('SUCCESS', 'FAILURE')
-                           AND (ttl_expires_at <= now()
+                           AND (", expired_sql!(), "
                                 OR (status = 'FAILURE' AND completed_at < now() - make_interval(secs => $1))
                                 OR ($2::float8 IS NOT NULL AND cache_hits = 0
                                     AND submitted_at < now() - make_interval(secs => $2)))
                          LIMIT $3
                          FOR UPDATE SKIP LOCKED)
                      DELETE FROM task_results t USING doomed d WHERE t.task_id = d.task_id
-                     RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason",
+                     RETURNING t.task_id, t.tenant, t.input_hash, t.svg_s3_key, t.input_s3_key, d.reason"),
                     &[&secs(failure_age), &unused_secs, &batch],
                 )
                 .await?;
@@ -771,12 +603,7 @@ impl TaskStore {
     ) -> Result<u64, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
-            let error = serde_json::to_value(TaskError {
-                code: "task_stuck".into(),
-                message: "the task did not finish in time; submit it again to retry".into(),
-                field: None,
-                retryable: true,
-            })
+            let error = serde_json::to_value(super::failure::Failure::Stuck.error())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             // Each failure also leaves its metric (time since submit), as the worker's do.
             Ok(client
@@ -796,211 +623,6 @@ impl TaskStore {
                     &[&error, &secs(stuck_after), &batch, &FAILURE_METRIC, &secs(visible)],
                 )
                 .await?)
-        })
-        .await
-    }
-}
-
-/// Records that the fold of `batch` (request counts or hit counters) was added, in
-/// the caller's transaction; `false` if it was added before.
-async fn mark_folded(
-    tx: &deadpool_postgres::Transaction<'_>,
-    batch: Uuid,
-) -> Result<bool, StoreError> {
-    let fresh = tx
-        .execute(
-            "INSERT INTO request_count_folds (batch) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&batch],
-        )
-        .await?;
-    Ok(fresh == 1)
-}
-
-/// One day of a tenant's `cache_performance` view.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DailyPerformance {
-    pub date: chrono::NaiveDate,
-    pub requests: i64,
-    pub hits_l0: i64,
-    pub hits_redis: i64,
-    pub hits_postgres: i64,
-    pub hits: i64,
-    pub hit_ratio_percent: f64,
-    pub renders: i64,
-    pub failures: i64,
-    pub processing_ms_avg: Option<f64>,
-    pub processing_ms_p50: Option<f64>,
-    pub processing_ms_p95: Option<f64>,
-}
-
-/// One of a tenant's most-hit entries.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct TopEntry {
-    /// The first 12 characters of the entry's input hash.
-    pub key_prefix: String,
-    pub hits: i64,
-    pub regions: i64,
-    pub last_hit_at: Option<DateTime<Utc>>,
-}
-
-/// A stage's timings over a window.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct StageTimings {
-    pub count: i64,
-    pub avg: f64,
-    pub min: f64,
-    pub max: f64,
-    pub p95: f64,
-}
-
-impl TaskStore {
-    /// Adds request counts to `request_counts`, in one transaction. With a `batch`
-    /// (a fold of Redis's counts), a batch already added is skipped and `false`
-    /// returned: folding the same batch twice never counts it twice.
-    #[instrument(skip(self, counts), fields(n = counts.len()), err)]
-    pub async fn add_request_counts(
-        &self,
-        counts: &[super::RequestCount],
-        batch: Option<Uuid>,
-    ) -> Result<bool, StoreError> {
-        self.bounded(async move {
-            let mut client = self.pool.conn().await?;
-            let tx = client.transaction().await?;
-            if let Some(batch) = batch {
-                if !mark_folded(&tx, batch).await? {
-                    return Ok(false);
-                }
-            }
-            if !counts.is_empty() {
-                let tenants: Vec<&str> = counts.iter().map(|c| c.tenant.as_str()).collect();
-                let days: Vec<chrono::NaiveDate> = counts.iter().map(|c| c.day).collect();
-                let tiers: Vec<&str> = counts.iter().map(|c| c.tier.as_str()).collect();
-                let ns: Vec<i64> = counts.iter().map(|c| c.requests).collect();
-                // Summed first: one statement may not update the same row twice.
-                tx.execute(
-                    "INSERT INTO request_counts (tenant, day, tier, requests)
-                     SELECT t, d, k, sum(n)::int8 FROM unnest($1::text[], $2::date[], $3::text[], $4::int8[]) AS c(t, d, k, n)
-                     GROUP BY t, d, k
-                     ON CONFLICT (tenant, day, tier) DO UPDATE SET requests = request_counts.requests + EXCLUDED.requests",
-                    &[&tenants, &days, &tiers, &ns],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
-    }
-
-    /// Forgets fold markers older than `age`, except those of the batches in
-    /// `in_progress` (still in Redis, so they may be offered again however old).
-    #[instrument(skip(self), err)]
-    pub async fn prune_fold_markers(
-        &self,
-        age: Duration,
-        in_progress: &[Uuid],
-    ) -> Result<u64, StoreError> {
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            Ok(client
-                .execute(
-                    "DELETE FROM request_count_folds
-                     WHERE folded_at < now() - make_interval(secs => $1) AND NOT (batch = ANY($2))",
-                    &[&secs(age), &in_progress],
-                )
-                .await?)
-        })
-        .await
-    }
-
-    /// `tenant`'s rows of the `cache_performance` view for the `days` UTC days up to
-    /// today, newest first (days without any activity have no row).
-    #[instrument(skip(self), err)]
-    pub async fn daily(
-        &self,
-        tenant: &str,
-        days: u32,
-    ) -> Result<Vec<DailyPerformance>, StoreError> {
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            let rows = client.query(DAILY, &[&tenant, &(days as i32)]).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DailyPerformance {
-                        date: r.try_get(0)?,
-                        requests: r.try_get(1)?,
-                        hits_l0: r.try_get(2)?,
-                        hits_redis: r.try_get(3)?,
-                        hits_postgres: r.try_get(4)?,
-                        hits: r.try_get(5)?,
-                        hit_ratio_percent: r.try_get(6)?,
-                        renders: r.try_get(7)?,
-                        failures: r.try_get(8)?,
-                        processing_ms_avg: r.try_get(9)?,
-                        processing_ms_p50: r.try_get(10)?,
-                        processing_ms_p95: r.try_get(11)?,
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    /// `tenant`'s `limit` most-hit live entries (hits folded so far), most hits first.
-    #[instrument(skip(self), err)]
-    pub async fn top(&self, tenant: &str, limit: i64) -> Result<Vec<TopEntry>, StoreError> {
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            let rows = client.query(TOP, &[&tenant, &limit]).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(TopEntry {
-                        key_prefix: r.try_get(0)?,
-                        hits: r.try_get(1)?,
-                        regions: r.try_get(2)?,
-                        last_hit_at: r.try_get(3)?,
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    /// Count, average, min, max and p95 of each stage over `tenant`'s tasks recorded
-    /// in the `days` UTC days up to today, keyed by stage name; stages never measured
-    /// are absent. Days already rolled up are read from their daily aggregates
-    /// (count, average, min and max stay exact; a window that spans several days
-    /// reports the largest p95 among them), the rest from the raw rows.
-    #[instrument(skip(self), err)]
-    pub async fn stage_timings(
-        &self,
-        tenant: &str,
-        days: u32,
-    ) -> Result<std::collections::BTreeMap<&'static str, StageTimings>, StoreError> {
-        let names: Vec<&str> = Stage::ALL.iter().map(|s| s.metric()).collect();
-        self.bounded(async move {
-            let client = self.pool.conn().await?;
-            let rows = client
-                .query(STAGE_TIMINGS, &[&tenant, &(days as i32), &names])
-                .await?;
-            let mut out = std::collections::BTreeMap::new();
-            for r in &rows {
-                let name: String = r.try_get(0)?;
-                let Some(stage) = Stage::from_metric(&name) else {
-                    continue;
-                };
-                out.insert(
-                    stage.name(),
-                    StageTimings {
-                        count: r.try_get(1)?,
-                        avg: r.try_get(2)?,
-                        min: r.try_get(3)?,
-                        max: r.try_get(4)?,
-                        p95: r.try_get(5)?,
-                    },
-                );
-            }
-            Ok(out)
         })
         .await
     }

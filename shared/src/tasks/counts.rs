@@ -1,0 +1,130 @@
+//! The counts kept outside Postgres (in Redis, or in memory without it) and added
+//! here in batches: `request_counts` (requests per tenant, UTC day and tier), the
+//! hit counters of `task_results` (`cache_hits`, `last_hit_at`), and
+//! `request_count_folds`, the markers of the batches already added, which make a
+//! second fold of the same batch a no-op.
+//!
+//! Kept apart from a task's lifecycle (`results`): a fold touches many rows at once
+//! and never a task's state, and its exactly-once guarantee rests on the marker
+//! table, which only these statements use. Pruning `request_counts` by age is
+//! `retention`'s, with the other daily rows.
+
+use std::time::Duration;
+
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::results::{secs, TaskStore};
+use super::StoreError;
+
+impl TaskStore {
+    /// Adds request counts to `request_counts`, in one transaction. With a `batch`
+    /// (a fold of Redis's counts), a batch already added is skipped and `false`
+    /// returned: folding the same batch twice never counts it twice.
+    #[instrument(skip(self, counts), fields(n = counts.len()), err)]
+    pub async fn add_request_counts(
+        &self,
+        counts: &[super::RequestCount],
+        batch: Option<Uuid>,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async move {
+            let mut client = self.pool.conn().await?;
+            let tx = client.transaction().await?;
+            if let Some(batch) = batch {
+                if !mark_folded(&tx, batch).await? {
+                    return Ok(false);
+                }
+            }
+            if !counts.is_empty() {
+                let tenants: Vec<&str> = counts.iter().map(|c| c.tenant.as_str()).collect();
+                let days: Vec<chrono::NaiveDate> = counts.iter().map(|c| c.day).collect();
+                let tiers: Vec<&str> = counts.iter().map(|c| c.tier.as_str()).collect();
+                let ns: Vec<i64> = counts.iter().map(|c| c.requests).collect();
+                // Summed first: one statement may not update the same row twice.
+                tx.execute(
+                    "INSERT INTO request_counts (tenant, day, tier, requests)
+                     SELECT t, d, k, sum(n)::int8 FROM unnest($1::text[], $2::date[], $3::text[], $4::int8[]) AS c(t, d, k, n)
+                     GROUP BY t, d, k
+                     ON CONFLICT (tenant, day, tier) DO UPDATE SET requests = request_counts.requests + EXCLUDED.requests",
+                    &[&tenants, &days, &tiers, &ns],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Forgets fold markers older than `age`, except those of the batches in
+    /// `in_progress` (still in Redis, so they may be offered again however old).
+    #[instrument(skip(self), err)]
+    pub async fn prune_fold_markers(
+        &self,
+        age: Duration,
+        in_progress: &[Uuid],
+    ) -> Result<u64, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            Ok(client
+                .execute(
+                    "DELETE FROM request_count_folds
+                     WHERE folded_at < now() - make_interval(secs => $1) AND NOT (batch = ANY($2))",
+                    &[&secs(age), &in_progress],
+                )
+                .await?)
+        })
+        .await
+    }
+
+    /// Adds hit counts gathered in Redis (write-behind) to the rows, in one
+    /// transaction. With a `batch` (a fold of Redis's counters), a batch already
+    /// added is skipped and `None` returned: folding the same batch twice never
+    /// counts it twice. Otherwise, the rows updated.
+    #[instrument(skip(self, hits), fields(n = hits.len()), err)]
+    pub async fn add_hits(
+        &self,
+        hits: &[(Uuid, i64)],
+        batch: Option<Uuid>,
+    ) -> Result<Option<u64>, StoreError> {
+        if hits.is_empty() && batch.is_none() {
+            return Ok(Some(0));
+        }
+        let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
+        let counts: Vec<i64> = hits.iter().map(|h| h.1).collect();
+        self.bounded(async move {
+            let mut client = self.pool.conn().await?;
+            let tx = client.transaction().await?;
+            if let Some(batch) = batch {
+                if !mark_folded(&tx, batch).await? {
+                    return Ok(None);
+                }
+            }
+            let n = tx
+                .execute(
+                    "UPDATE task_results t SET cache_hits = t.cache_hits + h.n, last_hit_at = now()
+                     FROM unnest($1::uuid[], $2::int8[]) AS h(id, n) WHERE t.task_id = h.id",
+                    &[&ids, &counts],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(Some(n))
+        })
+        .await
+    }
+}
+
+/// Records that the fold of `batch` (request counts or hit counters) was added, in
+/// the caller's transaction; `false` if it was added before.
+async fn mark_folded(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batch: Uuid,
+) -> Result<bool, StoreError> {
+    let fresh = tx
+        .execute(
+            "INSERT INTO request_count_folds (batch) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&batch],
+        )
+        .await?;
+    Ok(fresh == 1)
+}
