@@ -247,7 +247,8 @@ async fn main() {
     }
 
     // --- Redis tier vs raw GET ---
-    let redis = Arc::new(RedisBackend::new(&redis_url, &prefix, Duration::from_secs(1)).unwrap());
+    let redis =
+        Arc::new(RedisBackend::from_url(&redis_url, &prefix, Duration::from_secs(1)).unwrap());
     let redis_cache = Cache::builder().tier(redis.clone()).build();
     redis_cache.set(&key, &value, None).await.unwrap();
     let raw_client = ::redis::Client::open(redis_url.as_str()).unwrap();

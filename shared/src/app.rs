@@ -12,10 +12,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use crate::db::Db;
 use thiserror::Error;
 
+use crate::cache::link::RedisLink;
 use crate::cache::memory::MemoryTier;
 use crate::cache::outcomes::OutcomeCache;
 use crate::cache::redis::RedisTier;
-use crate::cache::CacheError;
 use crate::config::{Config, ConfigError};
 use crate::objects::s3::S3Store;
 use crate::objects::ObjectStore;
@@ -34,7 +34,7 @@ pub enum StartupError {
     #[error("DATABASE_URL: {0}")]
     Database(String),
     #[error("REDIS_URL: {0}")]
-    Redis(#[from] CacheError),
+    Redis(#[from] ::redis::RedisError),
 }
 
 pub struct App {
@@ -119,15 +119,18 @@ impl App {
             KV_MEMORY_BYTES,
             KV_MEMORY_MAX_TTL,
         )));
-        if !crate::cache::redis::is_disabled(&config.redis_url) {
-            let kv_redis = Arc::new(
-                kv::RedisBackend::new(
-                    &config.redis_url,
-                    &config.redis_prefix,
-                    config.redis_timeout,
-                )
-                .map_err(|e| StartupError::Database(format!("REDIS_URL: {e}")))?,
-            );
+        // One link for both caches: one connection per instance, and one breaker, so
+        // a Redis found down by either is skipped by both.
+        let redis_link = if crate::cache::link::is_disabled(&config.redis_url) {
+            None
+        } else {
+            Some(Arc::new(RedisLink::open(
+                &config.redis_url,
+                config.redis_timeout,
+            )?))
+        };
+        if let Some(link) = &redis_link {
+            let kv_redis = Arc::new(kv::RedisBackend::new(link.clone(), &config.redis_prefix));
             kv = kv.tier(kv_redis.clone()).locks(kv_redis);
         }
         let kv = kv
@@ -140,11 +143,7 @@ impl App {
             kv_store,
             outcomes: OutcomeCache::new(
                 MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
-                RedisTier::new(
-                    &config.redis_url,
-                    &config.redis_prefix,
-                    config.redis_timeout,
-                )?,
+                RedisTier::new(redis_link, &config.redis_prefix),
             )
             .counting_to(tasks.clone()),
             tasks,

@@ -82,8 +82,8 @@ pub mod sweep {
     pub const RETENTION_BATCH: i64 = 10_000;
 }
 
-/// What a failing cache tier costs (`cache::breaker`, used by the outcome cache's
-/// Redis tier and by every tier of the general-purpose cache).
+/// What a failing cache tier costs (`cache::breaker`, used by the Redis link both
+/// caches share and by the general-purpose cache's Postgres tier).
 pub mod tiers {
     use std::time::Duration;
 

@@ -71,7 +71,7 @@ fn memory() -> Arc<MemoryBackend> {
 
 fn redis_at(url: &str, prefix: &str) -> Arc<RedisBackend> {
     // Generous: tests run many things at once on two cores.
-    Arc::new(RedisBackend::new(url, prefix, Duration::from_millis(1000)).expect("redis url"))
+    Arc::new(RedisBackend::from_url(url, prefix, Duration::from_millis(1000)).expect("redis url"))
 }
 
 fn postgres(pool: &Pool) -> Arc<PostgresBackend> {
@@ -855,7 +855,7 @@ async fn a_hanging_redis_costs_a_bounded_delay_and_postgres_answers() {
     let (pool, _) = fresh_db().await;
     let (port, listener) = hanging_listener().await;
     let redis = Arc::new(
-        RedisBackend::new(
+        RedisBackend::from_url(
             &format!("redis://127.0.0.1:{port}/"),
             "hang",
             Duration::from_millis(200),

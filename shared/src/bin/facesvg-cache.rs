@@ -88,7 +88,7 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
     if config.redis_url != "none" {
         // An operator waits longer than a request would.
         let timeout = config.redis_timeout.max(Duration::from_secs(5));
-        let redis = RedisBackend::new(&config.redis_url, &config.redis_prefix, timeout)
+        let redis = RedisBackend::from_url(&config.redis_url, &config.redis_prefix, timeout)
             .map_err(|e| e.to_string())?;
         builder = builder.tier(Arc::new(redis));
     }

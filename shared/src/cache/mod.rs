@@ -11,9 +11,14 @@
 //!
 //! [`kv`] is the general-purpose cache (any serde value, memory / Redis / Postgres
 //! tiers, invalidation, single flight) that application code calls directly.
+//!
+//! Both caches reach Redis through one [`link::RedisLink`] per instance: one
+//! connection, one deadline per call (`REDIS_TIMEOUT_MS`, connecting included) and
+//! one circuit breaker, so Redis being down is one fact that both act on.
 
 pub mod breaker;
 pub mod kv;
+pub mod link;
 pub mod memory;
 pub mod outcomes;
 pub mod redis;
@@ -28,7 +33,7 @@ use crate::tasks::Outcome;
 #[derive(Debug, Error)]
 pub enum CacheError {
     #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    Redis(::redis::RedisError),
     #[error("cache call timed out")]
     Timeout,
     #[error("circuit open: skipping the cache after repeated errors")]
@@ -40,6 +45,16 @@ pub enum CacheError {
     Malformed(#[from] serde_json::Error),
     #[error("cached data is malformed: {0}")]
     Corrupt(String),
+}
+
+impl From<link::LinkError> for CacheError {
+    fn from(e: link::LinkError) -> Self {
+        match e {
+            link::LinkError::Redis(e) => CacheError::Redis(e),
+            link::LinkError::Timeout => CacheError::Timeout,
+            link::LinkError::CircuitOpen => CacheError::CircuitOpen,
+        }
+    }
 }
 
 #[async_trait]

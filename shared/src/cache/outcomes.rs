@@ -257,8 +257,8 @@ impl OutcomeCache {
     /// request waits for it (an instance frozen first sends it when it thaws).
     /// An instance that dies loses the counts it holds (fewer than [`COUNT_BATCH`],
     /// at most a [`COUNT_INTERVAL`] old) and those of sends not yet finished; a send
-    /// ends within its Redis deadline (twice `REDIS_TIMEOUT_MS`, 100 ms by default),
-    /// so those are the requests of that last tenth of a second.
+    /// ends within its Redis deadline (`REDIS_TIMEOUT_MS`, 50 ms by default), so
+    /// those are the requests of that last twentieth of a second.
     /// Counting never fails a request.
     pub async fn count(&self, tenant: &str, answer: Answer, hit_task: Option<Uuid>) {
         crate::metrics::cache_request(answer.as_str());

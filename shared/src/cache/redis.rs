@@ -9,61 +9,42 @@
 //!   into Postgres's `request_counts`; `{p}:requests:folding` is the batch being
 //!   folded (see [`RedisTier::take_request_counts`])
 //!
-//! The connection is made lazily and every call is bounded by a timeout and a
-//! circuit breaker: a cold start with Redis down still serves from Postgres.
+//! Calls go through the instance's [`RedisLink`], the connection, deadline and
+//! circuit breaker it shares with the general-purpose cache's Redis tier: a cold
+//! start with Redis down still serves from Postgres.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Mutex;
+use redis::aio::ConnectionManager;
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::breaker::Breaker;
+use super::link::RedisLink;
 use super::{remaining_ttl_secs, CacheError, OutcomeTier};
 use crate::tasks::Outcome;
-
-/// `REDIS_URL=none` (any case): no Redis tier.
-pub fn is_disabled(url: &str) -> bool {
-    url.trim().eq_ignore_ascii_case("none")
-}
 
 /// Daily request counters outlive the longest statistics window (90 days).
 const STATS_RETENTION_SECS: u64 = 92 * 24 * 3600;
 
 pub struct RedisTier {
     /// `None` when the deployment runs without Redis (`REDIS_URL=none`).
-    client: Option<redis::Client>,
-    conn: Mutex<Option<ConnectionManager>>,
-    timeout: Duration,
+    link: Option<Arc<RedisLink>>,
     prefix: String,
-    breaker: Breaker,
 }
 
 impl RedisTier {
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, CacheError> {
-        let client = if is_disabled(url) {
-            None
-        } else {
-            Some(redis::Client::open(url)?)
-        };
-        Ok(RedisTier {
-            client,
-            conn: Mutex::new(None),
-            timeout,
+    pub fn new(link: Option<Arc<RedisLink>>, prefix: &str) -> Self {
+        RedisTier {
+            link,
             prefix: prefix.to_owned(),
-            breaker: Breaker::new(
-                crate::policy::tiers::BREAKER_FAILURES,
-                crate::policy::tiers::BREAKER_OPEN_FOR,
-            ),
-        })
+        }
     }
 
     /// Whether this deployment has a Redis tier at all.
     pub fn is_enabled(&self) -> bool {
-        self.client.is_some()
+        self.link.is_some()
     }
 
     pub fn prefix(&self) -> &str {
@@ -90,51 +71,13 @@ impl RedisTier {
         format!("{}:requests:folding", self.prefix)
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, CacheError> {
-        let client = self.client.as_ref().ok_or(CacheError::Disabled)?;
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let c = ConnectionManager::new_with_config(client.clone(), config).await?;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Runs one Redis operation under the breaker and the timeout.
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
     {
-        if self.client.is_none() {
-            return Err(CacheError::Disabled);
-        }
-        if !self.breaker.allow() {
-            return Err(CacheError::CircuitOpen);
-        }
-        let attempt = async {
-            let conn = self.connection().await?;
-            Ok::<T, CacheError>(op(conn).await?)
-        };
-        // The connection step counts against the same budget: a dead host must not
-        // cost a connect timeout on every call.
-        let outcome = match tokio::time::timeout(self.timeout * 2, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(CacheError::Timeout),
-        };
-        match &outcome {
-            Ok(_) => self.breaker.success(),
-            Err(e) => {
-                tracing::warn!(error = %e, "redis call failed");
-                self.breaker.failure()
-            }
-        }
-        outcome
+        let link = self.link.as_ref().ok_or(CacheError::Disabled)?;
+        Ok(link.call(op).await?)
     }
 
     async fn get_json(&self, key: String) -> Result<Option<Outcome>, CacheError> {

@@ -1,5 +1,7 @@
 //! The one seam every tier implements ([`Backend`]), the entry it stores, and the
-//! guard (timeout + circuit breaker) that bounds what a sick network tier costs.
+//! guard (timeout + circuit breaker) that bounds what a sick Postgres tier costs.
+//! The Redis tier is bounded the same way by the
+//! [`RedisLink`](crate::cache::link::RedisLink) it shares with the outcome cache.
 
 use std::any::Any;
 use std::collections::BTreeMap;

@@ -3,9 +3,11 @@
 //!
 //! ```ignore
 //! use std::{sync::Arc, time::Duration};
-//! use facesvg::cache::kv::*;
+//! use facesvg::cache::{kv::*, link::RedisLink};
 //!
-//! let redis = Arc::new(RedisBackend::new("redis://127.0.0.1:6379/", "facesvg", Duration::from_millis(50))?);
+//! // One link per instance; the outcome cache's `RedisTier` takes the same one.
+//! let link = Arc::new(RedisLink::open("redis://127.0.0.1:6379/", Duration::from_millis(50))?);
+//! let redis = Arc::new(RedisBackend::new(link.clone(), "facesvg"));
 //! let cache = Cache::builder()
 //!     .tier(Arc::new(MemoryBackend::new(10_000, 4 << 20, Duration::from_secs(60))))
 //!     .tier(redis.clone())
@@ -28,7 +30,9 @@
 //! How it is split:
 //! - [`key`]: keys (stable, versioned, long parts hashed) and invalidation scopes.
 //! - [`backend`]: the [`Backend`] trait every tier implements, and the guard
-//!   (timeout + circuit breaker) of the network tiers.
+//!   (timeout + circuit breaker) of the Postgres tier. The Redis tier is bounded
+//!   by the [`RedisLink`](crate::cache::link::RedisLink) it shares with the
+//!   outcome cache.
 //! - [`memory`], [`redis`], [`postgres`]: the tiers.
 //! - [`tiered`]: lookup order, backfill with the remaining TTL, counting and
 //!   degradation, in one place.
@@ -83,7 +87,7 @@ pub enum KvError {
     #[error("invalid key: {0}")]
     InvalidKey(String),
     #[error("redis: {0}")]
-    Redis(#[from] ::redis::RedisError),
+    Redis(::redis::RedisError),
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
@@ -102,6 +106,18 @@ pub enum KvError {
     Compute(String),
     #[error("cache TTLs: {0}")]
     Config(String),
+}
+
+/// Every failure of the Redis tier comes from the shared link, so it is named here once.
+impl From<crate::cache::link::LinkError> for KvError {
+    fn from(e: crate::cache::link::LinkError) -> Self {
+        use crate::cache::link::LinkError;
+        match e {
+            LinkError::Redis(e) => KvError::Redis(e),
+            LinkError::Timeout => KvError::Timeout(Tier::Redis),
+            LinkError::CircuitOpen => KvError::CircuitOpen(Tier::Redis),
+        }
+    }
 }
 
 /// Default TTLs per namespace, from configuration such as

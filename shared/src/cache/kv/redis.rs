@@ -17,21 +17,23 @@
 //! keys. Invalidated entries stay in memory until their TTL (or the next read of
 //! them, which deletes them).
 //!
-//! The connection is made lazily, and every call is bounded by a timeout and a
-//! circuit breaker (see [`super::backend`]): a Redis that is down or hangs costs
-//! a bounded delay, after which the other tiers answer.
+//! Calls go through a [`RedisLink`]: in a function instance, the one the outcome
+//! cache's Redis tier uses too, so both share one connection, one deadline per call
+//! and one circuit breaker. A Redis that is down or hangs costs a bounded delay,
+//! after which the other tiers answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{Script, Value};
-use tokio::sync::Mutex;
 use tracing::instrument;
 
-use super::backend::{Backend, Entry, Guard, Invalidated, NamespaceUsage, Tier, Usage};
+use super::backend::{Backend, Entry, Invalidated, NamespaceUsage, Tier, Usage};
 use super::key::{tag_scope, Key, Scope};
 use super::KvError;
+use crate::cache::link::RedisLink;
 
 /// Shared Lua: `read(k, epoch)` returns `{v, pttl, grace, compute, tags}` for a
 /// valid entry, `false` for none (deleting an invalidated one on the way).
@@ -119,9 +121,7 @@ return 0
 "#;
 
 pub struct RedisBackend {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
-    guard: Guard,
+    link: Arc<RedisLink>,
     prefix: String,
     get: Script,
     set: Script,
@@ -130,18 +130,22 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// `timeout` bounds each call, connecting included.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, KvError> {
-        Ok(RedisBackend {
-            client: redis::Client::open(url)?,
-            conn: Mutex::new(None),
-            guard: Guard::new(Tier::Redis, timeout),
+    pub fn new(link: Arc<RedisLink>, prefix: &str) -> Self {
+        RedisBackend {
+            link,
             prefix: format!("{prefix}:kv"),
             get: Script::new(&format!("{READ_FN}{GET_BODY}")),
             set: Script::new(&format!("{READ_FN}{SET_BODY}")),
             invalidate: Script::new(INVALIDATE),
             unlock: Script::new(UNLOCK),
-        })
+        }
+    }
+
+    /// With a link of its own, for tools and tests that have no outcome cache to
+    /// share one with. `timeout` bounds each call, connecting included.
+    pub fn from_url(url: &str, prefix: &str, timeout: Duration) -> Result<Self, KvError> {
+        let link = RedisLink::open(url, timeout).map_err(KvError::Redis)?;
+        Ok(Self::new(Arc::new(link), prefix))
     }
 
     fn entry_key(&self, k: &Key) -> String {
@@ -157,32 +161,12 @@ impl RedisBackend {
         format!("{}:lock:{}", self.prefix, k.full())
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, KvError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.guard.timeout))
-            .set_response_timeout(Some(self.guard.timeout))
-            .set_number_of_retries(1);
-        let c = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Runs one operation under the guard; connecting counts against its timeout.
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, KvError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = Result<T, redis::RedisError>>,
     {
-        self.guard
-            .run(async {
-                let conn = self.connection().await?;
-                Ok(op(conn).await?)
-            })
-            .await
+        Ok(self.link.call(op).await?)
     }
 
     /// Takes the single-flight lock of `key` for `ttl` if nobody holds it.

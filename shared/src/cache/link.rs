@@ -1,0 +1,114 @@
+//! The one Redis connection of an instance, shared by both caches: the task-outcome
+//! cache's L1 ([`super::redis::RedisTier`]) and the general-purpose cache's Redis
+//! tier ([`super::kv::redis::RedisBackend`]). Each keeps its own keys and error type;
+//! the connection, the deadline and the circuit breaker are this one, so a cold
+//! start opens one TCP connection, and Redis being down is found out once and skips
+//! Redis for both.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::RedisError;
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use super::breaker::Breaker;
+
+/// `REDIS_URL=none` (any case): no Redis at all.
+pub fn is_disabled(url: &str) -> bool {
+    url.trim().eq_ignore_ascii_case("none")
+}
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    #[error("redis call timed out")]
+    Timeout,
+    #[error("redis skipped: circuit open after repeated errors")]
+    CircuitOpen,
+}
+
+/// A lazily made connection to Redis, behind one deadline and one circuit breaker.
+///
+/// Every [`RedisLink::call`] has `timeout` in all, connecting included: a call that
+/// has to connect first spends the same budget, so a dead or hanging host costs one
+/// timeout per call, not a connect timeout and then a command timeout. After
+/// [`crate::policy::tiers::BREAKER_FAILURES`] failures in a row, calls are skipped
+/// without I/O for [`crate::policy::tiers::BREAKER_OPEN_FOR`].
+pub struct RedisLink {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+    breaker: Breaker,
+}
+
+impl RedisLink {
+    /// Checks the URL only; nothing connects until the first call.
+    pub fn open(url: &str, timeout: Duration) -> Result<Self, RedisError> {
+        Ok(RedisLink {
+            client: redis::Client::open(url)?,
+            conn: Mutex::new(None),
+            timeout,
+            breaker: Breaker::new(
+                crate::policy::tiers::BREAKER_FAILURES,
+                crate::policy::tiers::BREAKER_OPEN_FOR,
+            ),
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        // Held while connecting, so that concurrent first calls share one connection
+        // instead of each opening their own.
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let c = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one Redis operation (one round trip: a command, a pipeline or a script)
+    /// under the breaker and the deadline. Every error counts against the breaker:
+    /// callers decode answers after this returns, so what fails here is Redis.
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, LinkError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        if !self.breaker.allow() {
+            return Err(LinkError::CircuitOpen);
+        }
+        let attempt = async { op(self.connection().await?).await };
+        let outcome = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(r) => r.map_err(LinkError::from),
+            Err(_) => Err(LinkError::Timeout),
+        };
+        match &outcome {
+            Ok(_) => self.breaker.success(),
+            Err(e) => {
+                tracing::warn!(tier = "redis", error = %e, "redis call failed");
+                self.breaker.failure()
+            }
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_in_any_case_disables_redis() {
+        assert!(is_disabled("none"));
+        assert!(is_disabled(" NONE "));
+        assert!(!is_disabled("redis://127.0.0.1:6379/"));
+    }
+}
