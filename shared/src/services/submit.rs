@@ -422,7 +422,7 @@ mod tests {
                 tasks: MemoryRecords::default(),
                 outcomes: OutcomeCache::new(
                     MemoryTier::new(1 << 20, Duration::from_secs(60)),
-                    RedisTier::new("none", "test", Duration::from_millis(50)).unwrap(),
+                    RedisTier::new(None, "test"),
                 ),
                 objects: Objects::default(),
                 queue: Queue::default(),
