@@ -4,6 +4,27 @@
 //! the connection, the deadline and the circuit breaker are this one, so a cold
 //! start opens one TCP connection, and Redis being down is found out once and skips
 //! Redis for both.
+//!
+//! # When Redis is down
+//!
+//! - **Each call** costs at most `REDIS_TIMEOUT_MS`, connecting included. After
+//!   [`crate::policy::tiers::BREAKER_FAILURES`] failures in a row the breaker opens:
+//!   calls are skipped without I/O for [`crate::policy::tiers::BREAKER_OPEN_FOR`],
+//!   then one probe goes through (see [`super::breaker`]).
+//! - **Submit and status** (`cache::outcomes`) skip the Redis tier: L0 and then
+//!   Postgres answer, nothing is backfilled into Redis, and request and hit counts
+//!   that cannot be sent are dropped (they would grow without bound), which only
+//!   rounds the statistics and postpones the sweep's "unused" rule.
+//! - **The general-purpose cache** (`cache::kv`) reads and writes its memory and
+//!   Postgres tiers; an invalidation reports the Redis tier as failed, and entries
+//!   there end with their TTL.
+//! - **`/health`** answers 200 `degraded` (503 only when Postgres, S3 or SQS is down).
+//! - **The sweep** (`sweep`): the folds of request and hit counts fail as steps of
+//!   their own, so the "unused" rule waits a run; deletions go on, the deleted rows'
+//!   Redis keys expire with their TTL, and the run reports its failed steps (the
+//!   `Errors` metric with `Kind=sweep_step`, and a failed invocation).
+//! - **Without Redis by choice** (`REDIS_URL=none`) nothing here exists: the tiers
+//!   answer `Disabled`, which is no fault, and counts go straight to Postgres.
 
 use std::future::Future;
 use std::time::Duration;
