@@ -22,9 +22,7 @@ use deadpool_postgres::{Object, Pool, PoolError};
 use tokio_postgres::CancelToken;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-/// How long a cancel request may take before it is given up (the role's
-/// `statement_timeout` ends the statement anyway).
-const CANCEL_DEADLINE: Duration = Duration::from_secs(2);
+use crate::policy::deadlines::CANCEL as CANCEL_DEADLINE;
 
 tokio::task_local! {
     /// Set when the [`guarded`] call around the current task's work was cut off.

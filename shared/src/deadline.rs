@@ -10,10 +10,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// Time kept back at the end of an invocation to turn a timeout into an answer.
-pub const ANSWER_MARGIN: Duration = Duration::from_millis(300);
-/// No call is given less than this, however late it starts.
-const FLOOR: Duration = Duration::from_millis(20);
+pub use crate::policy::deadlines::ANSWER_MARGIN;
+use crate::policy::deadlines::FLOOR;
 
 tokio::task_local! {
     static DEADLINE: Instant;

@@ -51,6 +51,10 @@ pub mod lifetime {
     /// submit after this long (its first submitter may have died;
     /// `services::submit`).
     pub const UNCONFIRMED_ENQUEUE: Duration = Duration::from_secs(30);
+
+    /// Redis's per-tenant daily request counters outlive the longest statistics
+    /// window ([`super::ranges::STATS_DAYS`]) by two days.
+    pub const REDIS_DAILY_COUNTERS: Duration = Duration::from_secs(92 * 24 * 3600);
 }
 
 /// What the sweep (`sweep`, cache-cleanup) deletes, and how much per run.
@@ -96,6 +100,43 @@ pub mod tiers {
     pub const KV_MEMORY_ENTRIES: u64 = 10_000;
     pub const KV_MEMORY_BYTES: u64 = 4 << 20;
     pub const KV_MEMORY_MAX_TTL: Duration = Duration::from_secs(60);
+    /// Request and hit counts an instance keeps before it sends them: at most this
+    /// many requests (`cache::outcomes`). An instance that dies loses them, which
+    /// only delays the sweep's "unused" rule and rounds the statistics.
+    pub const COUNT_BATCH: u32 = 64;
+    /// An instance sends its counts at most this often (unless a batch is full, or
+    /// the request is a miss, which goes to the backends anyway): a quiet instance
+    /// sends each count at once, a busy one one pipeline a second.
+    pub const COUNT_INTERVAL: Duration = Duration::from_secs(1);
+}
+
+/// How long a client is told to wait between polls of an open task
+/// (`services::poll`): the recent median time to completion, within these bounds.
+pub mod poll {
+    use std::time::Duration;
+
+    /// How long a computed median is reused.
+    pub const REFRESH: Duration = Duration::from_secs(60);
+    /// Bounds of the advice, in whole seconds (the `Retry-After` header's unit).
+    pub const MIN_SECS: u64 = 1;
+    pub const MAX_SECS: u64 = 30;
+}
+
+/// How much of an invocation's time a call may take (`deadline`, `db`).
+pub mod deadlines {
+    use std::time::Duration;
+
+    /// Time kept back at the end of an invocation to turn a timeout into an answer.
+    pub const ANSWER_MARGIN: Duration = Duration::from_millis(300);
+    /// No call is given less than this, however late it starts.
+    pub const FLOOR: Duration = Duration::from_millis(20);
+    /// How long a cancel request for a cut-off statement may take before it is
+    /// given up (the role's `statement_timeout` ends the statement anyway).
+    pub const CANCEL: Duration = Duration::from_secs(2);
+    /// The client deadline of one maintenance statement of the sweep (a day's
+    /// rollup, a batch of deletes); its transaction raises the server's limits to
+    /// match (`SET LOCAL`).
+    pub const MAINTENANCE: Duration = Duration::from_secs(60);
 }
 
 /// What a caller may ask of the statistics routes: (default, allowed range).

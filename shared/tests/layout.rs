@@ -110,5 +110,8 @@ fn the_library_has_no_module_cycles() {
             }
         }
     }
-    assert!(deps["api"].contains("services"), "the scan finds dependencies");
+    assert!(
+        deps["api"].contains("services"),
+        "the scan finds dependencies"
+    );
 }

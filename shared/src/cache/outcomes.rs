@@ -73,15 +73,7 @@ pub enum Found {
     Absent,
 }
 
-/// Counts kept in the instance before they are sent: at most this many requests.
-/// An instance that dies (or is never invoked again) loses them, with any send
-/// still under way (see [`OutcomeCache::count`]): that only delays the sweep's
-/// "unused" rule and rounds the statistics.
-pub const COUNT_BATCH: u32 = 64;
-/// An instance sends its counts at most this often (unless a batch is full, or the
-/// request is a miss, which goes to the backends anyway). A quiet instance thus
-/// sends each count at once; a busy one sends one pipeline a second, not one per hit.
-pub const COUNT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub use crate::policy::tiers::{COUNT_BATCH, COUNT_INTERVAL};
 
 type RequestKey = (String, chrono::NaiveDate, &'static str);
 

@@ -25,8 +25,7 @@ use super::link::RedisLink;
 use super::{remaining_ttl_secs, CacheError, OutcomeTier};
 use crate::tasks::Outcome;
 
-/// Daily request counters outlive the longest statistics window (90 days).
-const STATS_RETENTION_SECS: u64 = 92 * 24 * 3600;
+const STATS_RETENTION_SECS: u64 = crate::policy::lifetime::REDIS_DAILY_COUNTERS.as_secs();
 
 pub struct RedisTier {
     /// `None` when the deployment runs without Redis (`REDIS_URL=none`).

@@ -7,15 +7,11 @@
 //! minute per instance; until then, and if that read fails, one second is advised.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::tasks::TaskStore;
 
-/// How long a computed median is reused.
-const REFRESH: Duration = Duration::from_secs(60);
-/// Bounds of the advice, in whole seconds (the header's unit).
-const MIN_SECS: u64 = 1;
-const MAX_SECS: u64 = 30;
+use crate::policy::poll::{MAX_SECS, MIN_SECS, REFRESH};
 
 #[derive(Default)]
 pub struct PollAdvice {

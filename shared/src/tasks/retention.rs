@@ -11,10 +11,8 @@ use tracing::instrument;
 use super::results::{secs, TaskStore};
 use super::StoreError;
 
-/// The client deadline of one maintenance statement (a day's rollup, a batch of
-/// deletes); its transaction raises the server's limits to match (`SET LOCAL`, which
-/// lasts the transaction only and pins no RDS Proxy connection).
-pub const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(60);
+// `SET LOCAL` lasts the transaction only and pins no RDS Proxy connection.
+pub use crate::policy::deadlines::MAINTENANCE as MAINTENANCE_DEADLINE;
 
 /// What one retention pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
