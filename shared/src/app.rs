@@ -53,6 +53,8 @@ pub struct App {
     pub poll: crate::services::poll::PollAdvice,
     /// Presigned SVG URLs, reused while more than half their lifetime is left.
     pub links: crate::services::links::Links,
+    /// Tenants' token buckets (renders, upload forms, invalidations).
+    pub quota: crate::quota::Quota,
     /// The batch memory budget of renders in this instance, in KiB (see `worker`).
     pub render_memory: tokio::sync::Semaphore,
 }
@@ -138,7 +140,14 @@ impl App {
             .ttls(config.kv_ttls.clone())
             .build();
         let tasks = TaskStore::new(pool, config.db_timeout);
+        let quota = crate::quota::Quota::new(
+            config.tenant_limits,
+            redis_link.clone(),
+            &config.redis_prefix,
+            tasks.clone(),
+        );
         Ok(App {
+            quota,
             kv,
             kv_store,
             outcomes: OutcomeCache::new(
@@ -165,7 +174,9 @@ impl App {
             outcomes: &self.outcomes,
             objects: self.objects.as_ref(),
             queue: self.queue.as_ref(),
+            quota: &self.quota,
             limits: &self.config.limits,
+            open_tasks: self.config.tenant_limits.open_tasks,
             cache_ttl: self.config.cache_ttl,
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::limits::{max_body_for_lambda, Limits, RenderBudget, LAMBDA_SYNC_PAYLOAD_BYTES};
+use crate::policy::tenants::{Rate, TenantLimits};
 
 #[derive(Debug, Error)]
 #[error("environment variable {name}: {problem}")]
@@ -46,6 +47,11 @@ pub const VARIABLES: &[&str] = &[
     "L0_MAX_BYTES",
     "L0_TTL_SECS",
     "STALE_CLAIM_SECS",
+    "TENANT_RENDERS_PER_MINUTE",
+    "TENANT_RENDER_BURST",
+    "TENANT_UPLOADS_PER_MINUTE",
+    "TENANT_INVALIDATIONS_PER_MINUTE",
+    "TENANT_OPEN_TASKS",
     "STUCK_AFTER_SECS",
     "PRESIGN_TTL_SECS",
     "SWEEP_BATCH",
@@ -129,6 +135,8 @@ pub struct Config {
     /// Prefix of every Redis key, so that tests (and stacks) can share one server.
     pub redis_prefix: String,
     pub limits: Limits,
+    /// What one tenant may start (renders, upload forms, invalidations, open tasks).
+    pub tenant_limits: TenantLimits,
 }
 
 impl Config {
@@ -206,6 +214,25 @@ impl Config {
                 ),
             });
         }
+        let t = TenantLimits::default();
+        let rate = |per_minute: &'static str, burst: Option<&'static str>, default: Rate| {
+            let per_minute = n(per_minute, default.per_minute.into())?.min(u32::MAX.into()) as u32;
+            let burst = match burst {
+                Some(name) => n(name, default.burst.into())?.clamp(1, u32::MAX.into()) as u32,
+                None => per_minute.max(1),
+            };
+            Ok::<_, ConfigError>(Rate { per_minute, burst })
+        };
+        let tenant_limits = TenantLimits {
+            renders: rate(
+                "TENANT_RENDERS_PER_MINUTE",
+                Some("TENANT_RENDER_BURST"),
+                t.renders,
+            )?,
+            uploads: rate("TENANT_UPLOADS_PER_MINUTE", None, t.uploads)?,
+            invalidations: rate("TENANT_INVALIDATIONS_PER_MINUTE", None, t.invalidations)?,
+            open_tasks: n("TENANT_OPEN_TASKS", t.open_tasks.into())?.min(u32::MAX.into()) as u32,
+        };
         let ttl_hours = n("CACHE_TTL_HOURS", 24)?;
         if ttl_hours == 0 {
             return Err(ConfigError {
@@ -256,6 +283,7 @@ impl Config {
             admin_scope: s("ADMIN_SCOPE", "facesvg/admin"),
             redis_prefix: s("REDIS_PREFIX", "facesvg"),
             limits,
+            tenant_limits,
         })
     }
 }

@@ -30,6 +30,7 @@ pub mod migrate;
 pub mod objects;
 pub mod policy;
 pub mod queue;
+pub mod quota;
 pub mod render;
 pub mod secrets;
 pub mod services;

@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "bounded_growth",
         include_str!("../../migrations/0006_bounded_growth.sql"),
     ),
+    (
+        7,
+        "tenant_quotas",
+        include_str!("../../migrations/0007_tenant_quotas.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.

@@ -139,6 +139,79 @@ pub mod deadlines {
     pub const MAINTENANCE: Duration = Duration::from_secs(60);
 }
 
+/// A fair share: what one tenant may start, whatever the others do (`quota`). Hits
+/// are cheap and unlimited; what costs a render, an upload form or an invalidation
+/// is counted per tenant in a token bucket.
+pub mod tenants {
+    use std::time::Duration;
+
+    /// A token bucket: `burst` at once, refilled at `per_minute`. `per_minute` 0
+    /// means no limit.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Rate {
+        pub per_minute: u32,
+        pub burst: u32,
+    }
+
+    impl Rate {
+        pub fn is_limited(&self) -> bool {
+            self.per_minute > 0
+        }
+        /// The time one token takes to come back.
+        pub fn interval(&self) -> Duration {
+            Duration::from_secs(60) / self.per_minute.max(1)
+        }
+        /// How far ahead of now a bucket may run before it refuses: `burst` tokens.
+        pub fn tolerance(&self) -> Duration {
+            self.interval() * self.burst.max(1)
+        }
+    }
+
+    /// Renders a tenant may start (misses and re-runs): a second of the process
+    /// function's ten instances' work every second, with a minute's worth at once.
+    pub const RENDERS: Rate = Rate {
+        per_minute: 60,
+        burst: 60,
+    };
+    /// Direct-upload forms (each one lets the tenant put up to 16 MiB in the bucket).
+    pub const UPLOADS: Rate = Rate {
+        per_minute: 30,
+        burst: 30,
+    };
+    /// Invalidations of the general-purpose cache (each one is a write to every tier).
+    pub const INVALIDATIONS: Rate = Rate {
+        per_minute: 10,
+        burst: 10,
+    };
+    /// Tasks of one tenant queued or running at once: one tenant's backlog cannot
+    /// age the others' tasks into `task_stuck`.
+    pub const OPEN_TASKS: u32 = 100;
+    /// `Retry-After` of a refusal for open tasks: about one batch of renders.
+    pub const OPEN_TASKS_RETRY: Duration = Duration::from_secs(5);
+
+    /// The limits of every tenant, as configured (`config` fills them from
+    /// `TENANT_*`; these constants are the defaults).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct TenantLimits {
+        pub renders: Rate,
+        pub uploads: Rate,
+        pub invalidations: Rate,
+        /// 0: no cap.
+        pub open_tasks: u32,
+    }
+
+    impl Default for TenantLimits {
+        fn default() -> Self {
+            TenantLimits {
+                renders: RENDERS,
+                uploads: UPLOADS,
+                invalidations: INVALIDATIONS,
+                open_tasks: OPEN_TASKS,
+            }
+        }
+    }
+}
+
 /// What a caller may ask of the statistics routes: (default, allowed range).
 pub mod ranges {
     use std::ops::RangeInclusive;

@@ -863,6 +863,10 @@ fn every_api_error_is_described() {
         ApiError::NotReady("PENDING"),
         ApiError::Unavailable("u".into()),
         ApiError::Internal("i".into()),
+        ApiError::RateLimited(facesvg::quota::Refused {
+            limit: "open_tasks",
+            retry_after: std::time::Duration::from_millis(1500),
+        }),
     ]);
     let codes = spec.schema("ErrorCode")["enum"].as_array().unwrap().clone();
     let documented = spec.schema("ErrorCode")["description"]
@@ -914,6 +918,17 @@ fn limits_and_enums_are_the_codes() {
         d["render"].as_object().unwrap().len(),
         6,
         "a render limit the test does not check"
+    );
+    let t = facesvg::policy::tenants::TenantLimits::default();
+    assert_eq!(
+        d["tenant"],
+        json!({
+            "renders_per_minute": t.renders.per_minute,
+            "render_burst": t.renders.burst,
+            "uploads_per_minute": t.uploads.per_minute,
+            "invalidations_per_minute": t.invalidations.per_minute,
+            "open_tasks": t.open_tasks,
+        })
     );
 
     let op = &spec.doc["paths"][SUBMIT]["post"];

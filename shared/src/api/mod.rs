@@ -43,6 +43,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// The tenant is over one of its limits (see `quota`).
+    #[error("over this tenant's limit {}; retry after {} s", .0.limit, retry_secs(.0.retry_after))]
+    RateLimited(#[from] crate::quota::Refused),
     /// The same inputs were rendered before and failed for a reason of theirs
     /// (see `tasks::failure`): that failure is the answer again, with its task.
     #[error("the same inputs failed before")]
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready", None),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", None),
             ApiError::CachedFailure { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "cached_failure", None)
             }
@@ -121,8 +125,17 @@ impl ApiError {
         if let Some(f) = field {
             error["field"] = json!(f);
         }
+        if let ApiError::RateLimited(refused) = &self {
+            error["limit"] = json!(refused.limit);
+        }
         let mut resp = json_response(status, &json!({ "error": error }));
         resp.extensions_mut().insert(ErrorCode(code));
+        if let ApiError::RateLimited(refused) = &self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(retry_secs(refused.retry_after)),
+            );
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
@@ -168,8 +181,14 @@ impl From<crate::services::submit::SubmitError> for ApiError {
             SubmitError::Objects(e) => e.into(),
             SubmitError::Internal(e) => ApiError::Internal(e),
             SubmitError::Contended => ApiError::Unavailable(SubmitError::Contended.to_string()),
+            SubmitError::RateLimited(refused) => ApiError::RateLimited(refused),
         }
     }
+}
+
+/// `Retry-After` in whole seconds, never 0 (which would invite a retry at once).
+fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {

@@ -47,8 +47,13 @@ async fn handle(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
     };
     let caller = auth::caller(&app.config, req)?;
     if handler == Handler::Uploads {
-        let upload =
-            uploads::create(app.objects.as_ref(), &app.config.limits, &caller.tenant).await?;
+        let upload = uploads::create(
+            app.objects.as_ref(),
+            &app.quota,
+            &app.config.limits,
+            &caller.tenant,
+        )
+        .await?;
         let mut resp = json_response(StatusCode::CREATED, &json!(upload));
         // The form is a credential until it expires: no cache may keep it.
         resp.headers_mut().insert(

@@ -21,7 +21,9 @@ use crate::limits::Limits;
 use crate::message::{InputsRef, TaskInputs, TaskMessage, MESSAGE_VERSION};
 use crate::objects::{input_key, ObjectStore};
 use crate::queue::TaskQueue;
+use crate::quota::{Kind, Quotas, Refused};
 use crate::render::budget::admit;
+use crate::tasks::failure::Failure;
 use crate::tasks::results::{Inserted, Pending};
 use crate::tasks::{Outcome, StoreError, TaskRecords, TaskRow, TaskStatus};
 use crate::RENDERER_VERSION;
@@ -56,6 +58,9 @@ pub enum SubmitError {
     /// caller retries shortly.
     #[error("the task changed under every attempt to submit it")]
     Contended,
+    /// The tenant is over one of its limits (`quota`).
+    #[error(transparent)]
+    RateLimited(#[from] Refused),
 }
 
 /// The cache key of `tenant`'s submission.
@@ -76,7 +81,11 @@ pub struct Submitting<'a> {
     pub outcomes: &'a OutcomeCache,
     pub objects: &'a dyn ObjectStore,
     pub queue: &'a dyn TaskQueue,
+    /// Tenants' token buckets (renders).
+    pub quota: &'a dyn Quotas,
     pub limits: &'a Limits,
+    /// Most tasks one tenant may have queued or running (0: no cap).
+    pub open_tasks: u32,
     /// How long an outcome lives (`CACHE_TTL_HOURS`).
     pub cache_ttl: std::time::Duration,
 }
@@ -104,9 +113,10 @@ impl Submitting<'_> {
                 }
                 Found::Row(row) => row,
                 Found::Absent => {
+                    self.may_render(tenant).await?;
                     // Judge the label map now, so that a bad one is refused before
                     // anything is written.
-                    admit(sub, self.limits)?;
+                    self.admit_or_remember(tenant, &hash, sub).await?;
                     let task_id = Uuid::new_v4();
                     let prepared = self.prepare(tenant, &hash, task_id, sub).await?;
                     let pending = Pending {
@@ -158,6 +168,7 @@ impl Submitting<'_> {
             if row.status == TaskStatus::Failure || row.is_expired() {
                 // A retryable failure (lost or stuck), or an entry past its TTL that the
                 // sweep has not deleted yet: run it again with these inputs.
+                self.may_render(tenant).await?;
                 admit(sub, self.limits)?;
                 let prepared = self.prepare(tenant, &hash, row.task_id, sub).await?;
                 if self
@@ -208,6 +219,55 @@ fn unchanged(before: &TaskRow, now: &TaskRow) -> bool {
         && before.status == now.status
         && before.submitted_at == now.submitted_at
         && before.completed_at == now.completed_at
+}
+
+impl Submitting<'_> {
+    /// Whether `tenant` may start one more render: under its cap of open tasks, and
+    /// with a token in its renders bucket (hits never get here).
+    async fn may_render(&self, tenant: &str) -> Result<(), SubmitError> {
+        if self.open_tasks > 0 {
+            let cap = i64::from(self.open_tasks);
+            if self.tasks.open_tasks(tenant, cap).await? >= cap {
+                return Err(Refused {
+                    limit: "open_tasks",
+                    retry_after: crate::policy::tenants::OPEN_TASKS_RETRY,
+                }
+                .into());
+            }
+        }
+        Ok(self.quota.take(tenant, Kind::Renders).await?)
+    }
+
+    /// [`admit`], remembering a map refused for its cost as a cached failure: the
+    /// same inputs are then answered from the cache without the map being decoded
+    /// and judged again.
+    async fn admit_or_remember(
+        &self,
+        tenant: &str,
+        hash: &str,
+        sub: &Submission<'_>,
+    ) -> Result<(), SubmitError> {
+        let Err(refused) = admit(sub, self.limits) else {
+            return Ok(());
+        };
+        if refused.kind == crate::input::InputErrorKind::TooComplex {
+            let error = Failure::Inputs(&refused).error();
+            match self
+                .tasks
+                .insert_failure(tenant, hash, RENDERER_VERSION, self.cache_ttl, &error)
+                .await
+            {
+                Ok(Some(row)) => {
+                    if let Some(outcome) = row.outcome() {
+                        self.outcomes.publish(&outcome).await;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "refusal not remembered"),
+            }
+        }
+        Err(refused.into())
+    }
 }
 
 fn accepted(row: &TaskRow, deduplicated: bool) -> SubmitOutcome {
@@ -325,7 +385,9 @@ mod tests {
     use crate::input::image::{ImageFormat, ImageInfo};
     use crate::input::{Landmarks, RenderParams};
     use crate::objects::ObjectError;
+    use crate::policy::tenants::{Rate, TenantLimits};
     use crate::queue::QueueError;
+    use crate::quota::memory::MemoryQuotas;
     use crate::tasks::failure::Failure;
     use crate::tasks::records::memory::MemoryRecords;
 
@@ -406,6 +468,19 @@ mod tests {
         async fn mark_enqueued(&self, id: Uuid, k: Option<&str>) -> Result<(), StoreError> {
             self.0.mark_enqueued(id, k).await
         }
+        async fn open_tasks(&self, t: &str, at_most: i64) -> Result<i64, StoreError> {
+            self.0.open_tasks(t, at_most).await
+        }
+        async fn insert_failure(
+            &self,
+            t: &str,
+            h: &str,
+            v: &str,
+            ttl: Duration,
+            e: &crate::tasks::TaskError,
+        ) -> Result<Option<TaskRow>, StoreError> {
+            self.0.insert_failure(t, h, v, ttl, e).await
+        }
     }
 
     struct World {
@@ -413,7 +488,9 @@ mod tests {
         outcomes: OutcomeCache,
         objects: Objects,
         queue: Queue,
+        quotas: MemoryQuotas,
         limits: Limits,
+        open_tasks: u32,
     }
 
     impl World {
@@ -426,7 +503,16 @@ mod tests {
                 ),
                 objects: Objects::default(),
                 queue: Queue::default(),
+                // Generous: only the tests of the limits meet them.
+                quotas: MemoryQuotas::new(TenantLimits {
+                    renders: Rate {
+                        per_minute: 600,
+                        burst: 100,
+                    },
+                    ..Default::default()
+                }),
                 limits: Limits::default(),
+                open_tasks: 100,
             }
         }
         fn submitting(&self) -> Submitting<'_> {
@@ -438,7 +524,9 @@ mod tests {
                 outcomes: &self.outcomes,
                 objects: &self.objects,
                 queue: &self.queue,
+                quota: &self.quotas,
                 limits: &self.limits,
+                open_tasks: self.open_tasks,
                 cache_ttl: Duration::from_secs(3600),
             }
         }
@@ -640,5 +728,146 @@ mod tests {
             world.tasks.row(id).unwrap().input_s3_key.as_deref(),
             Some(key.as_str())
         );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_over_its_renders_is_refused_while_another_and_hits_go_on() {
+        let mut world = World::new();
+        world.quotas = MemoryQuotas::new(TenantLimits {
+            renders: Rate {
+                per_minute: 1,
+                burst: 3,
+            },
+            ..Default::default()
+        });
+        let first = submission(100);
+        let (id, _) = accepted(world.submitting().submit("flood", &first).await.unwrap());
+        for opacity in 101..103 {
+            accepted(
+                world
+                    .submitting()
+                    .submit("flood", &submission(opacity))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let refused = world
+            .submitting()
+            .submit("flood", &submission(103))
+            .await
+            .unwrap_err();
+        match refused {
+            SubmitError::RateLimited(r) => {
+                assert_eq!(r.limit, "renders_per_minute");
+                assert!(r.retry_after > Duration::from_secs(50), "{r:?}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(world.sent().len(), 3, "a refused miss records nothing");
+        // A duplicate of an open task starts no render: it is not counted.
+        let (again, _) = accepted(world.submitting().submit("flood", &first).await.unwrap());
+        assert_eq!(again, id);
+        // Hits are never limited.
+        finish(&world, id, |r| {
+            r.status = TaskStatus::Success;
+            r.svg_s3_key = Some("svg/flood/x.svg".into());
+        });
+        assert!(matches!(
+            world.submitting().submit("flood", &first).await.unwrap(),
+            SubmitOutcome::Cached { .. }
+        ));
+        // Another tenant has a bucket of its own.
+        accepted(
+            world
+                .submitting()
+                .submit("quiet", &submission(103))
+                .await
+                .unwrap(),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_at_its_cap_of_open_tasks_starts_no_more() {
+        let mut world = World::new();
+        world.open_tasks = 2;
+        let (a, _) = accepted(
+            world
+                .submitting()
+                .submit("t", &submission(200))
+                .await
+                .unwrap(),
+        );
+        accepted(
+            world
+                .submitting()
+                .submit("t", &submission(201))
+                .await
+                .unwrap(),
+        );
+        match world.submitting().submit("t", &submission(202)).await {
+            Err(SubmitError::RateLimited(r)) => assert_eq!(r.limit, "open_tasks"),
+            other => panic!("expected the cap, got {other:?}"),
+        }
+        accepted(
+            world
+                .submitting()
+                .submit("u", &submission(202))
+                .await
+                .unwrap(),
+        );
+        // One finishes: room for one more.
+        finish(&world, a, |r| {
+            r.status = TaskStatus::Success;
+            r.svg_s3_key = Some("svg/t/a.svg".into());
+        });
+        accepted(
+            world
+                .submitting()
+                .submit("t", &submission(202))
+                .await
+                .unwrap(),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_map_refused_for_its_cost_is_remembered_and_not_read_again() {
+        let mut world = World::new();
+        // A 4×4 map with two regions: more border edges than a budget of 4 allows.
+        world.limits.render.max_edges = 4;
+        let mut png = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut png, 4, 4);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().unwrap();
+            w.write_image_data(&[0, 1, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 0])
+                .unwrap();
+        }
+        let mut sub = submission(300);
+        sub.image_info.width = 4;
+        sub.image_info.height = 4;
+        sub.landmarks = Landmarks {
+            points: vec![[1_000, 1_000], [3_000, 1_000], [2_000, 3_000]],
+        };
+        sub.segmentation_png = Some(&png);
+        match world.submitting().submit("t", &sub).await {
+            Err(SubmitError::Input(e)) => {
+                assert_eq!(e.kind, crate::input::InputErrorKind::TooComplex)
+            }
+            other => panic!("expected the budget's refusal, got {other:?}"),
+        }
+        assert!(world.sent().is_empty());
+        // The second time the answer comes from the tiers, before any map is read
+        // (a refusal would be an `Err`): the remembered failure, with its task.
+        let remembered = world.tasks.rows.lock().unwrap()[0].clone();
+        match world.submitting().submit("t", &sub).await.unwrap() {
+            SubmitOutcome::Cached { outcome, .. } => {
+                assert_eq!(outcome.task_id, remembered.task_id);
+                let error = outcome.error.expect("the refusal");
+                assert_eq!(error.code, "too_complex");
+                assert_eq!(error.field.as_deref(), Some("segmentation_map"));
+            }
+            other => panic!("expected the remembered refusal, got {other:?}"),
+        }
     }
 }

@@ -23,6 +23,7 @@ use super::submit::SubmitError;
 use crate::input::InputError;
 use crate::limits::Limits;
 use crate::objects::{post::PostForm, upload_key, ObjectError, ObjectStore};
+use crate::quota::{Kind, Quotas};
 
 /// How long an upload form can be used: long enough for a slow link to send 16 MiB.
 pub use crate::policy::lifetime::UPLOAD_TTL;
@@ -45,9 +46,12 @@ pub struct NewUpload {
 /// A form for one direct upload of `tenant`.
 pub async fn create(
     objects: &dyn ObjectStore,
+    quota: &dyn Quotas,
     limits: &Limits,
     tenant: &str,
 ) -> Result<NewUpload, SubmitError> {
+    // Each form lets the tenant put up to `MAX_UPLOAD_BYTES` in the bucket.
+    quota.take(tenant, Kind::Uploads).await?;
     let id = Uuid::new_v4();
     let max = limits.max_upload_bytes as u64;
     let PostForm {

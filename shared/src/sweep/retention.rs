@@ -23,5 +23,8 @@ pub(super) async fn retention(
         .await?;
     out.daily_rows_pruned = n;
     out.more |= more;
+    // A bucket full again says no more than no row: at most tenants × buckets rows
+    // are ever there, so one batch is plenty.
+    out.quota_rows_pruned = app.tasks.prune_quotas(RETENTION_BATCH).await?;
     Ok(())
 }

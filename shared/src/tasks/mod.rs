@@ -11,6 +11,7 @@
 //! - `counts`: `request_counts`, the folded hit counters and `request_count_folds`;
 //! - `statistics`: the read-only statements behind the statistics routes;
 //! - `metrics`: `processing_metrics` rows, written with the results;
+//! - `quotas`: `tenant_quotas`, tenants' token buckets when Redis is not there;
 //! - `retention`: the rollup into `daily_metrics` and the pruning of old rows;
 //! - `stages`: the per-stage timings (no SQL of its own);
 //! - `records`: the [`TaskRecords`] trait a submit needs, with an in-memory store
@@ -19,6 +20,7 @@
 pub mod counts;
 pub mod failure;
 pub mod metrics;
+pub mod quotas;
 pub mod records;
 pub mod results;
 pub mod retention;

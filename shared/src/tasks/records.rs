@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::results::{Inserted, Pending};
-use super::{StoreError, TaskRow, TaskStore};
+use super::{StoreError, TaskError, TaskRow, TaskStore};
 
 #[async_trait]
 pub trait TaskRecords: Send + Sync {
@@ -46,6 +46,19 @@ pub trait TaskRecords: Send + Sync {
         task_id: Uuid,
         input_s3_key: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// `tenant`'s tasks queued or running, counted up to `at_most`.
+    async fn open_tasks(&self, tenant: &str, at_most: i64) -> Result<i64, StoreError>;
+    /// Records inputs refused for a reason of theirs as a finished, cached failure
+    /// (unless a row exists), so that the same inputs are answered from the cache
+    /// without being read again.
+    async fn insert_failure(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        renderer_version: &str,
+        ttl: Duration,
+        error: &TaskError,
+    ) -> Result<Option<TaskRow>, StoreError>;
 }
 
 #[async_trait]
@@ -86,6 +99,19 @@ impl TaskRecords for TaskStore {
         input_s3_key: Option<&str>,
     ) -> Result<(), StoreError> {
         TaskStore::mark_enqueued(self, task_id, input_s3_key).await
+    }
+    async fn open_tasks(&self, tenant: &str, at_most: i64) -> Result<i64, StoreError> {
+        TaskStore::open_tasks(self, tenant, at_most).await
+    }
+    async fn insert_failure(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        renderer_version: &str,
+        ttl: Duration,
+        error: &TaskError,
+    ) -> Result<Option<TaskRow>, StoreError> {
+        TaskStore::insert_failure(self, tenant, input_hash, renderer_version, ttl, error).await
     }
 }
 
@@ -227,6 +253,36 @@ pub mod memory {
             });
             self.outbox.lock().unwrap().retain(|(id, _)| *id != task_id);
             Ok(())
+        }
+        async fn open_tasks(&self, tenant: &str, at_most: i64) -> Result<i64, StoreError> {
+            let rows = self.rows.lock().unwrap();
+            let open = rows
+                .iter()
+                .filter(|r| r.tenant == tenant && !r.status.is_finished())
+                .count() as i64;
+            Ok(open.min(at_most))
+        }
+        async fn insert_failure(
+            &self,
+            tenant: &str,
+            input_hash: &str,
+            _renderer_version: &str,
+            ttl: Duration,
+            error: &TaskError,
+        ) -> Result<Option<TaskRow>, StoreError> {
+            let mut rows = self.rows.lock().unwrap();
+            if rows
+                .iter()
+                .any(|r| r.tenant == tenant && r.input_hash == input_hash)
+            {
+                return Ok(None);
+            }
+            let mut row = pending_row(Uuid::new_v4(), tenant, input_hash, ttl);
+            row.status = TaskStatus::Failure;
+            row.error = Some(error.clone());
+            row.completed_at = Some(row.submitted_at);
+            rows.push(row.clone());
+            Ok(Some(row))
         }
     }
 }

@@ -300,6 +300,23 @@ impl TaskStore {
         .await
     }
 
+    /// How many of `tenant`'s tasks are queued or running, counted up to `at_most`
+    /// (the cap is all a caller needs to know, and the count stops there).
+    #[instrument(skip(self), err)]
+    pub async fn open_tasks(&self, tenant: &str, at_most: i64) -> Result<i64, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM task_results
+                      WHERE tenant = $1 AND status IN ('PENDING', 'PROCESSING') LIMIT $2) open",
+                )
+                .await?;
+            Ok(client.query_one(&stmt, &[&tenant, &at_most]).await?.get(0))
+        })
+        .await
+    }
+
     /// Moves a retryable failure back to `PENDING` for a new run. Returns whether
     /// this call did it (a concurrent submit may have).
     #[instrument(skip(self), err)]
@@ -537,6 +554,49 @@ impl TaskStore {
             metrics::insert(&tx, "process", task_id, &task.tenant, &failed).await?;
             tx.commit().await?;
             Ok(Some(task))
+        })
+        .await
+    }
+
+    /// Records inputs refused at submit for a reason of theirs (a label map that
+    /// cannot be rendered) as a finished failure, so that the same inputs are
+    /// answered from the cache tiers without their map being read again. `None` if
+    /// a row for these inputs exists already.
+    #[instrument(skip_all, fields(tenant, code = %error.code), err)]
+    pub async fn insert_failure(
+        &self,
+        tenant: &str,
+        input_hash: &str,
+        renderer_version: &str,
+        ttl: Duration,
+        error: &TaskError,
+    ) -> Result<Option<TaskRow>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let error = serde_json::to_value(error).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let sql = format!(
+                "INSERT INTO task_results (task_id, tenant, input_hash, status, error, processing_time_ms,
+                                           renderer_version, completed_at, ttl_expires_at)
+                 VALUES ($1, $2, $3, 'FAILURE', $4, 0, $5, now(), now() + make_interval(secs => $6))
+                 ON CONFLICT (tenant, input_hash) DO NOTHING
+                 RETURNING {COLUMNS}"
+            );
+            client
+                .query_opt(
+                    &sql,
+                    &[
+                        &Uuid::new_v4(),
+                        &tenant,
+                        &input_hash,
+                        &error,
+                        &renderer_version,
+                        &secs(ttl),
+                    ],
+                )
+                .await?
+                .as_ref()
+                .map(row_to_task)
+                .transpose()
         })
         .await
     }

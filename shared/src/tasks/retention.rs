@@ -21,6 +21,8 @@ pub struct Retention {
     pub days_rolled_up: u32,
     pub metric_rows_pruned: u64,
     pub daily_rows_pruned: u64,
+    /// Tenants' token buckets in Postgres that were full again (`tenant_quotas`).
+    pub quota_rows_pruned: u64,
     /// Whether rows past their age may remain (the batch budget ran out).
     pub more: bool,
 }

@@ -283,6 +283,13 @@ impl TestApp {
             ("DB_POOL_SIZE".into(), "8".into()),
             // Tests run many things at once on two cores; don't trip on scheduling.
             ("REDIS_TIMEOUT_MS".into(), "500".into()),
+            // Tenants' limits far above what any test but `fair_share.rs` does: the
+            // buckets are still taken on every miss, upload form and invalidation.
+            ("TENANT_RENDERS_PER_MINUTE".into(), "60000".into()),
+            ("TENANT_RENDER_BURST".into(), "10000".into()),
+            ("TENANT_UPLOADS_PER_MINUTE".into(), "60000".into()),
+            ("TENANT_INVALIDATIONS_PER_MINUTE".into(), "60000".into()),
+            ("TENANT_OPEN_TASKS".into(), "10000".into()),
         ]);
         tweak(&mut settings);
         let config = Config::from_lookup(|k| settings.get(k).cloned()).expect("config");

@@ -65,6 +65,13 @@ pub(super) async fn invalidate(
             .into());
         }
     }
+    // Each invalidation writes to every tier: counted against the caller's tenant.
+    {
+        use crate::quota::Quotas;
+        app.quota
+            .take(&caller.tenant, crate::quota::Kind::Invalidations)
+            .await?;
+    }
     let report = match (ask.tag, ask.tenant, ask.namespace) {
         (Some(tag), None, None) if caller.admin => app.kv.invalidate_tag(&tag).await,
         (Some(_), _, _) if !caller.admin => return Err(ApiError::Forbidden),
