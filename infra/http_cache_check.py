@@ -1,6 +1,7 @@
 """HTTP caching, live, through the local gateway: a finished task's status and SVG
 carry a strong ETag and private Cache-Control, and If-None-Match is answered 304
-with no body and without reading S3.
+with no body and without reading S3. Then an SVG larger than a Lambda answer is
+redirected to S3 and arrives whole.
 
     eval "$(infra/stack.sh env)"
     FACESVG_URL=http://127.0.0.1:8080 .local/venv/bin/python infra/http_cache_check.py
@@ -161,6 +162,28 @@ def main():
     check(status == 304, f"with the object gone, the tagged GET answered {status}")
     status, _, _ = request("GET", svg_path)
     check(status == 404, f"with the object gone, a plain GET answered {status}")
+
+    # An SVG larger than a Lambda answer (6 MB): the function redirects to S3 and
+    # the client, following it as any HTTP client does, ends with the SVG.
+    big = b'<svg xmlns="http://www.w3.org/2000/svg">' + b'<path d="M0 0h1v1z"/>\n' * 320_000 + b"</svg>"
+    boto3.client("s3", endpoint_url=S3).put_object(Bucket=BUCKET, Key=key, Body=big)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    req = urllib.request.Request(URL + svg_path, headers={"X-Tenant": TENANT})
+    try:
+        urllib.request.build_opener(NoRedirect).open(req, timeout=30)
+        fail("a 7 MB SVG was answered through the function")
+    except urllib.error.HTTPError as e:
+        check(e.code == 303, f"a 7 MB SVG answered {e.code}")
+        check("X-Amz-Signature" in (header(dict(e.headers.items()), "Location") or ""),
+              f"303 without a presigned Location: {dict(e.headers.items())}")
+    status, _, raw = request("GET", svg_path)
+    check(status == 200 and raw == big,
+          f"following the redirect gave {status} and {len(raw)} of {len(big)} bytes")
+    print(f"[http-cache] a {len(big) >> 20} MB SVG: 303 to S3, and the client has it whole")
 
     proofs = "the emulator's log and a deleted object" if reads_before is not None else "a deleted object"
     print(f"[http-cache] passed: ETags, Cache-Control and 304 without reading S3 ({proofs})")

@@ -31,6 +31,28 @@ pub const LAMBDA_SYNC_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 /// Room kept in the event for everything that is not the body (headers, context).
 const EVENT_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// Room kept in a response for everything that is not the body (status, headers).
+const RESPONSE_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Whether a text body fits a function's answer: Lambda returns at most
+/// [`LAMBDA_SYNC_PAYLOAD_BYTES`], and the body travels as a JSON string, so every
+/// `"`, `\` and control character costs its escape. One pass, no allocation.
+pub fn fits_lambda_response(body: &[u8]) -> bool {
+    let limit = LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_OVERHEAD_BYTES;
+    if body.len() > limit {
+        return false;
+    }
+    let escapes: usize = body
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    body.len() + escapes <= limit
+}
+
 /// The largest body whose base64 form still fits a synchronous invocation.
 pub const fn max_body_for_lambda() -> usize {
     (LAMBDA_SYNC_PAYLOAD_BYTES - EVENT_OVERHEAD_BYTES) / 4 * 3
@@ -171,6 +193,18 @@ pub struct BudgetError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_fits_a_response_by_its_escaped_length() {
+        let limit = LAMBDA_SYNC_PAYLOAD_BYTES - RESPONSE_OVERHEAD_BYTES;
+        assert!(fits_lambda_response(&vec![b'a'; limit]));
+        assert!(!fits_lambda_response(&vec![b'a'; limit + 1]));
+        // Quotes double: half the bytes of quotes fill the same room.
+        assert!(fits_lambda_response(&vec![b'"'; limit / 2]));
+        assert!(!fits_lambda_response(&vec![b'"'; limit / 2 + 1]));
+        let escaped = serde_json::to_string(&"\"\\\n\u{1}x").unwrap().len() - 2;
+        assert_eq!(escaped, 2 + 2 + 2 + 6 + 1);
+    }
 
     #[test]
     fn the_largest_body_fits_lambdas_payload_once_base64_encoded() {

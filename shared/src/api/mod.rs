@@ -267,6 +267,14 @@ pub async fn observe(
     } else {
         handler(req).await
     };
+    // No route may answer more than Lambda returns (API Gateway would send a 502
+    // instead): every route's answer is bounded by construction, and the one that
+    // can grow (the SVG) redirects to S3; this is the backstop, with a log line.
+    let resp = if crate::limits::fits_lambda_response(AsRef::<[u8]>::as_ref(resp.body())) {
+        resp
+    } else {
+        ApiError::Internal(format!("answer of {route} too large for Lambda")).into_response()
+    };
     let served = resp
         .extensions()
         .get::<Served>()

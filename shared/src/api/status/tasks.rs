@@ -137,11 +137,20 @@ pub(super) async fn svg(
     let key = outcome
         .svg_s3_key
         .ok_or_else(|| ApiError::Internal("successful task without an SVG key".into()))?;
-    let bytes = app
+    // Read no more than an answer can carry: a larger SVG is fetched by the client
+    // from S3 itself, at a URL signed for this request.
+    let bytes = match app
         .objects
-        .get(&key)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("the SVG has expired".into()))?;
+        .get_bounded(&key, crate::limits::LAMBDA_SYNC_PAYLOAD_BYTES as u64)
+        .await
+    {
+        Ok(Some(bytes)) if crate::limits::fits_lambda_response(&bytes) => bytes,
+        Ok(Some(_)) | Err(crate::objects::ObjectError::TooLarge { .. }) => {
+            return redirect_to_s3(app, &key).await;
+        }
+        Ok(None) => return Err(ApiError::NotFound("the SVG has expired".into())),
+        Err(e) => return Err(e.into()),
+    };
     let mut resp = Response::new(Body::Text(String::from_utf8_lossy(&bytes).into_owned()));
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
@@ -149,5 +158,26 @@ pub(super) async fn svg(
         header::HeaderValue::from_static("image/svg+xml"),
     );
     caching::finished(&mut resp, &etag, max_age, true);
+    Ok(resp)
+}
+
+/// `303 See Other` to the SVG in S3: an answer through the function is at most
+/// Lambda's 6 MB (API Gateway would turn a larger one into a 502). The URL is signed
+/// for `PRESIGN_TTL_SECS`, so the redirect itself is never cached.
+async fn redirect_to_s3(app: &App, key: &str) -> Result<Response<Body>, ApiError> {
+    let url = app
+        .links
+        .svg_url(app.objects.as_ref(), key, app.config.presign_ttl)
+        .await?;
+    let location = header::HeaderValue::from_str(&url)
+        .map_err(|_| ApiError::Internal("presigned URL is not a header value".into()))?;
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    let h = resp.headers_mut();
+    h.insert(header::LOCATION, location);
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, no-store"),
+    );
     Ok(resp)
 }
