@@ -53,6 +53,8 @@ pub struct App {
     pub poll: crate::services::poll::PollAdvice,
     /// Presigned SVG URLs, reused while more than half their lifetime is left.
     pub links: crate::services::links::Links,
+    /// The last health probe, for the public verdict.
+    pub health: crate::services::health::Health,
     /// Tenants' token buckets (renders, upload forms, invalidations).
     pub quota: crate::quota::Quota,
     /// The batch memory budget of renders in this instance, in KiB (see `worker`).
@@ -148,6 +150,7 @@ impl App {
         );
         Ok(App {
             quota,
+            health: Default::default(),
             kv,
             kv_store,
             outcomes: OutcomeCache::new(
@@ -165,6 +168,16 @@ impl App {
             ),
             config,
         })
+    }
+
+    /// What a health probe reaches (see [`crate::services::health`]).
+    pub fn backends(&self) -> crate::services::health::Backends<'_> {
+        crate::services::health::Backends {
+            tasks: &self.tasks,
+            outcomes: &self.outcomes,
+            objects: self.objects.as_ref(),
+            queue: self.queue.as_ref(),
+        }
     }
 
     /// What a submit may touch (see [`crate::services::submit`]).

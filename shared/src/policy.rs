@@ -186,6 +186,9 @@ pub mod tenants {
     /// Tasks of one tenant queued or running at once: one tenant's backlog cannot
     /// age the others' tasks into `task_stuck`.
     pub const OPEN_TASKS: u32 = 100;
+    /// How long an instance keeps the public `/health` verdict: an anonymous flood
+    /// costs one probe of each backend per instance this often.
+    pub const HEALTH_VERDICT_FOR: Duration = Duration::from_secs(5);
     /// `Retry-After` of a refusal for open tasks: about one batch of renders.
     pub const OPEN_TASKS_RETRY: Duration = Duration::from_secs(5);
 

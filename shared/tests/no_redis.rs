@@ -31,7 +31,7 @@ async fn without_redis_submit_process_and_status_run_on_l0_and_postgres() {
         "ok",
         "no Redis is a choice, not degradation"
     );
-    let admin = t.get("/health").await.json();
+    let admin = t.get("/api/v1/health").await.json();
     assert_eq!(admin["checks"]["redis"]["disabled"], true, "{admin}");
 
     let stats = t.get("/api/v1/cache/stats?days=1").await;

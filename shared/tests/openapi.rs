@@ -421,9 +421,9 @@ async fn every_route_answers_as_described() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["status"], "ok");
     spec.check("get", "/health", &r);
-    let r = t.get("/health").await;
+    let r = t.get("/api/v1/health").await;
     assert_eq!(r.json()["checks"]["postgres"]["ok"], true, "{}", r.body);
-    spec.check("get", "/health", &r);
+    spec.check("get", "/api/v1/health", &r);
 
     // A direct upload's form, and without credentials (its use end to end is in
     // tests/uploads.rs).

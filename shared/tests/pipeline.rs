@@ -438,7 +438,7 @@ async fn redis_down_costs_nothing_but_speed() {
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.json()["cache_tier"], "postgres");
     assert_eq!(again.json()["task_id"], first["task_id"]);
-    let health = t.get("/health").await;
+    let health = t.get("/api/v1/health").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json()["status"], "degraded");
     assert_eq!(health.json()["checks"]["postgres"]["ok"], true);
@@ -452,7 +452,11 @@ async fn health_reports_every_backend() {
     let public = t.get_as(None, "/health").await;
     assert_eq!(public.status, 200, "{}", public.body);
     assert_eq!(public.json(), serde_json::json!({"status": "ok"}));
-    let h = t.get("/health").await;
+    assert_eq!(
+        t.get("/health").await.json(),
+        serde_json::json!({"status": "ok"})
+    );
+    let h = t.get("/api/v1/health").await;
     assert_eq!(h.status, 200, "{}", h.body);
     let j = h.json();
     assert_eq!(j["status"], "ok");

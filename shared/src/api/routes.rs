@@ -67,6 +67,7 @@ pub enum Handler {
     Invalidate,
     Cleanup,
     Health,
+    HealthDetail,
     OpenApi,
     Docs,
     Viewer,
@@ -118,8 +119,10 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/api/v1/cache/top" => Status::Top, Tenant),
     route!("POST" "/api/v1/cache/invalidate" => Status::Invalidate, Tenant),
     route!("POST" "/api/v1/cache/cleanup" => CacheCleanup::Cleanup, Admin),
-    // Public: the verdict alone (an admin token also sees each backend).
+    // Public: the verdict alone, kept a few seconds per instance.
     route!("GET" "/health" => Status::Health, Public),
+    // Each backend's check, behind the authorizer.
+    route!("GET" "/api/v1/health" => Status::HealthDetail, Admin),
     // Static pages without tenant data (the viewer's API calls are authorised).
     route!("GET" "/openapi.json" => Status::OpenApi, Public),
     route!("GET" "/docs" => Status::Docs, Public),

@@ -3,6 +3,7 @@
 //! them and translate; the stores (`cache/`, `tasks/`, `objects/`, `queue/`) hold no
 //! policy.
 
+pub mod health;
 pub mod links;
 pub mod poll;
 pub mod submit;

@@ -1,6 +1,6 @@
-//! `GET /health`: the verdict for everyone, each backend's check for the admin.
-
-use std::time::Duration;
+//! `GET /health`: the verdict for everyone, kept a few seconds per instance;
+//! `GET /api/v1/health`: each backend's check, probed afresh, for the admin scope
+//! (behind the authorizer in AWS). The probes are `services::health`'s.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
@@ -8,64 +8,39 @@ use serde_json::json;
 
 use super::super::json_response;
 use crate::app::App;
+use crate::services::health::{probe, Checks};
 
-/// Reachability of every backend. Redis down is `degraded`: requests still work.
-/// Failures are logged with their detail; the answer carries the detail (without
-/// error text) only for `admin`.
-pub async fn health(app: &App, admin: bool) -> Response<Body> {
-    let (pg, redis, s3, sqs) = tokio::join!(
-        check("postgres", async {
-            app.tasks.ping().await.map_err(|e| e.to_string())
-        }),
-        check("redis", async {
-            match app.outcomes.redis.ping().await {
-                // Running without Redis is a choice, not a fault.
-                Ok(()) | Err(crate::cache::CacheError::Disabled) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        }),
-        check("s3", async {
-            app.objects.ping().await.map_err(|e| e.to_string())
-        }),
-        check("sqs", async {
-            app.queue.ping().await.map_err(|e| e.to_string())
-        }),
-    );
-    let essential = pg && s3 && sqs;
-    let status = match (essential, redis) {
-        (true, true) => "ok",
-        (true, false) => "degraded",
-        _ => "down",
-    };
-    let code = if essential {
+/// The public verdict: `ok`, `degraded` (Redis down: requests still work) or
+/// `down` (503).
+pub async fn health(app: &App) -> Response<Body> {
+    let backends = app.backends();
+    let checks = app
+        .health
+        .recent(crate::policy::tenants::HEALTH_VERDICT_FOR, || {
+            probe(&backends)
+        })
+        .await;
+    answer(&checks, false)
+}
+
+/// The verdict with each backend's check (without error text) and the renderer.
+pub async fn health_detail(app: &App) -> Response<Body> {
+    answer(&probe(&app.backends()).await, true)
+}
+
+fn answer(checks: &Checks, detail: bool) -> Response<Body> {
+    let code = if checks.essential() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = json!({ "status": status });
-    if admin {
+    let mut body = json!({ "status": checks.verdict() });
+    if detail {
         body["renderer_version"] = json!(crate::RENDERER_VERSION);
         body["checks"] = json!({
-            "postgres": {"ok": pg}, "s3": {"ok": s3}, "sqs": {"ok": sqs},
-            "redis": if app.outcomes.redis.is_enabled() { json!({"ok": redis}) } else { json!({"ok": true, "disabled": true}) },
+            "postgres": {"ok": checks.postgres}, "s3": {"ok": checks.s3}, "sqs": {"ok": checks.sqs},
+            "redis": if checks.redis_disabled { json!({"ok": true, "disabled": true}) } else { json!({"ok": checks.redis}) },
         });
     }
     json_response(code, &body)
-}
-
-async fn check(
-    backend: &'static str,
-    probe: impl std::future::Future<Output = Result<(), String>>,
-) -> bool {
-    match tokio::time::timeout(Duration::from_secs(2), probe).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(backend, error = %e, "health check failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(backend, "health check timed out");
-            false
-        }
-    }
 }

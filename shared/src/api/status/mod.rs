@@ -54,10 +54,13 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
             super::docs::static_route(req.method(), &path)
                 .ok_or_else(|| ApiError::NotFound(format!("no route for GET {path}")))
         }
-        Handler::Health => {
-            // Public: only the verdict. The admin scope also sees each backend.
-            let admin = auth::caller(&app.config, req).is_ok_and(|c| c.admin);
-            Ok(health(app, admin).await)
+        // Public: only the verdict, kept a few seconds.
+        Handler::Health => Ok(health(app).await),
+        Handler::HealthDetail => {
+            if !auth::caller(&app.config, req)?.admin {
+                return Err(ApiError::Forbidden);
+            }
+            Ok(health::health_detail(app).await)
         }
         handler => {
             let caller = auth::caller(&app.config, req)?;
