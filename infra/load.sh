@@ -4,10 +4,14 @@
 #   infra/load.sh                 cached, misses, status, storm (in that order)
 #   infra/load.sh cached|misses|status|storm
 #   infra/load.sh soak [minutes]  mixed traffic (default 10 minutes)
+#   infra/load.sh neighbour       a quiet tenant alone, then beside a flooding one
 #
 # Each prints throughput, p50, p99 and the count of every status code, then checks:
 #   storm   one task row and one render for the 500 identical submits; every answer
 #           200, 202 or 429
+#   neighbour  the quiet tenant's submit-to-SUCCESS p50 and p99 alone and under the
+#           flood (goal: within 1.5x); none of its tasks refused or failed; the
+#           flood answered 429 once its renders bucket is spent
 #   soak    no 5xx; every accepted task reaches SUCCESS; each function instance's RSS,
 #           sampled every minute, grows under 10 % in the second half
 #   all     no 5xx and no connection error
@@ -37,11 +41,11 @@ while [ $# -gt 0 ]; do
     --max-concurrency) RUN_ARGS+=(--max-concurrency "$2"); shift ;;
     --users) USERS=$2; shift ;;
     --seconds) SECONDS_EACH=$2; shift ;;
-    cached|misses|status|storm) SCENARIOS+=("$1") ;;
+    cached|misses|status|storm|neighbour) SCENARIOS+=("$1") ;;
     soak)
       SCENARIOS+=(soak)
       if [[ "${2:-}" =~ ^[0-9.]+$ ]]; then SOAK_MINUTES=$2; shift; fi ;;
-    *) echo "usage: $0 [cached|misses|status|storm|soak [minutes]] [--release] [--instances N] [--max-concurrency N] [--users N] [--seconds S]" >&2
+    *) echo "usage: $0 [cached|misses|status|storm|neighbour|soak [minutes]] [--release] [--instances N] [--max-concurrency N] [--users N] [--seconds S]" >&2
        exit 2 ;;
   esac
   shift
@@ -95,7 +99,8 @@ locust_run() { # name class users spawn_rate seconds [extra env]
   log "$name: $class, $users clients, ${secs}s, tenant $TENANT"
   FACESVG_TENANT=$TENANT FACESVG_OUT=$out "$STATE/venv/bin/locust" -f infra/load/locustfile.py --headless \
     --host "$URL" -u "$users" -r "$rate" -t "${secs}s" --stop-timeout 30 --csv "$out/locust" \
-    --only-summary --loglevel WARNING "$class" >"$out/locust.log" 2>&1 || true
+    # $class unquoted: one user class or several, split on spaces.
+    --only-summary --loglevel WARNING $class >"$out/locust.log" 2>&1 || true
   "$STATE/venv/bin/python" - "$out" "$name" <<'PY'
 import json, sys
 out, name = sys.argv[1], sys.argv[2]
@@ -141,6 +146,29 @@ for scenario in "${SCENARIOS[@]}"; do
       check "codes_ok $out '200|202|429'" "storm: every answer 200, 202 or 429"
       check "[ '$rows' = 1 ]" "storm: exactly one task row"
       check "[ '$renders' = 1 ] && [[ '$row' == 'SUCCESS attempts=1' ]]" "storm: exactly one render" ;;
+    neighbour)
+      locust_run neighbour-alone QuietMiss 1 1 "$SECONDS_EACH"
+      cp "$STATE/load/neighbour-alone/summary.json" "$STATE/load/neighbour-alone.json"
+      TENANT="$TENANT-2" locust_run neighbour-flooded "QuietMiss FloodMiss" "$((${USERS:-16} + 1))" 17 "$SECONDS_EACH"
+      verdict=$("$STATE/venv/bin/python" - "$STATE/load/neighbour-alone.json" "$STATE/load/neighbour-flooded" <<'PY'
+import json, sys
+alone = json.load(open(sys.argv[1]))["quiet"]
+flooded_all = json.load(open(sys.argv[2] + "/summary.json"))
+flooded = flooded_all["quiet"]
+print(f"[load] neighbour: quiet tenant alone: {alone['tasks']} tasks, p50 {alone['p50_ms']} ms, p99 {alone['p99_ms']} ms", file=sys.stderr)
+print(f"[load] neighbour: quiet tenant under the flood: {flooded['tasks']} tasks, p50 {flooded['p50_ms']} ms, "
+      f"p99 {flooded['p99_ms']} ms, refused {flooded['refused']}; flood codes {flooded_all['codes']}", file=sys.stderr)
+ok = alone["tasks"] and flooded["tasks"] and not flooded["refused"] and not alone["refused"]
+r50 = flooded["p50_ms"] / alone["p50_ms"] if ok else None
+r99 = flooded["p99_ms"] / alone["p99_ms"] if ok else None
+if ok:
+    print(f"[load] neighbour: under the flood p50 x{r50:.2f}, p99 x{r99:.2f} (goal: within 1.5x)", file=sys.stderr)
+limited = int(flooded_all["codes"].get("429", 0)) > 0
+print("ok" if ok and limited and r50 <= 1.5 and r99 <= 1.5 else ("slower" if ok and limited else "failed"))
+PY
+)
+      check "[ '$verdict' != failed ]" "neighbour: every quiet task accepted and finished; the flood answered 429"
+      check "[ '$verdict' = ok ]" "neighbour: the quiet tenant's p50 and p99 within 1.5x of alone" ;;
     soak)
       secs=$(echo "$SOAK_MINUTES * 60 / 1" | bc)
       rss_start=$(rss)

@@ -9,6 +9,11 @@ locust's command line picks the scenario).
   moment (after every client is connected), then stop.
 - Soak: mixed traffic: mostly repeats, some new inputs, status polls of the tasks
   those created.
+- QuietMiss: one client of a tenant of its own (`<tenant>-quiet`), a new input each
+  second, each polled to SUCCESS: its submit-to-SUCCESS times are the numbers of the
+  noisy-neighbour scenario ("quiet" in summary.json).
+- FloodMiss: a tenant (`<tenant>-flood`) sending new inputs as fast as it can: it
+  spends its renders bucket and is answered 429 from then on.
 
 Environment: FACESVG_TENANT (the scenario's tenant), FACESVG_OUT (a directory: the
 status-code counts go to codes.json, accepted task ids to tasks.txt).
@@ -74,6 +79,8 @@ def fresh_input():
 
 
 times = []  # (finished at, response time in ms) of every counted request
+quiet_e2e = []  # submit-to-SUCCESS ms of the quiet tenant's tasks
+quiet_refused = []  # its submits answered anything but 202
 
 
 @events.request.add_listener
@@ -93,7 +100,13 @@ def _save(**_):
     def pct(p):
         return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))], 1) if latencies else None
 
+    quiet = sorted(quiet_e2e)
+
+    def qpct(p):
+        return round(quiet[min(len(quiet) - 1, int(p / 100 * len(quiet)))], 1) if quiet else None
+
     summary = {"requests": len(times), "seconds": round(span, 2),
+               "quiet": {"tasks": len(quiet), "refused": len(quiet_refused), "p50_ms": qpct(50), "p99_ms": qpct(99)},
                "per_second": round(len(times) / span, 1) if span else None,
                "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": round(latencies[-1], 1) if latencies else None,
                "codes": {str(k): v for k, v in sorted(codes.items(), key=lambda kv: str(kv[0]))}}
@@ -238,3 +251,47 @@ class Soak(FastHttpUser):
         with self.client.get(f"/api/v1/frontal/crop/status/{task_id}", headers=headers, catch_response=True,
                              name="status") as r:
             expect(r, {200, 429})
+
+
+class QuietMiss(FastHttpUser):
+    """One client of its own tenant: a new input each second, polled to SUCCESS."""
+    fixed_count = 1
+    wait_time = constant(1.0)
+    headers = {**HEADERS, "X-Tenant": f"{TENANT}-quiet"}
+    _n = itertools.count(1)
+
+    @task
+    def quiet(self):
+        body = submit_body((next(self._n) % 1000) / 1000)
+        started = time.time()
+        with self.client.post(SUBMIT, data=body, headers=self.headers, catch_response=True, name="quiet submit") as r:
+            expect(r, {202})
+            if r.status_code != 202:
+                quiet_refused.append(r.status_code)
+                return
+            task_id = r.json()["task_id"]
+            accepted.append(task_id)
+        for _ in range(600):
+            with self.client.get(f"/api/v1/frontal/crop/status/{task_id}", headers=self.headers,
+                                 catch_response=True, name="quiet status") as s:
+                expect(s, {200})
+                state = s.json().get("status") if s.status_code == 200 else None
+            if state == "SUCCESS":
+                quiet_e2e.append((time.time() - started) * 1000)
+                return
+            if state == "FAILURE":
+                quiet_refused.append("FAILURE")
+                return
+            gevent.sleep(0.05)
+
+
+class FloodMiss(FastHttpUser):
+    """A tenant sending new inputs as fast as it can, all under one tenant."""
+    headers = {**HEADERS, "X-Tenant": f"{TENANT}-flood"}
+    _n = itertools.count(1)
+
+    @task
+    def flood(self):
+        body = submit_body((next(self._n) % 1000) / 1000)
+        with self.client.post(SUBMIT, data=body, headers=self.headers, catch_response=True, name="flood submit") as r:
+            expect(r)
