@@ -97,9 +97,9 @@ locust_run() { # name class users spawn_rate seconds [extra env]
   local name=$1 class=$2 users=$3 rate=$4 secs=$5 out="$STATE/load/$1"
   rm -rf "$out"; mkdir -p "$out"
   log "$name: $class, $users clients, ${secs}s, tenant $TENANT"
+  # $class unquoted below: one user class or several, split on spaces.
   FACESVG_TENANT=$TENANT FACESVG_OUT=$out "$STATE/venv/bin/locust" -f infra/load/locustfile.py --headless \
     --host "$URL" -u "$users" -r "$rate" -t "${secs}s" --stop-timeout 30 --csv "$out/locust" \
-    # $class unquoted: one user class or several, split on spaces.
     --only-summary --loglevel WARNING $class >"$out/locust.log" 2>&1 || true
   "$STATE/venv/bin/python" - "$out" "$name" <<'PY'
 import json, sys
