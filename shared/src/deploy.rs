@@ -153,7 +153,7 @@ async fn migrate(app: &App) -> Result<Vec<i32>, String> {
     Ok(applied)
 }
 
-#[instrument(skip(url, body), err)]
+#[instrument(skip_all, err)]
 async fn respond(url: &str, body: &Value) -> Result<(), String> {
     let tls = crate::app::rustls_client_config().map_err(|e| e.to_string())?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()

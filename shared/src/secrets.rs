@@ -16,7 +16,7 @@ pub enum SecretError {
 }
 
 /// Fetches a JSON secret and returns the requested string fields, in order.
-#[instrument(skip(sdk), err)]
+#[instrument(skip_all, fields(%arn, ?fields), err)]
 pub async fn fetch_fields(
     sdk: &aws_config::SdkConfig,
     arn: &str,
@@ -30,7 +30,7 @@ pub async fn fetch_fields(
         .await
         .map_err(|e| SecretError::Fetch {
             arn: arn.to_owned(),
-            message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            message: crate::telemetry::error_chain(&e),
         })?;
     let text = out.secret_string().unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| SecretError::Fetch {
