@@ -94,10 +94,9 @@ pub struct Config {
     pub database_credentials: Option<(String, String)>,
     /// The schema owner's secret (the RDS master user), given to the function that
     /// applies migrations only: it migrates as the owner, then sets the application
-    /// role's password to the one in `database_secret_arn`.
+    /// role's password to the one in `database_secret_arn`. Read by the migration
+    /// that needs it ([`crate::deploy`]), never at start-up.
     pub migration_secret_arn: Option<String>,
-    /// (user, password) resolved from `migration_secret_arn` at start-up.
-    pub migration_credentials: Option<(String, String)>,
     pub db_pool_size: usize,
     /// Deadline of one Postgres call: waiting for a pooled connection, connecting,
     /// and the queries of that call together.
@@ -235,7 +234,6 @@ impl Config {
             database_secret_arn: get("DATABASE_SECRET_ARN").filter(|v| !v.is_empty()),
             database_credentials: None,
             migration_secret_arn: get("MIGRATION_SECRET_ARN").filter(|v| !v.is_empty()),
-            migration_credentials: None,
             db_pool_size: n("DB_POOL_SIZE", 2)?.max(1) as usize,
             db_timeout: Duration::from_millis(n("DB_TIMEOUT_MS", 3000)?.max(1)),
             db_connect_timeout: Duration::from_millis(n("DB_CONNECT_TIMEOUT_MS", 2000)?.max(1)),
@@ -286,7 +284,6 @@ impl std::fmt::Debug for Config {
             database_secret_arn,
             database_credentials,
             migration_secret_arn,
-            migration_credentials,
             db_pool_size,
             db_timeout,
             db_connect_timeout,
@@ -318,7 +315,6 @@ impl std::fmt::Debug for Config {
             .field("database_secret_arn", database_secret_arn)
             .field("database_credentials", &user_only(database_credentials))
             .field("migration_secret_arn", migration_secret_arn)
-            .field("migration_credentials", &user_only(migration_credentials))
             .field("db_pool_size", db_pool_size)
             .field("db_timeout", db_timeout)
             .field("db_connect_timeout", db_connect_timeout)
@@ -449,7 +445,6 @@ mod tests {
         })
         .unwrap();
         config.database_credentials = Some(("facesvg_app".into(), "pg-secret-4".into()));
-        config.migration_credentials = Some(("facesvg".into(), "pg-secret-5".into()));
         let shown = format!("{config:?} {config:#?}");
         for secret in [
             "pg-secret-1",

@@ -104,13 +104,15 @@ pub async fn handle_custom_resource_with(
 }
 
 /// Applies the migrations. In AWS the function holds two secrets: the schema
-/// owner's (`MIGRATION_SECRET_ARN`), used here only, and the application role's
-/// (`DATABASE_SECRET_ARN`), whose password is then given to that role. Locally, and
-/// where no owner secret is configured, the function's own connection migrates.
+/// owner's (`MIGRATION_SECRET_ARN`), read here, when CloudFormation asks for a
+/// migration, and never at start-up (the same function sweeps every minute); and
+/// the application role's (`DATABASE_SECRET_ARN`), whose password is then given to
+/// that role. Locally, and where no owner secret is configured, the function's own
+/// connection migrates.
 async fn migrate(app: &App) -> Result<Vec<i32>, String> {
     let config = &app.config;
     let limits = crate::migrate::RoleLimits::for_deadline(config.db_timeout);
-    let Some(owner) = &config.migration_credentials else {
+    let Some(owner_secret) = &config.migration_secret_arn else {
         let mut client = app
             .tasks
             .pool()
@@ -127,9 +129,14 @@ async fn migrate(app: &App) -> Result<Vec<i32>, String> {
         }
         return Ok(applied);
     };
+    let owner = app
+        .secrets
+        .credentials(owner_secret)
+        .await
+        .map_err(|e| format!("the schema owner's {e}"))?;
     let pool = crate::app::pg_pool(
         &config.database_url,
-        Some(owner),
+        Some(&owner),
         1,
         config.db_connect_timeout,
     )
@@ -179,5 +186,58 @@ async fn respond(url: &str, body: &Value) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("ResponseURL answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:owner";
+
+    /// AWS configuration whose every call fails at once: nothing listens there.
+    async fn unreachable_aws() -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:1")
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "key", "secret", None, None, "test",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await
+    }
+
+    #[tokio::test]
+    async fn the_owners_secret_is_read_by_a_migration_not_at_start_up() {
+        let config = crate::config::Config::from_lookup(|k| match k {
+            "MIGRATION_SECRET_ARN" => Some(OWNER.into()),
+            "REDIS_URL" => Some("none".into()),
+            _ => None,
+        })
+        .unwrap();
+        // Any read of a secret would fail: a cold start that succeeds read none.
+        let app = App::from_sdk(config, &unreachable_aws().await)
+            .await
+            .unwrap_or_else(|e| panic!("the cold start read a secret: {e}"));
+        // The migration event is what reads it (and, here, fails on it, before any
+        // connection to the database).
+        let event = json!({
+            "RequestType": "Create", "ResponseURL": "https://unused.example/x",
+            "StackId": "s", "RequestId": "r", "LogicalResourceId": "DatabaseMigrations",
+        });
+        let answer =
+            handle_custom_resource_with(&app, &event, |_| Err("not answered here".into())).await;
+        assert_eq!(answer["Status"], "FAILED", "{answer}");
+        let reason = answer["Reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("the schema owner's secret {OWNER}")),
+            "{reason}"
+        );
+        // Nor does anything but a migration: a deletion needs no secret.
+        let delete = json!({"RequestType": "Delete", "ResponseURL": "https://unused.example/x"});
+        let answer =
+            handle_custom_resource_with(&app, &delete, |_| Err("not answered here".into())).await;
+        assert_eq!(answer["Status"], "SUCCESS", "{answer}");
     }
 }
