@@ -23,9 +23,15 @@ pub fn is_custom_resource(event: &Value) -> bool {
 }
 
 /// Whether `url` may receive the answer: CloudFormation's presigned URLs are
-/// `https` on an S3 endpoint of AWS. Anything else (plain `http`, another host, a
-/// port, credentials in the URL) is refused without a connection, so an event
-/// forged by whoever can invoke the function cannot turn it into a request relay.
+/// `https` and name one of its response buckets
+/// (`cloudformation-custom-resource-response-<region without dashes>`), in the
+/// host (`<bucket>.s3.amazonaws.com`, `<bucket>.s3.<region>.amazonaws.com`,
+/// `<bucket>.s3-<region>.amazonaws.com`) or first in the path of an S3 endpoint
+/// (`s3.amazonaws.com/<bucket>/…`). Anything else (plain `http`, another bucket,
+/// another host, a port, credentials in the URL) is refused without a connection:
+/// an event forged by whoever can invoke the function must not make it send the
+/// migration's outcome, or anything, to a bucket of their choosing. The S3 gateway
+/// endpoint's policy says the same in the VPC; this holds wherever the code runs.
 pub fn check_response_url(url: &str) -> Result<(), String> {
     let uri: hyper::Uri = url
         .parse()
@@ -38,15 +44,59 @@ pub fn check_response_url(url: &str) -> Result<(), String> {
         return Err("ResponseURL must not carry credentials or a port".into());
     }
     let host = authority.host().to_ascii_lowercase();
-    let aws = host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn");
-    let s3 = host
-        .split('.')
-        .any(|label| label == "s3" || label.starts_with("s3-"));
-    if aws && s3 {
+    let virtual_hosted = host
+        .split_once('.')
+        .is_some_and(|(bucket, endpoint)| is_response_bucket(bucket) && is_s3_endpoint(endpoint));
+    let path_style = is_s3_endpoint(&host)
+        && uri
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .is_some_and(|(bucket, key)| {
+                // A dot segment could walk out of the bucket on whatever normalises it.
+                let lower = key.to_ascii_lowercase();
+                is_response_bucket(bucket)
+                    && !key.is_empty()
+                    && !key.split('/').any(|s| s == "." || s == "..")
+                    && !lower.contains("%2e")
+            });
+    if virtual_hosted || path_style {
         Ok(())
     } else {
-        Err("ResponseURL must be an Amazon S3 endpoint".into())
+        Err("ResponseURL must name CloudFormation's response bucket on Amazon S3".into())
     }
+}
+
+/// `cloudformation-custom-resource-response-` and a region without its dashes.
+fn is_response_bucket(name: &str) -> bool {
+    name.strip_prefix("cloudformation-custom-resource-response-")
+        .is_some_and(|region| {
+            !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// An S3 endpoint of AWS: `s3`, `s3.<region>` or `s3-<region>` under
+/// `amazonaws.com` (`amazonaws.com.cn` in China).
+fn is_s3_endpoint(host: &str) -> bool {
+    let Some(name) = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+    else {
+        return false;
+    };
+    let region = |r: &str| {
+        !r.is_empty()
+            && !r.starts_with('-')
+            && !r.ends_with('-')
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    name == "s3"
+        || name.strip_prefix("s3.").is_some_and(region)
+        || name.strip_prefix("s3-").is_some_and(region)
 }
 
 /// Handles a custom-resource event and returns the response it sent.
@@ -192,6 +242,50 @@ async fn respond(url: &str, body: &Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_cloudformations_response_buckets_receive_the_answer() {
+        let key = "arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/facesvg/1f2e%7CDatabaseMigrations%7Creq?X-Amz-Signature=abc";
+        for good in [
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{key}"),
+            format!("https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/{key}"),
+            format!("https://cloudformation-custom-resource-response-euwest1.s3-eu-west-1.amazonaws.com/{key}"),
+            format!("https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn/{key}"),
+            format!("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/{key}"),
+            format!("https://s3.eu-west-1.amazonaws.com/cloudformation-custom-resource-response-euwest1/{key}"),
+            format!("https://s3-us-gov-west-1.amazonaws.com/cloudformation-custom-resource-response-usgovwest1/{key}"),
+            format!("https://CloudFormation-Custom-Resource-Response-USEast1.S3.AmazonAWS.com:443/{key}"),
+        ] {
+            assert_eq!(check_response_url(&good), Ok(()), "{good}");
+        }
+        for bad in [
+            // Not https, or not where S3 listens.
+            format!("http://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{key}"),
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com:8443/{key}"),
+            format!("https://user:pw@cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{key}"),
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com.evil.example/{key}"),
+            format!("https://cloudformation-custom-resource-response-useast1.evil.example/{key}"),
+            "https://169.254.169.254/latest/meta-data".to_owned(),
+            "http://127.0.0.1:4566/cloudformation-custom-resource-response-useast1/x".to_owned(),
+            // Another bucket, in the host or in the path.
+            format!("https://attacker-bucket.s3.amazonaws.com/{key}"),
+            format!("https://s3.amazonaws.com/attacker-bucket/{key}"),
+            format!("https://s3-external-1.amazonaws.com/attacker-bucket/{key}"),
+            format!("https://cloudformation-custom-resource-response-.s3.amazonaws.com/{key}"),
+            format!("https://cloudformation-custom-resource-response-us-east-1.s3.amazonaws.com/{key}"),
+            format!("https://x.cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{key}"),
+            format!("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1evil.example/{key}"),
+            // A path that leaves the bucket, or no object at all.
+            "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/../attacker/x".to_owned(),
+            "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/%2E%2E/attacker/x".to_owned(),
+            "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/".to_owned(),
+            "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1".to_owned(),
+            "https://s3.dualstack.us-east-1.amazonaws.com/cloudformation-custom-resource-response-useast1/x".to_owned(),
+            "not a url".to_owned(),
+        ] {
+            assert!(check_response_url(&bad).is_err(), "{bad}");
+        }
+    }
 
     const OWNER: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:owner";
 

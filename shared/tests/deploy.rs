@@ -316,12 +316,11 @@ async fn sslmode_require_really_requires_tls() {
 }
 
 #[tokio::test]
-async fn the_custom_resource_answers_only_https_s3_urls() {
+async fn the_custom_resource_answers_only_cloudformations_response_buckets() {
     for good in [
         "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws/x?X-Amz-Signature=abc",
         "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/x",
-        "https://s3.amazonaws.com/bucket/x",
-        "https://s3-external-1.amazonaws.com/bucket/x",
+        "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/x",
     ] {
         assert_eq!(facesvg::deploy::check_response_url(good), Ok(()), "{good}");
     }
@@ -331,6 +330,9 @@ async fn the_custom_resource_answers_only_https_s3_urls() {
         "https://s3.amazonaws.com.evil.example/x",
         "https://user:pw@s3.amazonaws.com/x",
         "https://s3.amazonaws.com:8443/x",
+        "https://s3.amazonaws.com/bucket/x",
+        "https://s3-external-1.amazonaws.com/bucket/x",
+        "https://any-bucket.s3.amazonaws.com/x",
         "https://169.254.169.254/latest/meta-data",
         "not a url",
     ] {
