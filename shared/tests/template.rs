@@ -1414,6 +1414,53 @@ fn every_grant_on_star_is_one_aws_requires() {
     }
 }
 
+/// The network-interface actions, whose `network-interface/*` resource cannot name
+/// the interfaces Lambda has yet to create: each grant of them holds only in the
+/// stack's VPC (`ec2:Vpc`, carried by the network-interface, subnet and
+/// security-group resources), not in every VPC of the account.
+#[test]
+fn network_interfaces_are_confined_to_the_stacks_vpc() {
+    const ENI_ACTIONS: &[&str] = &[
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ];
+    let vpc = "!Sub arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc/${Vpc}";
+    let t = template();
+    let mut granted = BTreeSet::new();
+    for (holder, s) in statements(&t) {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        let actions = tagged(&s["Action"]);
+        let enis: Vec<&'static str> = ENI_ACTIONS
+            .iter()
+            .copied()
+            .filter(|a| actions.split(',').any(|x| x == *a))
+            .collect();
+        if enis.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            tagged(&s["Condition"]["ArnEquals"]["ec2:Vpc"]),
+            vpc,
+            "{holder} grants {enis:?} outside the stack's VPC"
+        );
+        assert_eq!(
+            s["Condition"].as_mapping().map(|m| m.len()),
+            Some(1),
+            "{holder}: one condition, the VPC"
+        );
+        granted.extend(enis);
+    }
+    assert_eq!(
+        granted,
+        ENI_ACTIONS.iter().copied().collect(),
+        "Lambda's VPC access needs them all"
+    );
+}
+
 #[test]
 fn the_s3_endpoint_admits_only_our_bucket_and_cloudformations_answers() {
     let t = template();
