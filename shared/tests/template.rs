@@ -1461,6 +1461,38 @@ fn network_interfaces_are_confined_to_the_stacks_vpc() {
     );
 }
 
+/// The status function's health probe lists the (empty) health prefix: its
+/// `s3:ListBucket` holds for that prefix only, never for a tenant's keys.
+#[test]
+fn no_function_may_list_the_bucket_beyond_the_health_prefix() {
+    let t = template();
+    let roles: BTreeSet<String> = functions(&t).iter().map(|(_, f)| role_of(f)).collect();
+    let mut listers = Vec::new();
+    for (holder, s) in statements(&t) {
+        if s["Effect"] != "Allow"
+            || !roles.contains(&holder)
+            || !tagged(&s["Action"])
+                .split(',')
+                .any(|a| a == "s3:ListBucket")
+        {
+            continue;
+        }
+        assert_eq!(
+            tagged(&s["Action"]),
+            "s3:ListBucket",
+            "{holder}: the listing has a statement of its own"
+        );
+        assert_eq!(
+            s["Condition"]["StringEquals"]["s3:prefix"].as_str(),
+            Some(facesvg::objects::HEALTH_PREFIX),
+            "{holder} may list the whole bucket"
+        );
+        assert_eq!(s["Condition"].as_mapping().map(|m| m.len()), Some(1));
+        listers.push(holder);
+    }
+    assert_eq!(listers, ["StatusRole"]);
+}
+
 #[test]
 fn the_s3_endpoint_admits_only_our_bucket_and_cloudformations_answers() {
     let t = template();

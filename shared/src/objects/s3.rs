@@ -216,11 +216,17 @@ impl ObjectStore for S3Store {
         ))
     }
 
+    /// Lists the [`super::HEALTH_PREFIX`] (nothing is ever written there): S3
+    /// answered, the bucket exists, and we may call it. Not HeadBucket: that needs
+    /// `s3:ListBucket` on the whole bucket, which would let status list every
+    /// tenant's keys; this listing is allowed on that prefix alone.
     #[instrument(skip_all, fields(bucket = %self.bucket), err)]
     async fn ping(&self) -> Result<(), ObjectError> {
         self.client
-            .head_bucket()
+            .list_objects_v2()
             .bucket(&self.bucket)
+            .prefix(super::HEALTH_PREFIX)
+            .max_keys(1)
             .send()
             .await
             .map_err(|e| sdk_error(&e))?;
