@@ -36,7 +36,7 @@ pub async fn fetch_fields(
     let text = out.secret_string().unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| SecretError::Fetch {
         arn: arn.to_owned(),
-        message: format!("not JSON: {e}"),
+        message: format!("not JSON: {}", crate::telemetry::json_error(&e)),
     })?;
     fields
         .iter()
