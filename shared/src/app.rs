@@ -59,6 +59,8 @@ pub struct App {
     pub quota: crate::quota::Quota,
     /// The batch memory budget of renders in this instance, in KiB (see `worker`).
     pub render_memory: tokio::sync::Semaphore,
+    /// Secrets read on demand (the migrations' owner secret, see [`crate::deploy`]).
+    pub secrets: crate::secrets::Secrets,
 }
 
 impl App {
@@ -67,9 +69,7 @@ impl App {
         Self::from_config(Config::from_env()?).await
     }
 
-    pub async fn from_config(mut config: Config) -> Result<Self, StartupError> {
-        // One crypto provider for every rustls user in the process (SDK, Postgres, Redis).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    pub async fn from_config(config: Config) -> Result<Self, StartupError> {
         // Every S3, SQS and Secrets Manager call has a deadline: a hung endpoint costs
         // seconds and a 503, never the whole invocation.
         let t = config.aws_timeouts;
@@ -83,24 +83,34 @@ impl App {
             )
             .load()
             .await;
+        Self::from_sdk(config, &sdk).await
+    }
+
+    /// Builds the state with the AWS configuration `sdk`. Reads the secrets every
+    /// invocation needs (the application's database credentials, the Redis token);
+    /// the migrations' owner secret waits for a migration ([`crate::deploy`]).
+    pub async fn from_sdk(
+        mut config: Config,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, StartupError> {
+        // One crypto provider for every rustls user in the process (SDK, Postgres, Redis).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let secrets = crate::secrets::Secrets::new(sdk);
         if let Some(arn) = &config.database_secret_arn {
-            let creds = crate::secrets::fetch_fields(&sdk, arn, &["username", "password"]).await?;
-            config.database_credentials = Some((creds[0].clone(), creds[1].clone()));
-        }
-        if let Some(arn) = &config.migration_secret_arn {
-            let creds = crate::secrets::fetch_fields(&sdk, arn, &["username", "password"]).await?;
-            config.migration_credentials = Some((creds[0].clone(), creds[1].clone()));
+            config.database_credentials = Some(secrets.credentials(arn).await?);
         }
         if let Some(arn) = &config.redis_auth_secret_arn {
-            let token = crate::secrets::fetch_fields(&sdk, arn, &["token"]).await?;
+            let token = crate::secrets::fetch_fields(sdk, arn, &["token"]).await?;
             config.redis_url =
                 crate::secrets::redis_url_with_password(&config.redis_url, &token[0]);
         }
         // Emulators listen on an IP address, where bucket subdomains cannot work.
         let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some();
-        let objects = Arc::new(S3Store::new(&sdk, &config.s3_bucket, path_style));
-        let queue = Arc::new(SqsQueue::new(&sdk, &config.queue_url));
-        Self::with_backends(config, objects, queue)
+        let objects = Arc::new(S3Store::new(sdk, &config.s3_bucket, path_style));
+        let queue = Arc::new(SqsQueue::new(sdk, &config.queue_url));
+        let mut app = Self::with_backends(config, objects, queue)?;
+        app.secrets = secrets;
+        Ok(app)
     }
 
     /// Builds the state around given object-store and queue backends.
@@ -166,6 +176,7 @@ impl App {
             render_memory: tokio::sync::Semaphore::new(
                 (config.batch_memory_bytes / 1024).max(1) as usize
             ),
+            secrets: Default::default(),
             config,
         })
     }

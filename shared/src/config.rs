@@ -77,7 +77,10 @@ pub const VARIABLES: &[&str] = &[
 ];
 
 /// Variables the Lambda runtime sets by itself; read, but not set by the template.
-pub const RUNTIME_VARIABLES: &[&str] = &["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"];
+pub const RUNTIME_VARIABLES: &[&str] = &[
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_NAME",
+];
 
 #[derive(Debug, Clone, Copy)]
 pub struct AwsTimeouts {
@@ -86,7 +89,8 @@ pub struct AwsTimeouts {
     pub operation: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` is written out below, not derived: it never shows a password or a token.
+#[derive(Clone)]
 pub struct Config {
     /// Host, port, database and TLS mode; credentials may come from a secret instead.
     pub database_url: String,
@@ -96,10 +100,9 @@ pub struct Config {
     pub database_credentials: Option<(String, String)>,
     /// The schema owner's secret (the RDS master user), given to the function that
     /// applies migrations only: it migrates as the owner, then sets the application
-    /// role's password to the one in `database_secret_arn`.
+    /// role's password to the one in `database_secret_arn`. Read by the migration
+    /// that needs it ([`crate::deploy`]), never at start-up.
     pub migration_secret_arn: Option<String>,
-    /// (user, password) resolved from `migration_secret_arn` at start-up.
-    pub migration_credentials: Option<(String, String)>,
     pub db_pool_size: usize,
     /// Deadline of one Postgres call: waiting for a pooled connection, connecting,
     /// and the queries of that call together.
@@ -166,6 +169,19 @@ impl Config {
                 })
             }
         };
+        // The Lambda runtime sets AWS_LAMBDA_FUNCTION_NAME, and so does infra/run.sh
+        // for the local functions (which authenticate through the local gateway's
+        // claims). No variable re-admits `none` there: one that could would be set by
+        // the same template mistake this refusal is here to catch.
+        let in_lambda = get("AWS_LAMBDA_FUNCTION_NAME").is_some_and(|v| !v.is_empty());
+        if auth_mode == AuthMode::None && in_lambda {
+            return Err(ConfigError {
+                name: "AUTH_MODE",
+                problem: "\"none\" is refused in a Lambda function (AWS_LAMBDA_FUNCTION_NAME \
+                          is set): every caller would be tenant \"public\" with the admin scope"
+                    .into(),
+            });
+        }
         let defaults = Limits::default();
         let max_image_pixels = n("MAX_IMAGE_PIXELS", defaults.max_image_pixels)?;
         let budget = defaults.render;
@@ -245,7 +261,6 @@ impl Config {
             database_secret_arn: get("DATABASE_SECRET_ARN").filter(|v| !v.is_empty()),
             database_credentials: None,
             migration_secret_arn: get("MIGRATION_SECRET_ARN").filter(|v| !v.is_empty()),
-            migration_credentials: None,
             db_pool_size: n("DB_POOL_SIZE", 2)?.max(1) as usize,
             db_timeout: Duration::from_millis(n("DB_TIMEOUT_MS", 3000)?.max(1)),
             db_connect_timeout: Duration::from_millis(n("DB_CONNECT_TIMEOUT_MS", 2000)?.max(1)),
@@ -288,6 +303,128 @@ impl Config {
     }
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured without `..`: a field added to `Config` does not compile here
+        // until someone decides whether it may be shown.
+        let Config {
+            database_url,
+            database_secret_arn,
+            database_credentials,
+            migration_secret_arn,
+            db_pool_size,
+            db_timeout,
+            db_connect_timeout,
+            aws_timeouts,
+            redis_url,
+            redis_auth_secret_arn,
+            redis_timeout,
+            s3_bucket,
+            queue_url,
+            cache_ttl,
+            l0_max_bytes,
+            l0_ttl,
+            stale_claim,
+            stuck_after,
+            presign_ttl,
+            sweep_batch,
+            kv_ttls,
+            batch_memory_bytes,
+            auth_mode,
+            tenant_claim,
+            admin_scope,
+            redis_prefix,
+            limits,
+        } = self;
+        let user_only =
+            |c: &Option<(String, String)>| c.as_ref().map(|(user, _)| format!("{user}:{REDACTED}"));
+        f.debug_struct("Config")
+            .field("database_url", &redacted(database_url))
+            .field("database_secret_arn", database_secret_arn)
+            .field("database_credentials", &user_only(database_credentials))
+            .field("migration_secret_arn", migration_secret_arn)
+            .field("db_pool_size", db_pool_size)
+            .field("db_timeout", db_timeout)
+            .field("db_connect_timeout", db_connect_timeout)
+            .field("aws_timeouts", aws_timeouts)
+            .field("redis_url", &redacted(redis_url))
+            .field("redis_auth_secret_arn", redis_auth_secret_arn)
+            .field("redis_timeout", redis_timeout)
+            .field("s3_bucket", s3_bucket)
+            .field("queue_url", queue_url)
+            .field("cache_ttl", cache_ttl)
+            .field("l0_max_bytes", l0_max_bytes)
+            .field("l0_ttl", l0_ttl)
+            .field("stale_claim", stale_claim)
+            .field("stuck_after", stuck_after)
+            .field("presign_ttl", presign_ttl)
+            .field("sweep_batch", sweep_batch)
+            .field("kv_ttls", kv_ttls)
+            .field("batch_memory_bytes", batch_memory_bytes)
+            .field("auth_mode", auth_mode)
+            .field("tenant_claim", tenant_claim)
+            .field("admin_scope", admin_scope)
+            .field("redis_prefix", redis_prefix)
+            .field("limits", limits)
+            .finish()
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// A connection string as it may be shown: the password of a URL's user
+/// (`postgres://user:secret@host`, `rediss://:token@host`) and every `password=`
+/// parameter (a URL's query, a libpq `key=value` string) replaced. `REDIS_URL`
+/// holds the ElastiCache token once the start-up has put it there.
+pub fn redacted(url: &str) -> String {
+    let url = match url.split_once("://") {
+        // The last `@`: a password may hold one (unencoded); too much redacted is
+        // the safe side.
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:{REDACTED}@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    };
+    const KEY: &str = "password=";
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url.as_str();
+    while let Some(at) = rest.to_ascii_lowercase().find(KEY) {
+        let value = &rest[at + KEY.len()..];
+        out.push_str(&rest[..at + KEY.len()]);
+        out.push_str(REDACTED);
+        rest = &value[value_len(value)..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Bytes of a parameter's value at the start of `value`: a libpq quoted value
+/// (`'…'`, with `\\` escapes) up to its closing quote, else up to the next
+/// separator of a query (`&`, `#`) or of a `key=value` string (whitespace).
+fn value_len(value: &str) -> usize {
+    let mut chars = value.char_indices();
+    if value.starts_with('\'') {
+        chars.next();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '\'' => return i + 1,
+                _ => {}
+            }
+        }
+        return value.len();
+    }
+    value
+        .find(|c: char| c == '&' || c == '#' || c.is_whitespace())
+        .unwrap_or(value.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +463,92 @@ mod tests {
         let too_big =
             Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
         assert_eq!(too_big.unwrap_err().name, "MAX_BODY_BYTES");
+    }
+    #[test]
+    fn debug_never_shows_a_password_or_a_token() {
+        let mut config = Config::from_lookup(|k| match k {
+            "DATABASE_URL" => Some("postgres://facesvg:pg-secret-1@db:5432/facesvg?password=pg-secret-2&sslmode=require".into()),
+            "REDIS_URL" => Some("rediss://:redis-token-3@cache:6379/".into()),
+            _ => None,
+        })
+        .unwrap();
+        config.database_credentials = Some(("facesvg_app".into(), "pg-secret-4".into()));
+        let shown = format!("{config:?} {config:#?}");
+        for secret in [
+            "pg-secret-1",
+            "pg-secret-2",
+            "redis-token-3",
+            "pg-secret-4",
+            "pg-secret-5",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // What an operator needs is still there.
+        for visible in [
+            "db:5432",
+            "facesvg_app",
+            "cache:6379",
+            "sslmode=require",
+            "<redacted>",
+        ] {
+            assert!(shown.contains(visible), "{visible} missing from {shown}");
+        }
+    }
+
+    #[test]
+    fn connection_strings_lose_their_passwords_only() {
+        for (url, shown) in [
+            (
+                "postgres://postgres@127.0.0.1:5432/facesvg",
+                "postgres://postgres@127.0.0.1:5432/facesvg",
+            ),
+            ("postgres://u:p%40ss@h/db", "postgres://u:<redacted>@h/db"),
+            ("postgres://u:p@ss@h/db", "postgres://u:<redacted>@h/db"),
+            ("rediss://:tok@h:6379/", "rediss://:<redacted>@h:6379/"),
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            ("none", "none"),
+            (
+                "postgres://h/db?user=u&PASSWORD=x&sslmode=require",
+                "postgres://h/db?user=u&PASSWORD=<redacted>&sslmode=require",
+            ),
+            (
+                "host=h password=x user=u",
+                "host=h password=<redacted> user=u",
+            ),
+            (
+                r"host=h password='a \' b' user=u",
+                "host=h password=<redacted> user=u",
+            ),
+            ("password='unterminated", "password=<redacted>"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn auth_mode_none_is_refused_inside_lambda() {
+        let env = |name: Option<&'static str>| {
+            move |k: &str| match k {
+                "AUTH_MODE" => Some("none".to_owned()),
+                "AWS_LAMBDA_FUNCTION_NAME" => name.map(str::to_owned),
+                _ => None,
+            }
+        };
+        let err = Config::from_lookup(env(Some("facesvg-dev-submit"))).unwrap_err();
+        assert_eq!(err.name, "AUTH_MODE");
+        assert!(err.problem.contains("AWS_LAMBDA_FUNCTION_NAME"), "{err}");
+        // Outside Lambda (tests, the operator tools) it is still a choice.
+        let config = Config::from_lookup(env(None)).unwrap();
+        assert_eq!(config.auth_mode, AuthMode::None);
+        let config = Config::from_lookup(env(Some(""))).unwrap();
+        assert_eq!(config.auth_mode, AuthMode::None);
+        // JWT is what the deployed stack and the local run use, in Lambda or not.
+        let jwt = Config::from_lookup(|k| match k {
+            "AUTH_MODE" => Some("jwt".to_owned()),
+            "AWS_LAMBDA_FUNCTION_NAME" => Some("facesvg-dev-submit".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(jwt.auth_mode, AuthMode::Jwt);
     }
 }

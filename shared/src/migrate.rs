@@ -94,7 +94,7 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
 }
 
 /// Applies the pending ones of `migrations` under `policy` (tests pass their own).
-#[tracing::instrument(skip(client, migrations))]
+#[tracing::instrument(skip_all, fields(migrations = migrations.len()))]
 pub async fn run_list(
     client: &mut Client,
     migrations: &[(i32, &str, &str)],
@@ -195,7 +195,7 @@ impl RoleLimits {
 
 /// Sets [`RoleLimits`] on the application role for the current database. Run by the
 /// schema owner after the migrations, at every deploy (the deadline may change).
-#[tracing::instrument(skip(client))]
+#[tracing::instrument(skip_all, fields(?limits))]
 pub async fn set_app_limits(
     client: &Client,
     limits: RoleLimits,
@@ -224,7 +224,7 @@ pub async fn set_app_limits(
 /// secret RDS Proxy presents and the role agree after every deploy that runs the
 /// migrations resource. The secret has no rotation schedule: a changed password
 /// takes effect when that resource runs again (its `Version` changes).
-#[tracing::instrument(skip(client, password))]
+#[tracing::instrument(skip_all)]
 pub async fn set_app_password(
     client: &Client,
     password: &str,

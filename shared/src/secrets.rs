@@ -1,4 +1,5 @@
-//! Credentials from AWS Secrets Manager, read once per cold start.
+//! Credentials from AWS Secrets Manager: the ones every invocation needs once per
+//! cold start, the schema owner's only when a migration runs ([`Secrets`]).
 //!
 //! The template never holds a secret in clear: the functions get the secrets' ARNs
 //! and fetch them here. The database secret has RDS's shape (`username`,
@@ -16,7 +17,7 @@ pub enum SecretError {
 }
 
 /// Fetches a JSON secret and returns the requested string fields, in order.
-#[instrument(skip(sdk), err)]
+#[instrument(skip_all, fields(%arn, ?fields), err)]
 pub async fn fetch_fields(
     sdk: &aws_config::SdkConfig,
     arn: &str,
@@ -30,12 +31,12 @@ pub async fn fetch_fields(
         .await
         .map_err(|e| SecretError::Fetch {
             arn: arn.to_owned(),
-            message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            message: crate::telemetry::error_chain(&e),
         })?;
     let text = out.secret_string().unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(text).map_err(|e| SecretError::Fetch {
         arn: arn.to_owned(),
-        message: format!("not JSON: {e}"),
+        message: format!("not JSON: {}", crate::telemetry::json_error(&e)),
     })?;
     fields
         .iter()
@@ -49,6 +50,42 @@ pub async fn fetch_fields(
                 })
         })
         .collect()
+}
+
+/// Reads a secret when it is needed rather than at start-up: the schema owner's is
+/// wanted by a migration (a deploy), not by the sweeps that the same function runs
+/// every minute, and a secret never read is one that no instance holds.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// `None` in an [`crate::app::App`] built around given backends, which has no
+    /// AWS configuration: every read fails.
+    sdk: Option<aws_config::SdkConfig>,
+}
+
+impl Secrets {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Secrets {
+            sdk: Some(sdk.clone()),
+        }
+    }
+
+    /// (username, password) of an RDS-shaped secret.
+    pub async fn credentials(&self, arn: &str) -> Result<(String, String), SecretError> {
+        let sdk = self.sdk.as_ref().ok_or_else(|| SecretError::Fetch {
+            arn: arn.to_owned(),
+            message: "no AWS configuration to read it with".into(),
+        })?;
+        let mut fields = fetch_fields(sdk, arn, &["username", "password"])
+            .await?
+            .into_iter();
+        match (fields.next(), fields.next()) {
+            (Some(user), Some(password)) => Ok((user, password)),
+            _ => Err(SecretError::MissingField {
+                arn: arn.to_owned(),
+                field: "password",
+            }),
+        }
+    }
 }
 
 /// Puts a password into a `redis://` or `rediss://` URL, percent-encoding it.

@@ -83,8 +83,8 @@ pub async fn handle_batch(app: &App, event: SqsEvent) -> SqsBatchResponse {
 /// that is not a message of this version is `Malformed` (and, redelivered, ends in
 /// the DLQ), never a panic. Pure, so that it can be fuzzed.
 pub fn decode_message(body: &str) -> Result<TaskMessage, RetryError> {
-    let message: TaskMessage =
-        serde_json::from_str(body).map_err(|e| RetryError::Malformed(e.to_string()))?;
+    let message: TaskMessage = serde_json::from_str(body)
+        .map_err(|e| RetryError::Malformed(crate::telemetry::json_error(&e)))?;
     if message.v != MESSAGE_VERSION {
         return Err(RetryError::Malformed(format!(
             "message version {}",
@@ -96,7 +96,8 @@ pub fn decode_message(body: &str) -> Result<TaskMessage, RetryError> {
 
 /// Inputs that travelled through S3 (a claim check) as process reads them.
 pub fn decode_inputs(bytes: &[u8]) -> Result<TaskInputs, RetryError> {
-    serde_json::from_slice(bytes).map_err(|e| RetryError::Malformed(e.to_string()))
+    serde_json::from_slice(bytes)
+        .map_err(|e| RetryError::Malformed(crate::telemetry::json_error(&e)))
 }
 
 pub async fn handle_message(app: &App, record: &SqsMessage) -> Result<Handled, RetryError> {

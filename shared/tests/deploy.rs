@@ -171,6 +171,32 @@ async fn database_credentials_come_from_secrets_manager() {
     );
 }
 
+/// The schema owner's secret is read when a migration runs, not at the cold start
+/// of the function that sweeps every minute: a missing one fails the migration
+/// (and so the deploy, with the reason), and nothing else.
+#[tokio::test]
+async fn a_missing_owner_secret_fails_the_migration_not_the_cold_start() {
+    let t = TestApp::spawn().await;
+    let mut config = t.app.config.clone();
+    config.migration_secret_arn =
+        Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-owner".into());
+    let app = App::from_config(config)
+        .await
+        .expect("the cold start reads no owner secret");
+    assert_eq!(
+        facesvg::sweep::relay(&app).await.expect("the relay runs"),
+        0
+    );
+    let (url, got) = response_url().await;
+    local_answer(&app, cfn_event("Create", &url)).await;
+    let body = got.await.unwrap().1;
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    assert!(
+        body["Reason"].as_str().unwrap().contains("no-such-owner"),
+        "{body}"
+    );
+}
+
 /// In AWS the migrations run as the schema owner (its secret is the cleanup
 /// function's alone) and then give the application role the password of the
 /// functions' own secret, as a SCRAM verifier: the role the functions and RDS
@@ -290,12 +316,11 @@ async fn sslmode_require_really_requires_tls() {
 }
 
 #[tokio::test]
-async fn the_custom_resource_answers_only_https_s3_urls() {
+async fn the_custom_resource_answers_only_cloudformations_response_buckets() {
     for good in [
         "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws/x?X-Amz-Signature=abc",
         "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com/x",
-        "https://s3.amazonaws.com/bucket/x",
-        "https://s3-external-1.amazonaws.com/bucket/x",
+        "https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/x",
     ] {
         assert_eq!(facesvg::deploy::check_response_url(good), Ok(()), "{good}");
     }
@@ -305,6 +330,9 @@ async fn the_custom_resource_answers_only_https_s3_urls() {
         "https://s3.amazonaws.com.evil.example/x",
         "https://user:pw@s3.amazonaws.com/x",
         "https://s3.amazonaws.com:8443/x",
+        "https://s3.amazonaws.com/bucket/x",
+        "https://s3-external-1.amazonaws.com/bucket/x",
+        "https://any-bucket.s3.amazonaws.com/x",
         "https://169.254.169.254/latest/meta-data",
         "not a url",
     ] {

@@ -5,39 +5,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
+use common::logs::{assert_absent, Captured};
 use common::{data, Form, TestApp};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info,facesvg=trace"))
-        .with_writer(move || writer.clone())
-        .with_current_span(true)
-        .with_span_list(true)
-        // Every span's opening as a line of its own: its fields (the arguments that
-        // `#[instrument]` records) are scanned too.
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
-        .init();
+    let captured = Captured::install();
 
     let t = TestApp::spawn().await;
     // A miss, its render, a hit with a presigned URL, status and the SVG.
@@ -71,7 +45,7 @@ async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
         .await
         .expect("handled");
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.lines()
             .filter(|l| l.contains("\"input_hash\""))
@@ -103,9 +77,5 @@ async fn no_log_line_holds_inputs_presigned_urls_or_secrets() {
         ),
         ("refused landmark text", "three four".to_owned()),
     ];
-    for (what, needle) in forbidden {
-        if let Some(line) = logs.lines().find(|l| l.contains(&needle)) {
-            panic!("{what} in a log line: {line}");
-        }
-    }
+    assert_absent(&logs, &forbidden);
 }

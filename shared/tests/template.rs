@@ -1414,6 +1414,85 @@ fn every_grant_on_star_is_one_aws_requires() {
     }
 }
 
+/// The network-interface actions, whose `network-interface/*` resource cannot name
+/// the interfaces Lambda has yet to create: each grant of them holds only in the
+/// stack's VPC (`ec2:Vpc`, carried by the network-interface, subnet and
+/// security-group resources), not in every VPC of the account.
+#[test]
+fn network_interfaces_are_confined_to_the_stacks_vpc() {
+    const ENI_ACTIONS: &[&str] = &[
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ];
+    let vpc = "!Sub arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc/${Vpc}";
+    let t = template();
+    let mut granted = BTreeSet::new();
+    for (holder, s) in statements(&t) {
+        if s["Effect"] != "Allow" {
+            continue;
+        }
+        let actions = tagged(&s["Action"]);
+        let enis: Vec<&'static str> = ENI_ACTIONS
+            .iter()
+            .copied()
+            .filter(|a| actions.split(',').any(|x| x == *a))
+            .collect();
+        if enis.is_empty() {
+            continue;
+        }
+        assert_eq!(
+            tagged(&s["Condition"]["ArnEquals"]["ec2:Vpc"]),
+            vpc,
+            "{holder} grants {enis:?} outside the stack's VPC"
+        );
+        assert_eq!(
+            s["Condition"].as_mapping().map(|m| m.len()),
+            Some(1),
+            "{holder}: one condition, the VPC"
+        );
+        granted.extend(enis);
+    }
+    assert_eq!(
+        granted,
+        ENI_ACTIONS.iter().copied().collect(),
+        "Lambda's VPC access needs them all"
+    );
+}
+
+/// The status function's health probe lists the (empty) health prefix: its
+/// `s3:ListBucket` holds for that prefix only, never for a tenant's keys.
+#[test]
+fn no_function_may_list_the_bucket_beyond_the_health_prefix() {
+    let t = template();
+    let roles: BTreeSet<String> = functions(&t).iter().map(|(_, f)| role_of(f)).collect();
+    let mut listers = Vec::new();
+    for (holder, s) in statements(&t) {
+        if s["Effect"] != "Allow"
+            || !roles.contains(&holder)
+            || !tagged(&s["Action"])
+                .split(',')
+                .any(|a| a == "s3:ListBucket")
+        {
+            continue;
+        }
+        assert_eq!(
+            tagged(&s["Action"]),
+            "s3:ListBucket",
+            "{holder}: the listing has a statement of its own"
+        );
+        assert_eq!(
+            s["Condition"]["StringEquals"]["s3:prefix"].as_str(),
+            Some(facesvg::objects::HEALTH_PREFIX),
+            "{holder} may list the whole bucket"
+        );
+        assert_eq!(s["Condition"].as_mapping().map(|m| m.len()), Some(1));
+        listers.push(holder);
+    }
+    assert_eq!(listers, ["StatusRole"]);
+}
+
 #[test]
 fn the_s3_endpoint_admits_only_our_bucket_and_cloudformations_answers() {
     let t = template();

@@ -86,7 +86,7 @@ impl RedisTier {
         Ok(raw.map(|r| serde_json::from_slice(&r)).transpose()?)
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all)]
     pub async fn ping(&self) -> Result<(), CacheError> {
         let _: String = self
             .call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await })
@@ -152,7 +152,7 @@ impl RedisTier {
     }
 
     /// Requests per tier of `tenant` over the `days` days up to today.
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%tenant, days = days))]
     pub async fn request_counts(
         &self,
         tenant: &str,
@@ -253,7 +253,7 @@ impl RedisTier {
     }
 
     /// The batch of request counts to fold into Postgres (see [`Self::take_batch`]).
-    #[instrument(skip(self))]
+    #[instrument(skip_all)]
     pub async fn take_request_counts(&self) -> Result<Option<RequestBatch>, CacheError> {
         let Some((batch, fields)) = self
             .take_batch(self.requests_key(), self.requests_folding_key())
@@ -272,14 +272,14 @@ impl RedisTier {
     }
 
     /// Deletes the folded batch `batch` of request counts (and nothing newer).
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%batch))]
     pub async fn finish_request_fold(&self, batch: Uuid) -> Result<(), CacheError> {
         self.finish_fold(self.requests_folding_key(), batch).await
     }
 
     /// The batch of hit counters to fold into Postgres, by the same protocol as the
     /// request counts: moved aside, committed with its id, then deleted.
-    #[instrument(skip(self))]
+    #[instrument(skip_all)]
     pub async fn take_hits(&self) -> Result<Option<HitBatch>, CacheError> {
         let Some((batch, fields)) = self
             .take_batch(self.hits_key(), self.hits_folding_key())
@@ -295,14 +295,14 @@ impl RedisTier {
     }
 
     /// Deletes the folded batch `batch` of hit counters (and nothing newer).
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%batch))]
     pub async fn finish_hit_fold(&self, batch: Uuid) -> Result<(), CacheError> {
         self.finish_fold(self.hits_folding_key(), batch).await
     }
 
     /// The ids of the batches moved aside and not yet finished: Postgres must keep
     /// remembering them (see `TaskStore::prune_fold_markers`).
-    #[instrument(skip(self))]
+    #[instrument(skip_all)]
     pub async fn folds_in_progress(&self) -> Result<Vec<Uuid>, CacheError> {
         let keys = [self.requests_folding_key(), self.hits_folding_key()];
         let ids: Vec<Option<String>> = self
@@ -361,7 +361,7 @@ impl OutcomeTier for RedisTier {
         "redis"
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%tenant, %input_hash))]
     async fn get_by_hash(
         &self,
         tenant: &str,
@@ -370,12 +370,12 @@ impl OutcomeTier for RedisTier {
         self.get_json(self.hash_key(tenant, input_hash)).await
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%task_id))]
     async fn get_by_task(&self, task_id: Uuid) -> Result<Option<Outcome>, CacheError> {
         self.get_json(self.task_key(task_id)).await
     }
 
-    #[instrument(skip(self, outcome), fields(task_id = %outcome.task_id))]
+    #[instrument(skip_all, fields(task_id = %outcome.task_id))]
     async fn put(&self, outcome: &Outcome) -> Result<(), CacheError> {
         let Some(ttl) = remaining_ttl_secs(outcome) else {
             return Ok(());
@@ -405,7 +405,7 @@ impl OutcomeTier for RedisTier {
         .await
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%tenant, %input_hash, %task_id))]
     async fn remove(
         &self,
         tenant: &str,

@@ -58,6 +58,11 @@ pub trait ObjectStore: Send + Sync {
     }
 }
 
+/// The prefix the health probe lists ([`ObjectStore::ping`]). Nothing is stored
+/// under it, and the status function's `s3:ListBucket` is conditioned on it (a
+/// template test keeps the two equal).
+pub const HEALTH_PREFIX: &str = "health/";
+
 /// Where a tenant's direct upload `id` is stored (a lifecycle rule removes what no
 /// submit used within a day).
 pub fn upload_key(tenant: &str, id: Uuid) -> String {

@@ -27,6 +27,10 @@ fn backend(e: impl std::fmt::Display) -> ObjectError {
     ObjectError::Backend(e.to_string())
 }
 
+fn sdk_error(e: &(dyn std::error::Error + 'static)) -> ObjectError {
+    ObjectError::Backend(crate::telemetry::error_chain(e))
+}
+
 /// An object's body in one buffer, copied once from the segments it arrived in
 /// (`into_bytes().to_vec()` copied a multi-segment body twice).
 async fn body_vec(body: aws_sdk_s3::primitives::ByteStream) -> Result<Vec<u8>, ObjectError> {
@@ -59,7 +63,7 @@ impl S3Store {
         {
             Ok(out) => Ok(Some(out)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+            Err(e) => Err(sdk_error(&e)),
         }
     }
 
@@ -93,7 +97,7 @@ impl S3Store {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    #[instrument(skip(self, body), fields(bucket = %self.bucket, bytes = body.len()), err)]
+    #[instrument(skip_all, fields(bucket = %self.bucket, %key, bytes = body.len()), err)]
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {
         self.client
             .put_object()
@@ -103,11 +107,11 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| sdk_error(&e))?;
         Ok(())
     }
 
-    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    #[instrument(skip_all, fields(bucket = %self.bucket, %key), err)]
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
         let Some(out) = self.fetch(key).await? else {
             return Ok(None);
@@ -115,7 +119,7 @@ impl ObjectStore for S3Store {
         Ok(Some(body_vec(out.body).await?))
     }
 
-    #[instrument(skip(self, keys), fields(bucket = %self.bucket, n = keys.len()), err)]
+    #[instrument(skip_all, fields(bucket = %self.bucket, n = keys.len()), err)]
     async fn delete_many(&self, keys: &[String]) -> Result<usize, ObjectError> {
         // DeleteObjects takes at most 1000 keys a call.
         for chunk in keys.chunks(1000) {
@@ -135,7 +139,7 @@ impl ObjectStore for S3Store {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                .map_err(|e| sdk_error(&e))?;
             if let Some(err) = out.errors().first() {
                 return Err(ObjectError::Backend(format!(
                     "delete {}: {}",
@@ -147,7 +151,7 @@ impl ObjectStore for S3Store {
         Ok(keys.len())
     }
 
-    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    #[instrument(skip_all, fields(bucket = %self.bucket, %key, ?ttl), err)]
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError> {
         let config = PresigningConfig::expires_in(ttl).map_err(backend)?;
         let req = self
@@ -161,7 +165,7 @@ impl ObjectStore for S3Store {
         Ok(req.uri().to_string())
     }
 
-    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    #[instrument(skip_all, fields(bucket = %self.bucket, %key, limit = limit), err)]
     async fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ObjectError> {
         let Some(out) = self.fetch(key).await? else {
             return Ok(None);
@@ -181,7 +185,7 @@ impl ObjectStore for S3Store {
         Ok(Some(body))
     }
 
-    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    #[instrument(skip_all, fields(bucket = %self.bucket, %key, max_bytes = max_bytes, ?ttl), err)]
     async fn presign_post(
         &self,
         key: &str,
@@ -212,14 +216,20 @@ impl ObjectStore for S3Store {
         ))
     }
 
-    #[instrument(skip(self), fields(bucket = %self.bucket), err)]
+    /// Lists the [`super::HEALTH_PREFIX`] (nothing is ever written there): S3
+    /// answered, the bucket exists, and we may call it. Not HeadBucket: that needs
+    /// `s3:ListBucket` on the whole bucket, which would let status list every
+    /// tenant's keys; this listing is allowed on that prefix alone.
+    #[instrument(skip_all, fields(bucket = %self.bucket), err)]
     async fn ping(&self) -> Result<(), ObjectError> {
         self.client
-            .head_bucket()
+            .list_objects_v2()
             .bucket(&self.bucket)
+            .prefix(super::HEALTH_PREFIX)
+            .max_keys(1)
             .send()
             .await
-            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| sdk_error(&e))?;
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl SqsQueue {
 
 #[async_trait]
 impl TaskQueue for SqsQueue {
-    #[instrument(skip(self, body), fields(bytes = body.len()), err)]
+    #[instrument(skip_all, fields(bytes = body.len()), err)]
     async fn send(&self, body: String) -> Result<(), QueueError> {
         self.client
             .send_message()
@@ -40,13 +40,11 @@ impl TaskQueue for SqsQueue {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| {
-                QueueError::Backend(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(|e| QueueError::Backend(crate::telemetry::error_chain(&e)))?;
         Ok(())
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, err)]
     async fn ping(&self) -> Result<(), QueueError> {
         self.client
             .get_queue_attributes()
@@ -54,9 +52,7 @@ impl TaskQueue for SqsQueue {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .send()
             .await
-            .map_err(|e| {
-                QueueError::Backend(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(|e| QueueError::Backend(crate::telemetry::error_chain(&e)))?;
         Ok(())
     }
 }

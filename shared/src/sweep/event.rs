@@ -76,7 +76,7 @@ impl CleanupEvent {
         if event.get("requestContext").is_some() {
             return Ok(match crate::api::event::HttpEvent::deserialize(event) {
                 Ok(e) => CleanupEvent::Http(Box::new(e)),
-                Err(e) => CleanupEvent::UnreadableHttp(e.to_string()),
+                Err(e) => CleanupEvent::UnreadableHttp(crate::telemetry::json_error(&e)),
             });
         }
         let keys: Vec<&str> = event

@@ -21,7 +21,7 @@ impl TaskStore {
     /// Adds request counts to `request_counts`, in one transaction. With a `batch`
     /// (a fold of Redis's counts), a batch already added is skipped and `false`
     /// returned: folding the same batch twice never counts it twice.
-    #[instrument(skip(self, counts), fields(n = counts.len()), err)]
+    #[instrument(skip_all, fields(n = counts.len(), ?batch), err)]
     pub async fn add_request_counts(
         &self,
         counts: &[super::RequestCount],
@@ -58,7 +58,7 @@ impl TaskStore {
 
     /// Forgets fold markers older than `age`, except those of the batches in
     /// `in_progress` (still in Redis, so they may be offered again however old).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(?age, in_progress = in_progress.len()), err)]
     pub async fn prune_fold_markers(
         &self,
         age: Duration,
@@ -81,7 +81,7 @@ impl TaskStore {
     /// transaction. With a `batch` (a fold of Redis's counters), a batch already
     /// added is skipped and `None` returned: folding the same batch twice never
     /// counts it twice. Otherwise, the rows updated.
-    #[instrument(skip(self, hits), fields(n = hits.len()), err)]
+    #[instrument(skip_all, fields(n = hits.len(), ?batch), err)]
     pub async fn add_hits(
         &self,
         hits: &[(Uuid, i64)],

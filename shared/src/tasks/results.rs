@@ -161,7 +161,7 @@ impl TaskStore {
         &self.pool
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, err)]
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.bounded(async move {
             self.pool.conn().await?.execute("SELECT 1", &[]).await?;
@@ -170,7 +170,7 @@ impl TaskStore {
         .await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, %input_hash), err)]
     pub async fn find_by_hash(
         &self,
         tenant: &str,
@@ -192,7 +192,7 @@ impl TaskStore {
     }
 
     /// A task of `tenant`; another tenant's task is indistinguishable from none.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, %task_id), err)]
     pub async fn get(&self, tenant: &str, task_id: Uuid) -> Result<Option<TaskRow>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -211,7 +211,7 @@ impl TaskStore {
 
     /// Records a new `PENDING` task unless one exists for the same inputs. Of any
     /// number of concurrent identical submits, exactly one gets `Created`.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, %input_hash), err)]
     pub async fn insert_pending(
         &self,
         tenant: &str,
@@ -230,7 +230,7 @@ impl TaskStore {
 
     /// Records a new `PENDING` task together with its queue message (the outbox), in
     /// one statement: if the sender dies before SQS confirms, the relay sends it.
-    #[instrument(skip(self, pending), fields(task_id = %pending.task_id), err)]
+    #[instrument(skip_all, fields(%tenant, %input_hash, task_id = %pending.task_id), err)]
     pub async fn insert_with_outbox(
         &self,
         tenant: &str,
@@ -279,7 +279,7 @@ impl TaskStore {
         .await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%task_id), err)]
     pub async fn mark_enqueued(
         &self,
         task_id: Uuid,
@@ -319,7 +319,7 @@ impl TaskStore {
 
     /// Moves a retryable failure back to `PENDING` for a new run. Returns whether
     /// this call did it (a concurrent submit may have).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%task_id, outbox_bytes = outbox.len()), err)]
     pub async fn reopen(
         &self,
         task_id: Uuid,
@@ -348,7 +348,7 @@ impl TaskStore {
     }
 
     /// Finished entries held (the cache's size in rows).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, err)]
     pub async fn entries(&self) -> Result<i64, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -364,7 +364,7 @@ impl TaskStore {
     }
 
     /// Tasks whose message was recorded but never confirmed sent, oldest first.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(batch = batch), err)]
     pub async fn unsent(
         &self,
         older_than: Duration,
@@ -390,7 +390,7 @@ impl TaskStore {
 
     /// Takes a task for rendering: `PENDING`, or `PROCESSING` under a claim older
     /// than `stale` (its worker crashed).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%task_id), err)]
     pub async fn claim(&self, task_id: Uuid, stale: Duration) -> Result<Claim, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -433,7 +433,7 @@ impl TaskStore {
     }
 
     /// Gives a claim back after a transient error, so the retry can take it at once.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%task_id), err)]
     pub async fn release(&self, task_id: Uuid) -> Result<(), StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -449,7 +449,7 @@ impl TaskStore {
     /// in one transaction. Returns the finished row, or `None` if the task was no
     /// longer claimed (finished or swept).
     #[allow(clippy::too_many_arguments)]
-    #[instrument(skip(self, result, stages, metrics), err)]
+    #[instrument(skip_all, fields(%task_id, svg_bytes = svg_bytes), err)]
     pub async fn complete_success(
         &self,
         task_id: Uuid,
@@ -500,7 +500,7 @@ impl TaskStore {
 
     /// Adds the commit stage, measured after [`TaskStore::complete_success`]
     /// committed, to the task's stages and metrics (one statement).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%task_id), err)]
     pub async fn record_commit(&self, task_id: Uuid, commit_ms: f64) -> Result<(), StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -520,7 +520,7 @@ impl TaskStore {
         .await
     }
 
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%task_id, code = %error.code), err)]
     pub async fn complete_failure(
         &self,
         task_id: Uuid,
@@ -604,7 +604,7 @@ impl TaskStore {
     /// Deletes one batch of entries that are past their TTL, failed more than
     /// `failure_age` ago, or were never hit within `unused_age`. Open tasks are left
     /// to [`TaskStore::fail_stuck`].
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(batch = batch), err)]
     pub async fn delete_sweepable(
         &self,
         failure_age: Duration,
@@ -654,7 +654,7 @@ impl TaskStore {
     /// message was lost or kept failing. The next identical submit runs them again.
     /// Each failure stays at least `visible` before the sweep may delete it as
     /// expired, so that its client reads `task_stuck`, not 404.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(batch = batch), err)]
     pub async fn fail_stuck(
         &self,
         stuck_after: Duration,

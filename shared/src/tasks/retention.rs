@@ -42,7 +42,7 @@ impl TaskStore {
     /// `daily_metrics`, one transaction per day. A day is rolled up an hour after it
     /// ended, so that no transaction that began in it can still commit a row of it.
     /// Returns the days rolled up.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(max_days = max_days), err)]
     pub async fn roll_up_metrics(&self, max_days: u32) -> Result<u32, StoreError> {
         let mut rolled = 0;
         while rolled < max_days {
@@ -106,7 +106,7 @@ impl TaskStore {
 
     /// Deletes raw metric rows older than `keep` that are rolled up, `batch` rows per
     /// statement, at most `max_batches` statements. Returns (deleted, more left).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(batch = batch), err)]
     pub async fn prune_metrics(
         &self,
         keep: Duration,
@@ -128,7 +128,7 @@ impl TaskStore {
     }
 
     /// Deletes `daily_metrics` and `request_counts` rows of days older than `keep`.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(batch = batch), err)]
     pub async fn prune_daily(
         &self,
         keep: Duration,

@@ -141,7 +141,7 @@ pub struct StageTimings {
 impl TaskStore {
     /// Statistics of `tenant`'s entries; processing times over tasks finished in the
     /// last `days` days.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, days = days), err)]
     pub async fn stats(&self, tenant: &str, days: u32) -> Result<TenantStats, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -166,7 +166,7 @@ impl TaskStore {
     }
 
     /// The latest `limit` tasks of `tenant`, newest first.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, limit = limit), err)]
     pub async fn recent(&self, tenant: &str, limit: i64) -> Result<Vec<TaskRow>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -182,7 +182,7 @@ impl TaskStore {
     }
 
     /// The median time from submit to success of the last 200 tasks that rendered.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, err)]
     pub async fn median_completion(&self) -> Result<Option<Duration>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -197,7 +197,7 @@ impl TaskStore {
 
     /// `tenant`'s rows of the `cache_performance` view for the `days` UTC days up to
     /// today, newest first (days without any activity have no row).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, days = days), err)]
     pub async fn daily(
         &self,
         tenant: &str,
@@ -229,7 +229,7 @@ impl TaskStore {
     }
 
     /// `tenant`'s `limit` most-hit live entries (hits folded so far), most hits first.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, limit = limit), err)]
     pub async fn top(&self, tenant: &str, limit: i64) -> Result<Vec<TopEntry>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -253,7 +253,7 @@ impl TaskStore {
     /// are absent. Days already rolled up are read from their daily aggregates
     /// (count, average, min and max stay exact; a window that spans several days
     /// reports the largest p95 among them), the rest from the raw rows.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(%tenant, days = days), err)]
     pub async fn stage_timings(
         &self,
         tenant: &str,

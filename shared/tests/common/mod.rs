@@ -5,6 +5,7 @@
 //! missing service fails the test loudly; `infra/test.sh` starts them all.
 #![allow(dead_code)]
 
+pub mod logs;
 pub mod raster;
 
 #[allow(unused_imports)]

@@ -365,7 +365,7 @@ impl Cache {
     }
 
     /// Makes every entry in `scope` unreadable on every tier (see [`Scope`]).
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(scope = %scope.id()))]
     pub async fn invalidate(&self, scope: &Scope) -> InvalidateReport {
         self.tiers.invalidate(scope).await
     }

@@ -117,7 +117,7 @@ impl PostgresBackend {
 
     /// Deletes rows past their life (expiry plus grace), `batch` rows per
     /// statement, at most `max_batches` statements.
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(batch = batch, max_batches = max_batches))]
     pub async fn cleanup_expired(&self, batch: i64, max_batches: u32) -> Result<Cleanup, KvError> {
         let mut out = Cleanup::default();
         let batch = batch.clamp(1, 100_000);
@@ -141,7 +141,7 @@ impl PostgresBackend {
     }
 
     /// Keys of a namespace (optionally one tenant's), most recent first.
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(%namespace, ?tenant, limit = limit))]
     pub async fn list_keys(
         &self,
         namespace: &str,
@@ -385,7 +385,7 @@ impl Backend for PostgresBackend {
         .await
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(scope = %scope.id()))]
     async fn invalidate(&self, scope: &Scope) -> Result<Invalidated, KvError> {
         let n = match scope {
             Scope::Namespace(ns) => {
@@ -425,7 +425,7 @@ impl Backend for PostgresBackend {
         Ok(Invalidated::Removed(n))
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all)]
     async fn usage(&self) -> Result<Usage, KvError> {
         let rows = self
             .query(

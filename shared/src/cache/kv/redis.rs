@@ -170,7 +170,7 @@ impl RedisBackend {
     }
 
     /// Takes the single-flight lock of `key` for `ttl` if nobody holds it.
-    #[instrument(skip(self, token), fields(key = key.full()))]
+    #[instrument(skip_all, fields(key = key.full(), ?ttl))]
     pub async fn try_lock(&self, key: &Key, token: &str, ttl: Duration) -> Result<bool, KvError> {
         let k = self.lock_key(key);
         let ms = ttl.as_millis().max(1) as u64;
@@ -191,7 +191,7 @@ impl RedisBackend {
 
     /// Releases the lock if `token` still holds it (it may have expired and been
     /// taken by someone else meanwhile).
-    #[instrument(skip(self, token), fields(key = key.full()))]
+    #[instrument(skip_all, fields(key = key.full()))]
     pub async fn unlock(&self, key: &Key, token: &str) -> Result<(), KvError> {
         let k = self.lock_key(key);
         let script = &self.unlock;
@@ -353,7 +353,7 @@ impl Backend for RedisBackend {
         Ok(n)
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(scope = %scope.id()))]
     async fn invalidate(&self, scope: &Scope) -> Result<Invalidated, KvError> {
         let (gens, epoch, id) = (self.gens_key(), self.epoch_key(), scope.id());
         let script = &self.invalidate;
@@ -372,7 +372,7 @@ impl Backend for RedisBackend {
 
     /// Counts by `SCAN` over this tier's entry keys: an operator's question, never
     /// asked on a request path. Includes invalidated entries not yet expired.
-    #[instrument(skip(self))]
+    #[instrument(skip_all)]
     async fn usage(&self) -> Result<Usage, KvError> {
         let pattern = format!("{}:e:*", self.prefix);
         let strip = format!("{}:e:", self.prefix);
