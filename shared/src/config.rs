@@ -335,6 +335,7 @@ impl std::fmt::Debug for Config {
             admin_scope,
             redis_prefix,
             limits,
+            tenant_limits,
         } = self;
         let user_only =
             |c: &Option<(String, String)>| c.as_ref().map(|(user, _)| format!("{user}:{REDACTED}"));
@@ -366,6 +367,7 @@ impl std::fmt::Debug for Config {
             .field("admin_scope", admin_scope)
             .field("redis_prefix", redis_prefix)
             .field("limits", limits)
+            .field("tenant_limits", tenant_limits)
             .finish()
     }
 }

@@ -43,7 +43,7 @@ impl RedisBuckets {
     }
 
     /// Takes a token: `None`, or how long to wait for one.
-    #[instrument(skip_all, fields(tenant, bucket))]
+    #[instrument(skip_all, fields(tenant = %tenant, bucket = %bucket))]
     pub async fn take(
         &self,
         tenant: &str,

@@ -15,7 +15,7 @@ use crate::policy::tenants::Rate;
 impl TaskStore {
     /// Takes a token from `tenant`'s `bucket`: `None`, or how long to wait. The
     /// arithmetic of `quota::gcra`, in one statement on Postgres's clock.
-    #[instrument(skip_all, fields(tenant, bucket), err)]
+    #[instrument(skip_all, fields(tenant = %tenant, bucket = %bucket), err)]
     pub async fn take_token(
         &self,
         tenant: &str,
@@ -56,7 +56,7 @@ impl TaskStore {
     }
 
     /// Deletes up to `batch` buckets that are full again.
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(batch = batch), err)]
     pub async fn prune_quotas(&self, batch: i64) -> Result<u64, StoreError> {
         self.bounded(async move {
             let client = self.pool().conn().await?;

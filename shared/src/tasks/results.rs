@@ -302,7 +302,7 @@ impl TaskStore {
 
     /// How many of `tenant`'s tasks are queued or running, counted up to `at_most`
     /// (the cap is all a caller needs to know, and the count stops there).
-    #[instrument(skip(self), err)]
+    #[instrument(skip_all, fields(tenant = %tenant, at_most = at_most), err)]
     pub async fn open_tasks(&self, tenant: &str, at_most: i64) -> Result<i64, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
@@ -562,7 +562,7 @@ impl TaskStore {
     /// cannot be rendered) as a finished failure, so that the same inputs are
     /// answered from the cache tiers without their map being read again. `None` if
     /// a row for these inputs exists already.
-    #[instrument(skip_all, fields(tenant, code = %error.code), err)]
+    #[instrument(skip_all, fields(tenant = %tenant, code = %error.code), err)]
     pub async fn insert_failure(
         &self,
         tenant: &str,
