@@ -72,7 +72,7 @@ async fn poison_record(t: &TestApp, w: u32, h: u32, map: &[u8]) -> (uuid::Uuid, 
 }
 
 #[tokio::test]
-async fn a_checkerboard_map_is_refused_at_submit_naming_the_limit_and_writing_nothing() {
+async fn a_checkerboard_map_is_refused_at_submit_naming_the_limit_and_queueing_nothing() {
     let t = TestApp::spawn_with(|env| {
         env.insert("MAX_RENDER_EDGES".into(), "100000".into());
     })
@@ -86,7 +86,23 @@ async fn a_checkerboard_map_is_refused_at_submit_naming_the_limit_and_writing_no
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("max_render_edges"), "{message}");
     assert!(message.contains("100000"), "{message}");
-    assert_eq!(t.count_rows("task_results").await, 0, "nothing recorded");
+    assert_eq!(t.queue_depth().await, 0, "nothing queued");
+    // The refusal is remembered as a cached failure: the same map is answered from
+    // the cache next time, without being decoded and judged again.
+    let status: String = t
+        .db()
+        .await
+        .query_one("SELECT status FROM task_results", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "FAILURE");
+    let again = t.submit(&hostile_form(w, h, &checkerboard(w, h))).await;
+    assert_eq!(again.status, 422, "{}", again.body);
+    let again = again.json();
+    assert_eq!(again["cached"], true, "{again}");
+    assert_eq!(again["error"]["code"], "too_complex");
+    assert_eq!(again["error"]["field"], "segmentation_map");
     assert_eq!(t.queue_depth().await, 0, "nothing queued");
 
     // The same size without the hostile pattern is fine.
