@@ -183,7 +183,7 @@ def main():
     status, _, raw = request("GET", svg_path)
     check(status == 200 and raw == big,
           f"following the redirect gave {status} and {len(raw)} of {len(big)} bytes")
-    print(f"[http-cache] a {len(big) >> 20} MB SVG: 303 to S3, and the client has it whole")
+    print(f"[http-cache] a {len(big) / 1e6:.1f} MB SVG: 303 to S3, and the client has it whole")
 
     proofs = "the emulator's log and a deleted object" if reads_before is not None else "a deleted object"
     print(f"[http-cache] passed: ETags, Cache-Control and 304 without reading S3 ({proofs})")
