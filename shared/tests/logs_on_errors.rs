@@ -107,16 +107,7 @@ async fn error_paths_log_no_inputs_and_no_secrets() {
     assert_eq!(t.drain().await.1.len(), 0);
 
     // 2. A statement cut off by its deadline (inserting for tenant "slow" sleeps).
-    t.db()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION slow_hook() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN IF NEW.tenant = 'slow' THEN PERFORM pg_sleep(30); END IF; RETURN NEW; END $$;
-             CREATE TRIGGER slow_hook BEFORE INSERT ON task_results
-                 FOR EACH ROW EXECUTE FUNCTION slow_hook();",
-        )
-        .await
-        .unwrap();
+    t.slow_inserts_for_tenant_slow().await;
     let mut short = t.app.config.clone();
     short.db_timeout = Duration::from_millis(700);
     let short = App::from_config(short).await.expect("app");

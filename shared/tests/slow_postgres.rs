@@ -78,16 +78,7 @@ fn assert_unavailable(r: &common::Resp, started: Instant) {
 async fn a_statement_slower_than_its_deadline_is_cancelled_and_frees_the_pool() {
     let (t, app) = app_as_role(|_| {}).await;
     // The test hook: inserting a task for tenant "slow" sleeps 30 s on the server.
-    t.db()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION slow_hook() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN IF NEW.tenant = 'slow' THEN PERFORM pg_sleep(30); END IF; RETURN NEW; END $$;
-             CREATE TRIGGER slow_hook BEFORE INSERT ON task_results
-                 FOR EACH ROW EXECUTE FUNCTION slow_hook();",
-        )
-        .await
-        .unwrap();
+    t.slow_inserts_for_tenant_slow().await;
 
     let started = Instant::now();
     let slow = common::submit_to(&app, Some("slow"), &Form::takeo()).await;

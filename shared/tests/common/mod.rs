@@ -440,6 +440,20 @@ impl TestApp {
             .collect()
     }
 
+    /// A test hook: inserting a task for tenant `slow` sleeps 30 s on the server.
+    pub async fn slow_inserts_for_tenant_slow(&self) {
+        self.db()
+            .await
+            .batch_execute(
+                "CREATE FUNCTION slow_hook() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.tenant = 'slow' THEN PERFORM pg_sleep(30); END IF; RETURN NEW; END $$;
+             CREATE TRIGGER slow_hook BEFORE INSERT ON task_results
+                 FOR EACH ROW EXECUTE FUNCTION slow_hook();",
+            )
+            .await
+            .unwrap();
+    }
+
     pub async fn db(&self) -> deadpool_postgres::Object {
         self.app.tasks.pool().get().await.expect("db connection")
     }
