@@ -167,11 +167,12 @@ pub mod tenants {
         }
     }
 
-    /// Renders a tenant may start (misses and re-runs): a second of the process
-    /// function's ten instances' work every second, with a minute's worth at once.
+    /// Renders a tenant may start (misses and re-runs): one a second, and 20 at
+    /// once, two for each of the process function's ten instances, so that one
+    /// tenant's burst holds the others' tasks back by two renders at most.
     pub const RENDERS: Rate = Rate {
         per_minute: 60,
-        burst: 60,
+        burst: 20,
     };
     /// Direct-upload forms (each one lets the tenant put up to 16 MiB in the bucket).
     pub const UPLOADS: Rate = Rate {

@@ -222,9 +222,11 @@ fn unchanged(before: &TaskRow, now: &TaskRow) -> bool {
 }
 
 impl Submitting<'_> {
-    /// Whether `tenant` may start one more render: under its cap of open tasks, and
-    /// with a token in its renders bucket (hits never get here).
+    /// Whether `tenant` may start one more render: with a token in its renders
+    /// bucket, and under its cap of open tasks (hits never get here). The bucket
+    /// first: a flood is refused by one Redis script, without a query.
     async fn may_render(&self, tenant: &str) -> Result<(), SubmitError> {
+        self.quota.take(tenant, Kind::Renders).await?;
         if self.open_tasks > 0 {
             let cap = i64::from(self.open_tasks);
             if self.tasks.open_tasks(tenant, cap).await? >= cap {
@@ -235,7 +237,7 @@ impl Submitting<'_> {
                 .into());
             }
         }
-        Ok(self.quota.take(tenant, Kind::Renders).await?)
+        Ok(())
     }
 
     /// [`admit`], remembering a map refused for its cost as a cached failure: the
