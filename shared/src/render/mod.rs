@@ -11,6 +11,7 @@ pub mod landmark_regions;
 pub mod simplify;
 pub mod synthetic;
 pub mod trace;
+pub mod worst;
 
 use std::fmt::Write as _;
 
