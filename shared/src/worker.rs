@@ -205,7 +205,7 @@ async fn run_claimed(
     // instance out of memory together (and taking the innocent ones down with them).
     let _room = app
         .render_memory
-        .acquire_many(render_weight(app, &inputs))
+        .acquire_many(render_weight(&app.config, &inputs))
         .await
         .map_err(|_| RetryError::Malformed("render memory semaphore closed".into()))?;
 
@@ -354,24 +354,27 @@ async fn fail_deterministically(
     Ok(Handled::Failed)
 }
 
-/// This render's share of the batch memory budget, in KiB: the label map's pixels
-/// twice (labels and border flags), and the points and SVG its borders can produce
-/// at most, both capped by the render budget. Never more than the whole budget, so
-/// that one large record still runs (alone).
-fn render_weight(app: &App, inputs: &TaskInputs) -> u32 {
-    let budget = &app.config.limits.render;
+/// A render without a label map (landmark regions only) holds less than this.
+const LANDMARKS_RENDER_BYTES: u64 = 1 << 20;
+
+/// This render's share of the batch memory budget, in KiB (rounded up): the most
+/// heap a render of its label map's size can hold within the render budget, map and
+/// SVG included ([`crate::render::budget::heap_bound`], measured against the worst
+/// maps by `tests/worst_maps.rs`). Never more than the whole budget, so that one
+/// large record still runs (alone).
+pub fn render_weight(config: &crate::config::Config, inputs: &TaskInputs) -> u32 {
     let bytes = if inputs.has_segmentation() {
-        let pixels = u64::from(inputs.image.width) * u64::from(inputs.image.height);
-        let points = budget.max_points.min(pixels.saturating_mul(4));
-        let svg = budget
-            .max_svg_bytes
-            .min(points.saturating_mul(12) + 64 * 1024);
-        pixels * 2 + points * 16 + svg * 2
+        crate::render::budget::heap_bound(
+            &config.limits.render,
+            inputs.image.width,
+            inputs.image.height,
+        )
     } else {
-        1 << 20
+        LANDMARKS_RENDER_BYTES
     };
-    let total_kib = app.config.batch_memory_bytes / 1024;
-    (bytes / 1024)
+    let total_kib = config.batch_memory_bytes / 1024;
+    bytes
+        .div_ceil(1024)
         .clamp(1, total_kib.max(1))
         .min(u64::from(u32::MAX)) as u32
 }
