@@ -4,10 +4,11 @@
 //! finished is acknowledged without rendering; a claim (`PENDING → PROCESSING`,
 //! counting the attempt) keeps two live workers from rendering the same task, and
 //! a claim left by a crashed worker goes stale and is taken over. Errors of the
-//! inputs end the task as a cached `FAILURE`; errors of the system give the claim
-//! back and report the message as a batch item failure, so that only it is retried
-//! (and, after the queue's `maxReceiveCount`, parked in the DLQ). Which is which is
-//! decided in [`crate::tasks::failure`].
+//! inputs end the task as a cached `FAILURE`, a render past its deadline as a
+//! retryable one (the clock is no verdict on the inputs); errors of the system give
+//! the claim back and report the message as a batch item failure, so that only it is
+//! retried (and, after the queue's `maxReceiveCount`, parked in the DLQ). Which is
+//! which is decided in [`crate::tasks::failure`].
 
 use std::time::Instant;
 
@@ -248,10 +249,11 @@ async fn run_claimed(
     drop(label_map);
     let rendered = match rendered {
         Ok(r) => r,
-        Err(over) => {
+        Err(over) if over.is_deterministic() => {
             let input_error = crate::input::InputError::too_complex("segmentation_map", over);
             return fail_deterministically(app, task_id, &input_error, started).await;
         }
+        Err(_) => return fail_retryably(app, task_id, Failure::RenderTimeout, started).await,
     };
     let render_ms = render_start.elapsed().as_secs_f64() * 1000.0;
     // The renderer times its own phases (simplification runs inside tracing).
@@ -377,6 +379,26 @@ pub fn render_weight(config: &crate::config::Config, inputs: &TaskInputs) -> u32
         .div_ceil(1024)
         .clamp(1, total_kib.max(1))
         .min(u64::from(u32::MAX)) as u32
+}
+
+/// Ends a task whose failure says nothing certain about its inputs (see
+/// [`Failure::fate`]): its client reads it at once, nothing caches it, the message is
+/// not retried, and the next identical submit runs the task again.
+async fn fail_retryably(
+    app: &App,
+    task_id: uuid::Uuid,
+    failure: Failure<'_>,
+    started: Instant,
+) -> Result<Handled, RetryError> {
+    let error = failure.error();
+    let elapsed = started.elapsed().as_millis() as i32;
+    tracing::warn!(%task_id, code = %error.code, "task failed retryably");
+    crate::metrics::task_completed("FAILURE", &[], &[], 0);
+    crate::metrics::error(&error.code);
+    app.tasks
+        .complete_failure(task_id, &error, elapsed, app.config.cache_ttl)
+        .await?;
+    Ok(Handled::Failed)
 }
 
 async fn backfill(app: &App, row: &crate::tasks::TaskRow) {
