@@ -55,10 +55,10 @@ impl Default for Limits {
 
 /// Limits on one render. The defaults pass the real faces of the test data and the
 /// heavy synthetic maps (up to 4096², islands of 1–3 px and 1-px strokes), and keep a
-/// render of any map within the input limits under 165 MB of heap, the map included
-/// (`render::budget::heap_bound`; the worst maps measured, by `facesvg-probe` and
-/// `tests/worst_maps.rs`, hold 134 MB) and under a second on the machine the limits
-/// were measured on.
+/// render of any map within the input limits under 165 MB (157 MiB) of heap, the map
+/// included (`render::budget::heap_bound`; the worst maps measured, by
+/// `facesvg-probe` and `tests/worst_maps.rs`, hold 134 MiB) and under a second on the
+/// machine the limits were measured on (`SECURITY.md` has the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderBudget {
     /// Pixels of the label map.
