@@ -73,6 +73,7 @@ pub const VARIABLES: &[&str] = &[
     "MAX_RENDER_RINGS",
     "MAX_RENDER_POINTS",
     "MAX_SVG_BYTES",
+    "MAX_RENDER_MS",
     "BATCH_MEMORY_PERCENT",
 ];
 
@@ -193,6 +194,7 @@ impl Config {
             max_rings: n("MAX_RENDER_RINGS", budget.max_rings)?,
             max_points: n("MAX_RENDER_POINTS", budget.max_points)?,
             max_svg_bytes: n("MAX_SVG_BYTES", budget.max_svg_bytes)?,
+            max_render_ms: n("MAX_RENDER_MS", budget.max_render_ms)?,
         };
         let limits = Limits {
             max_body_bytes: n("MAX_BODY_BYTES", defaults.max_body_bytes as u64)? as usize,

@@ -147,12 +147,82 @@ pub fn label_of(name: &str) -> Option<u8> {
     CLASS_NAMES.iter().position(|n| *n == name).map(|i| i as u8)
 }
 
-/// Label for an RGB colour of the CelebAMask-HQ palette.
+/// Label for an RGB colour of the CelebAMask-HQ palette: the definition, a search
+/// of the palette. A label map's pixels are read through [`PaletteLookup`].
 pub fn label_of_colour(rgb: [u8; 3]) -> Option<u8> {
     OFFICIAL_PALETTE
         .iter()
         .find(|(_, c)| *c == rgb)
         .and_then(|(n, _)| label_of(n))
+}
+
+/// Neither a channel value of the palette nor a label.
+const ABSENT: u8 = u8::MAX;
+
+/// [`label_of_colour`] as tables, for the millions of pixels of an RGB label map:
+/// each channel's value → its rank among that channel's values in the palette
+/// (seven at most), and the three ranks → the label. Four byte loads per pixel
+/// instead of a search of nineteen colours and a class name.
+pub struct PaletteLookup {
+    ranks: [[u8; 256]; 3],
+    /// Ranks per channel: the table's strides.
+    counts: [usize; 3],
+    labels: Vec<u8>,
+}
+
+impl PaletteLookup {
+    pub fn new() -> Self {
+        let mut ranks = [[ABSENT; 256]; 3];
+        let mut counts = [0usize; 3];
+        for (_, rgb) in OFFICIAL_PALETTE {
+            for c in 0..3 {
+                let rank = &mut ranks[c][usize::from(rgb[c])];
+                if *rank == ABSENT {
+                    *rank = counts[c] as u8;
+                    counts[c] += 1;
+                }
+            }
+        }
+        let mut table = PaletteLookup {
+            ranks,
+            counts,
+            labels: vec![ABSENT; counts.iter().product()],
+        };
+        // Each cell is what the search finds for its colour: the first entry of
+        // that colour, whatever its name gives.
+        for (name, rgb) in OFFICIAL_PALETTE.iter().rev() {
+            if let Some(i) = table.index(*rgb) {
+                table.labels[i] = label_of(name).unwrap_or(ABSENT);
+            }
+        }
+        table
+    }
+
+    fn index(&self, [r, g, b]: [u8; 3]) -> Option<usize> {
+        let [rr, rg, rb] = [
+            self.ranks[0][usize::from(r)],
+            self.ranks[1][usize::from(g)],
+            self.ranks[2][usize::from(b)],
+        ];
+        if rr == ABSENT || rg == ABSENT || rb == ABSENT {
+            return None;
+        }
+        let [_, cg, cb] = self.counts;
+        Some((usize::from(rr) * cg + usize::from(rg)) * cb + usize::from(rb))
+    }
+
+    /// The label of `rgb`, exactly as [`label_of_colour`] answers.
+    #[inline]
+    pub fn label(&self, rgb: [u8; 3]) -> Option<u8> {
+        let label = self.labels[self.index(rgb)?];
+        (label != ABSENT).then_some(label)
+    }
+}
+
+impl Default for PaletteLookup {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Fill colour of a class in the SVG: the palette colour, so that an SVG overlays
@@ -192,8 +262,37 @@ mod tests {
         assert_eq!(label_of("nose"), Some(10));
         assert_eq!(label_of_colour([0, 255, 255]), Some(2)); // l_brow
         assert_eq!(label_of_colour([1, 2, 3]), None);
+        let lookup = PaletteLookup::new();
+        assert_eq!(lookup.label([1, 2, 3]), None);
+        assert_eq!(lookup.label([76, 153, 0]), label_of("nose"));
         for (i, name) in CLASS_NAMES.iter().enumerate() {
             assert_eq!(label_of_colour(fill(i as u8)), Some(i as u8), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_lookup_answers_as_the_search_for_every_nearby_colour() {
+        // Every channel value of the palette, its neighbours and the extremes, in
+        // every combination: the cells of the table and every way to miss them.
+        let mut values: Vec<u8> = OFFICIAL_PALETTE
+            .iter()
+            .flat_map(|(_, c)| *c)
+            .flat_map(|v| [v.saturating_sub(1), v, v.saturating_add(1)])
+            .chain([0, 1, 127, 128, 254, 255])
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        let lookup = PaletteLookup::new();
+        for &r in &values {
+            for &g in &values {
+                for &b in &values {
+                    assert_eq!(
+                        lookup.label([r, g, b]),
+                        label_of_colour([r, g, b]),
+                        "{r} {g} {b}"
+                    );
+                }
+            }
         }
     }
 }

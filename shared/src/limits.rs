@@ -77,7 +77,10 @@ impl Default for Limits {
 
 /// Limits on one render. The defaults pass the real faces of the test data and the
 /// heavy synthetic maps (up to 4096², islands of 1–3 px and 1-px strokes), and keep a
-/// render of any map within the input limits under about a quarter of a gigabyte.
+/// render of any map within the input limits under 165 MB (157 MiB) of heap, the map
+/// included (`render::budget::heap_bound`; the worst maps measured, by
+/// `facesvg-probe` and `tests/worst_maps.rs`, hold 134 MiB) and under a second on the
+/// machine the limits were measured on (`SECURITY.md` has the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderBudget {
     /// Pixels of the label map.
@@ -88,8 +91,9 @@ pub struct RenderBudget {
     /// outline, and the work of the tracing walk.
     pub max_edges: u64,
     /// Unit edges of the longest single outline. One outline is walked and
-    /// simplified as a whole, with about 40 bytes of working memory per edge: a
-    /// comb of thin teeth joined into one region is one very long outline.
+    /// simplified as a whole, with 29 bytes of working memory per edge, reserved once
+    /// (`render::budget::LOOP_BYTES_PER_EDGE`): a corridor 1 px wide folded back and
+    /// forth is one very long outline in a PNG of a few kilobytes.
     pub max_loop_edges: u64,
     /// Closed rings kept: outer borders and holes of every region.
     pub max_rings: u64,
@@ -97,6 +101,13 @@ pub struct RenderBudget {
     pub max_points: u64,
     /// Bytes of SVG written.
     pub max_svg_bytes: u64,
+    /// Wall-clock milliseconds of tracing and simplifying: a backstop should the
+    /// limits above ever let a map cost more time than measured (under a second for
+    /// the worst maps; five seconds leaves room for Lambda's fraction of a vCPU at
+    /// 1024 MB and a loaded instance, and is far inside process's 30 s timeout).
+    /// Unlike them it depends on the machine and its load, so a render refused by it
+    /// is not a verdict on the inputs (see [`BudgetError::is_deterministic`]).
+    pub max_render_ms: u64,
 }
 
 impl Default for RenderBudget {
@@ -109,6 +120,7 @@ impl Default for RenderBudget {
             max_rings: 500_000,
             max_points: 4_000_000,
             max_svg_bytes: 24 * 1024 * 1024,
+            max_render_ms: 5_000,
         }
     }
 }
@@ -123,6 +135,7 @@ impl RenderBudget {
         max_rings: u64::MAX,
         max_points: u64::MAX,
         max_svg_bytes: u64::MAX,
+        max_render_ms: u64::MAX,
     };
 
     pub(crate) fn check(&self, what: Limit, value: u64) -> Result<(), BudgetError> {
@@ -134,6 +147,7 @@ impl RenderBudget {
             Limit::Rings => self.max_rings,
             Limit::Points => self.max_points,
             Limit::SvgBytes => self.max_svg_bytes,
+            Limit::RenderTime => self.max_render_ms,
         };
         if value > max {
             Err(BudgetError { limit: what, max })
@@ -153,6 +167,8 @@ pub enum Limit {
     Rings,
     Points,
     SvgBytes,
+    /// The wall clock (`max_render_ms`), not a quantity of the inputs.
+    RenderTime,
 }
 
 impl Limit {
@@ -166,6 +182,7 @@ impl Limit {
             Limit::Rings => "max_render_rings",
             Limit::Points => "max_render_points",
             Limit::SvgBytes => "max_svg_bytes",
+            Limit::RenderTime => "max_render_ms",
         }
     }
 
@@ -178,16 +195,26 @@ impl Limit {
             Limit::Rings => "outlines (islands and holes)",
             Limit::Points => "outline points",
             Limit::SvgBytes => "bytes of SVG",
+            Limit::RenderTime => "milliseconds of rendering",
         }
     }
 }
 
-/// A render refused for its cost. Deterministic: the same inputs break the same limit.
+/// A render refused for its cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("the label map is too complex to render: more than {max} {} ({})", .limit.what(), .limit.name())]
 pub struct BudgetError {
     pub limit: Limit,
     pub max: u64,
+}
+
+impl BudgetError {
+    /// Whether the same inputs always break this limit: every limit but the clock
+    /// counts something of the inputs; the clock also counts the machine's speed and
+    /// load, so a render it stops may finish on the next try.
+    pub fn is_deterministic(&self) -> bool {
+        self.limit != Limit::RenderTime
+    }
 }
 
 #[cfg(test)]

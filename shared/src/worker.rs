@@ -4,10 +4,11 @@
 //! finished is acknowledged without rendering; a claim (`PENDING → PROCESSING`,
 //! counting the attempt) keeps two live workers from rendering the same task, and
 //! a claim left by a crashed worker goes stale and is taken over. Errors of the
-//! inputs end the task as a cached `FAILURE`; errors of the system give the claim
-//! back and report the message as a batch item failure, so that only it is retried
-//! (and, after the queue's `maxReceiveCount`, parked in the DLQ). Which is which is
-//! decided in [`crate::tasks::failure`].
+//! inputs end the task as a cached `FAILURE`, a render past its deadline as a
+//! retryable one (the clock is no verdict on the inputs); errors of the system give
+//! the claim back and report the message as a batch item failure, so that only it is
+//! retried (and, after the queue's `maxReceiveCount`, parked in the DLQ). Which is
+//! which is decided in [`crate::tasks::failure`].
 
 use std::time::Instant;
 
@@ -206,7 +207,7 @@ async fn run_claimed(
     // instance out of memory together (and taking the innocent ones down with them).
     let _room = app
         .render_memory
-        .acquire_many(render_weight(app, &inputs))
+        .acquire_many(render_weight(&app.config, &inputs))
         .await
         .map_err(|_| RetryError::Malformed("render memory semaphore closed".into()))?;
 
@@ -249,10 +250,11 @@ async fn run_claimed(
     drop(label_map);
     let rendered = match rendered {
         Ok(r) => r,
-        Err(over) => {
+        Err(over) if over.is_deterministic() => {
             let input_error = crate::input::InputError::too_complex("segmentation_map", over);
             return fail_deterministically(app, task_id, &input_error, started).await;
         }
+        Err(_) => return fail_retryably(app, task_id, Failure::RenderTimeout, started).await,
     };
     let render_ms = render_start.elapsed().as_secs_f64() * 1000.0;
     // The renderer times its own phases (simplification runs inside tracing).
@@ -355,26 +357,49 @@ async fn fail_deterministically(
     Ok(Handled::Failed)
 }
 
-/// This render's share of the batch memory budget, in KiB: the label map's pixels
-/// twice (labels and border flags), and the points and SVG its borders can produce
-/// at most, both capped by the render budget. Never more than the whole budget, so
-/// that one large record still runs (alone).
-fn render_weight(app: &App, inputs: &TaskInputs) -> u32 {
-    let budget = &app.config.limits.render;
+/// A render without a label map (landmark regions only) holds less than this.
+const LANDMARKS_RENDER_BYTES: u64 = 1 << 20;
+
+/// This render's share of the batch memory budget, in KiB (rounded up): the most
+/// heap a render of its label map's size can hold within the render budget, map and
+/// SVG included ([`crate::render::budget::heap_bound`], measured against the worst
+/// maps by `tests/worst_maps.rs`). Never more than the whole budget, so that one
+/// large record still runs (alone).
+pub fn render_weight(config: &crate::config::Config, inputs: &TaskInputs) -> u32 {
     let bytes = if inputs.has_segmentation() {
-        let pixels = u64::from(inputs.image.width) * u64::from(inputs.image.height);
-        let points = budget.max_points.min(pixels.saturating_mul(4));
-        let svg = budget
-            .max_svg_bytes
-            .min(points.saturating_mul(12) + 64 * 1024);
-        pixels * 2 + points * 16 + svg * 2
+        crate::render::budget::heap_bound(
+            &config.limits.render,
+            inputs.image.width,
+            inputs.image.height,
+        )
     } else {
-        1 << 20
+        LANDMARKS_RENDER_BYTES
     };
-    let total_kib = app.config.batch_memory_bytes / 1024;
-    (bytes / 1024)
+    let total_kib = config.batch_memory_bytes / 1024;
+    bytes
+        .div_ceil(1024)
         .clamp(1, total_kib.max(1))
         .min(u64::from(u32::MAX)) as u32
+}
+
+/// Ends a task whose failure says nothing certain about its inputs (see
+/// [`Failure::fate`]): its client reads it at once, nothing caches it, the message is
+/// not retried, and the next identical submit runs the task again.
+async fn fail_retryably(
+    app: &App,
+    task_id: uuid::Uuid,
+    failure: Failure<'_>,
+    started: Instant,
+) -> Result<Handled, RetryError> {
+    let error = failure.error();
+    let elapsed = started.elapsed().as_millis() as i32;
+    tracing::warn!(%task_id, code = %error.code, "task failed retryably");
+    crate::metrics::task_completed("FAILURE", &[], &[], 0);
+    crate::metrics::error(&error.code);
+    app.tasks
+        .complete_failure(task_id, &error, elapsed, app.config.cache_ttl)
+        .await?;
+    Ok(Handled::Failed)
 }
 
 async fn backfill(app: &App, row: &crate::tasks::TaskRow) {

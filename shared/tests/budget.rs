@@ -187,3 +187,32 @@ async fn a_batch_of_large_renders_waits_for_memory_instead_of_failing() {
         "every render gave its room back"
     );
 }
+
+#[tokio::test]
+async fn a_render_past_its_deadline_fails_retryably_and_runs_again_on_resubmit() {
+    // A clock that has run out before the render starts: the first reading stops it.
+    let t = TestApp::spawn_with(|env| {
+        env.insert("MAX_RENDER_MS".into(), "0".into());
+    })
+    .await;
+    let r = t.submit(&Form::takeo()).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["task_id"].as_str().unwrap().to_owned();
+    let (n, failed) = t.drain().await;
+    assert_eq!((n, failed.len()), (1, 0), "not redelivered");
+    let s = t.status(&id).await;
+    assert_eq!(s["status"], "FAILURE", "{s}");
+    assert_eq!(s["error"]["code"], "render_timeout");
+    assert_eq!(
+        s["error"]["retryable"], true,
+        "the clock is no verdict on the inputs: nothing caches it"
+    );
+    assert!(t.s3_keys("results/").await.is_empty());
+
+    // The same inputs again: not a cached 422, but a task that runs again.
+    let again = t.submit(&Form::takeo()).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.json()["task_id"], id.as_str());
+    let (n, _) = t.drain().await;
+    assert_eq!(n, 1, "queued again");
+}

@@ -113,15 +113,17 @@ pub fn decode_scheme(
         ));
     }
     let table = scheme.to_canonical();
+    let palette = labels::PaletteLookup::new();
     let mut labels = vec![0u8; pixels];
     let mut mapped = Vec::with_capacity(w as usize);
     let mut next_line = 0usize;
     while let Some(row) = reader.next_interlaced_row().map_err(corrupt)? {
         mapped.clear();
-        for p in row.data().chunks_exact(channels) {
-            let label = if channels <= 2 {
+        let pixels = row.data().chunks_exact(channels);
+        if channels <= 2 {
+            for p in pixels {
                 // Numbers in the scheme's order, translated to the canonical order.
-                table[usize::from(p[0])].ok_or_else(|| {
+                mapped.push(table[usize::from(p[0])].ok_or_else(|| {
                     InputError::invalid(
                         FIELD,
                         format!(
@@ -131,10 +133,12 @@ pub fn decode_scheme(
                             scheme.classes() - 1
                         ),
                     )
-                })?
-            } else {
+                })?);
+            }
+        } else {
+            for p in pixels {
                 let rgb = [p[0], p[1], p[2]];
-                labels::label_of_colour(rgb).ok_or_else(|| {
+                mapped.push(palette.label(rgb).ok_or_else(|| {
                     InputError::invalid(
                         FIELD,
                         format!(
@@ -142,9 +146,8 @@ pub fn decode_scheme(
                             rgb[0], rgb[1], rgb[2]
                         ),
                     )
-                })?
-            };
-            mapped.push(label);
+                })?);
+            }
         }
         match row.interlace() {
             png::InterlaceInfo::Adam7(pass) => {

@@ -12,6 +12,13 @@
 //! the map itself ([`count_edges`]), so submit refuses the worst maps before anything
 //! is queued; the renderer re-checks everything (it must not trust the queue) and
 //! stops early on rings, points and output bytes.
+//!
+//! What the limits cost at most is here too: the heap a render can hold
+//! ([`heap_bound`], which the worker reserves of its batch's memory), and a clock
+//! ([`Clock`]) that stops a render past `max_render_ms` should the limits ever fail
+//! to bound its time.
+
+use std::time::{Duration, Instant};
 
 use crate::input::{InputError, LabelMap, Submission};
 use crate::labels::BACKGROUND;
@@ -30,6 +37,127 @@ pub fn admit(sub: &Submission<'_>, limits: &Limits) -> Result<Option<LabelMap>, 
             .map_err(|e| InputError::too_complex("segmentation_map", e))?;
     }
     Ok(map)
+}
+
+/// Heap per edge of the longest loop, held while it is simplified: its edge list (12
+/// bytes an edge: start vertex and label across), the simplifier's constraints (one
+/// byte a vertex) and room for the simplified ring (16 bytes a point, one point an
+/// edge; the hardest maps measured keep a third of that). Reserved once per render
+/// (the ring: per loop), never grown by doubling.
+pub const LOOP_BYTES_PER_EDGE: u64 = 12 + 1 + 16;
+
+/// Heap per pixel while tracing: which sides of each pixel are borders.
+pub const TRACE_BYTES_PER_PIXEL: u64 = 1;
+
+/// Bytes of path data one border edge can produce at most: a point per edge, each a
+/// relative move of at most 16 characters (`l-8191.5-4881.5`), and a ring's `M` and
+/// `z` (a ring has four edges at least).
+const PATH_BYTES_PER_EDGE: u64 = 20;
+
+/// Heap of the decoder beyond the map, per pixel of a row (its row buffers, capped
+/// by the PNG limits `input::segmentation` gives it, and one row of labels), and
+/// for its fixed state (the inflater's window and tables).
+const DECODE_BYTES_PER_COLUMN: u64 = 4 * 4 + 1;
+const DECODE_FIXED_BYTES: u64 = 2 << 20;
+
+/// Heap around the work that does not grow with the map: the path data's partly
+/// filled blocks (one per label), the per-label tables, the regions and the result.
+const RENDER_FIXED_BYTES: u64 = 2 << 20;
+
+/// The most heap a render within `budget` of a `width`×`height` label map holds at
+/// once, the map included: what the worker reserves of its batch's memory before it
+/// decodes the map. The larger of
+///
+/// - decoding: the map and the decoder's rows;
+/// - tracing: the map, the border flags, the longest loop's working memory
+///   ([`LOOP_BYTES_PER_EDGE`]) and the path data written so far;
+/// - writing the SVG: the map, the path data and the SVG it drains into.
+///
+/// `tests/worst_maps.rs` measures the worst maps against it with a counting
+/// allocator; `facesvg-probe` does so at full size.
+pub fn heap_bound(budget: &RenderBudget, width: u32, height: u32) -> u64 {
+    let pixels = u64::from(width) * u64::from(height);
+    // A pixel has four sides, so no map has more border edges than four a pixel.
+    let edges = budget.max_edges.min(pixels.saturating_mul(4));
+    let longest_loop = budget.max_loop_edges.min(edges);
+    let path = budget
+        .max_svg_bytes
+        .min(edges.saturating_mul(PATH_BYTES_PER_EDGE));
+    let svg = path.saturating_add(64 * 1024);
+    let decode = u64::from(width) * DECODE_BYTES_PER_COLUMN + DECODE_FIXED_BYTES;
+    let trace = (pixels * TRACE_BYTES_PER_PIXEL)
+        .saturating_add(
+            longest_loop
+                .saturating_add(1)
+                .saturating_mul(LOOP_BYTES_PER_EDGE),
+        )
+        .saturating_add(path);
+    let write = path.saturating_add(svg);
+    pixels
+        .saturating_add(decode.max(trace).max(write))
+        .saturating_add(RENDER_FIXED_BYTES)
+}
+
+/// Steps of work (pixels scanned, edges walked, candidate points tried) between two
+/// readings of the clock: well under a millisecond of work, while a reading costs
+/// tens of nanoseconds.
+const STEPS_PER_READING: u32 = 1 << 14;
+
+/// The render's deadline (`max_render_ms` from its start), read every
+/// [`STEPS_PER_READING`] steps of work, so that the loops that do the work can
+/// count every step.
+pub struct Clock {
+    deadline: Option<Instant>,
+    max_ms: u64,
+    left: u32,
+}
+
+impl Clock {
+    /// Starts the clock of a render within `budget`.
+    pub fn start(budget: &RenderBudget) -> Clock {
+        Clock {
+            deadline: Instant::now().checked_add(Duration::from_millis(budget.max_render_ms)),
+            max_ms: budget.max_render_ms,
+            left: STEPS_PER_READING,
+        }
+    }
+
+    /// A clock that never runs out.
+    pub fn unlimited() -> Clock {
+        Clock {
+            deadline: None,
+            max_ms: u64::MAX,
+            left: u32::MAX,
+        }
+    }
+
+    /// Counts `steps` of work; past the deadline, the render is refused.
+    #[inline]
+    pub fn tick(&mut self, steps: u32) -> Result<(), BudgetError> {
+        match self.left.checked_sub(steps) {
+            Some(left) if left > 0 => {
+                self.left = left;
+                Ok(())
+            }
+            _ => self.read(),
+        }
+    }
+
+    #[cold]
+    fn read(&mut self) -> Result<(), BudgetError> {
+        let Some(deadline) = self.deadline else {
+            self.left = u32::MAX;
+            return Ok(());
+        };
+        self.left = STEPS_PER_READING;
+        if Instant::now() >= deadline {
+            return Err(BudgetError {
+                limit: Limit::RenderTime,
+                max: self.max_ms,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What [`count_edges`] learnt in its one pass.

@@ -11,8 +11,9 @@ pub mod landmark_regions;
 pub mod simplify;
 pub mod synthetic;
 pub mod trace;
+pub mod worst;
 
-use std::fmt::Write as _;
+use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,82 @@ use crate::RENDERER_VERSION;
 
 /// Margin around the landmarks' box, as a share of its longer side.
 const CROP_MARGIN: f64 = 0.25;
+
+/// The SVG's bytes besides the path data, with room to spare: the header, a tag per
+/// region (19 classes, ~140 bytes each) and the landmarks (478 dots of ~50 bytes).
+const SVG_FRAME_BYTES: usize = 64 * 1024;
+
+/// Path data is kept in blocks of this many bytes: it grows without ever copying
+/// what it holds (a `String` that doubles holds both copies for a moment) and
+/// leaves at most one block part-empty per label.
+const PATH_BLOCK_BYTES: usize = 64 * 1024;
+
+/// Text in blocks of [`PATH_BLOCK_BYTES`].
+#[derive(Default)]
+struct Blocks {
+    blocks: Vec<String>,
+}
+
+impl Blocks {
+    /// Room in the last block for `bytes` more, as a `String` has room for a push.
+    #[inline]
+    fn room_for(&mut self, bytes: usize) -> Option<&mut String> {
+        self.blocks
+            .last_mut()
+            .filter(|b| b.capacity() - b.len() >= bytes)
+    }
+
+    #[cold]
+    fn spill(&mut self, mut s: &str) -> std::fmt::Result {
+        while !s.is_empty() {
+            let room = self.blocks.last().map_or(0, |b| b.capacity() - b.len());
+            if room == 0 {
+                self.blocks.push(String::with_capacity(PATH_BLOCK_BYTES));
+                continue;
+            }
+            // Path data is ASCII; a character is never split all the same.
+            let mut take = room.min(s.len());
+            while !s.is_char_boundary(take) {
+                take -= 1;
+            }
+            if take == 0 {
+                self.blocks.push(String::with_capacity(PATH_BLOCK_BYTES));
+                continue;
+            }
+            if let Some(block) = self.blocks.last_mut() {
+                block.push_str(&s[..take]);
+            }
+            s = &s[take..];
+        }
+        Ok(())
+    }
+}
+
+// Rings are written a character or a number at a time: while the last block has
+// room, each write is a plain push.
+impl std::fmt::Write for Blocks {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        match self.room_for(s.len()) {
+            Some(block) => {
+                block.push_str(s);
+                Ok(())
+            }
+            None => self.spill(s),
+        }
+    }
+
+    #[inline]
+    fn write_char(&mut self, c: char) -> std::fmt::Result {
+        match self.room_for(c.len_utf8()) {
+            Some(block) => {
+                block.push(c);
+                Ok(())
+            }
+            None => self.spill(c.encode_utf8(&mut [0; 4])),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BoxPx {
@@ -115,10 +192,11 @@ pub fn render_within(
             .and_then(|(regions, _)| face_box(regions, input.width, input.height))
             .unwrap_or_else(|| crop_box(input.landmarks, input.width, input.height)),
     };
-    // One buffer, header first, sized for the traced path data so that it grows at
-    // most once more (for landmarks): the SVG's budget is its size.
+    // One buffer, header first, sized for the traced path data and what surrounds it
+    // (the tags, at most 478 landmark dots): it never grows, so it never holds two
+    // copies of itself. The SVG's budget is its size.
     let traced_bytes = traced.as_ref().map_or(0, |(_, p)| p.bytes);
-    let mut svg = String::with_capacity(16 * 1024 + traced_bytes + traced_bytes / 8);
+    let mut svg = String::with_capacity(SVG_FRAME_BYTES + traced_bytes);
     let _ = writeln!(
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"{} {} {} {}\" width=\"{}\" height=\"{}\" data-renderer=\"{}\">",
@@ -143,9 +221,11 @@ pub fn render_within(
                 let name = labels::name(region.label).unwrap_or("unknown");
                 let l = usize::from(region.label);
                 open_path(&mut svg, name, region.label);
-                // Each label's path data is dropped once copied, so the SVG fills as
+                // Each block of path data is dropped once copied, so the SVG fills as
                 // the path data drains.
-                svg.push_str(&std::mem::take(&mut paths.data[l]));
+                for block in std::mem::take(&mut paths.data[l].blocks) {
+                    svg.push_str(&block);
+                }
                 written(&svg)?;
                 svg.push_str("\"/>\n");
                 let [x0, y0, x1, y1] = region.bbox;
@@ -292,7 +372,7 @@ fn margin_box(x0: f64, y0: f64, x1: f64, y1: f64, width: u32, height: u32) -> Bo
 /// Each label's rings written as path data as the tracer finds them, with their
 /// counts: the text is a fraction of the size of the points it replaces.
 struct PathData<'b> {
-    data: Vec<String>,
+    data: Vec<Blocks>,
     rings: [usize; 256],
     points: [usize; 256],
     /// Path data written so far, all labels: checked against the SVG's budget as it
@@ -304,7 +384,7 @@ struct PathData<'b> {
 impl<'b> PathData<'b> {
     fn new(budget: &'b RenderBudget) -> Self {
         PathData {
-            data: vec![String::new(); 256],
+            data: (0..256).map(|_| Blocks::default()).collect(),
             rings: [0; 256],
             points: [0; 256],
             bytes: 0,
@@ -316,13 +396,54 @@ impl<'b> PathData<'b> {
 impl trace::Rings for PathData<'_> {
     fn ring(&mut self, label: u8, ring: &[simplify::P]) -> Result<(), BudgetError> {
         let l = usize::from(label);
-        let out = &mut self.data[l];
-        let before = out.len();
-        write_ring(out, ring);
-        self.bytes += out.len() - before;
+        // A long ring's text stops where the budget does, rather than being written
+        // whole and refused after.
+        let room = (self.budget.max_svg_bytes)
+            .saturating_sub(self.bytes as u64)
+            .try_into()
+            .unwrap_or(usize::MAX);
+        let mut counted = Counted {
+            out: &mut self.data[l],
+            bytes: 0,
+            room,
+        };
+        let written = write_ring(&mut counted, ring);
+        self.bytes += counted.bytes;
         self.rings[l] += 1;
         self.points[l] += ring.len();
+        if written.is_err() {
+            return self
+                .budget
+                .check(Limit::SvgBytes, self.budget.max_svg_bytes.saturating_add(1));
+        }
         self.budget.check(Limit::SvgBytes, self.bytes as u64)
+    }
+}
+
+/// A writer that counts what passes through it, and refuses text beyond `room`.
+struct Counted<'a, W> {
+    out: &'a mut W,
+    bytes: usize,
+    room: usize,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.bytes + s.len() > self.room {
+            return Err(std::fmt::Error);
+        }
+        self.bytes += s.len();
+        self.out.write_str(s)
+    }
+
+    #[inline]
+    fn write_char(&mut self, c: char) -> std::fmt::Result {
+        if self.bytes + c.len_utf8() > self.room {
+            return Err(std::fmt::Error);
+        }
+        self.bytes += c.len_utf8();
+        self.out.write_char(c)
     }
 }
 
@@ -337,13 +458,13 @@ fn open_path(out: &mut String, name: &str, label: u8) {
 /// A ring in doubled coordinates as `M x y` and relative moves: `h`/`v` for
 /// axis-aligned steps, `l` otherwise, repeated commands without their letter, no
 /// separator before a minus sign, and halves written as `.5`.
-fn write_ring(out: &mut String, ring: &[simplify::P]) {
+fn write_ring(out: &mut impl Write, ring: &[simplify::P]) -> std::fmt::Result {
     let Some(&(x0, y0)) = ring.first() else {
-        return;
+        return Ok(());
     };
-    out.push('M');
-    push_half(out, x0, false);
-    push_half(out, y0, true);
+    out.write_char('M')?;
+    push_half(out, x0, false)?;
+    push_half(out, y0, true)?;
     let mut prev = (x0, y0);
     let mut last_cmd = 'M';
     for &(x, y) in &ring[1..] {
@@ -357,39 +478,39 @@ fn write_ring(out: &mut String, ring: &[simplify::P]) {
         };
         let repeat = cmd == last_cmd && cmd == 'l';
         if !repeat {
-            out.push(cmd);
+            out.write_char(cmd)?;
         }
         match cmd {
-            'h' => push_half(out, dx, false),
-            'v' => push_half(out, dy, false),
+            'h' => push_half(out, dx, false)?,
+            'v' => push_half(out, dy, false)?,
             _ => {
-                push_half(out, dx, repeat);
-                push_half(out, dy, true);
+                push_half(out, dx, repeat)?;
+                push_half(out, dy, true)?;
             }
         }
         last_cmd = cmd;
         prev = (x, y);
     }
-    out.push('z');
+    out.write_char('z')
 }
 
 /// Appends `v / 2` as the shortest SVG number, with a separator if one is needed.
-fn push_half(out: &mut String, v: i64, separate: bool) {
+fn push_half(out: &mut impl Write, v: i64, separate: bool) -> std::fmt::Result {
     let negative = v < 0;
     let a = v.unsigned_abs();
     if separate && !negative {
-        out.push(' ');
+        out.write_char(' ')?;
     }
     if negative {
-        out.push('-');
+        out.write_char('-')?;
     }
     let whole = a / 2;
     if a.is_multiple_of(2) {
-        let _ = write!(out, "{whole}");
+        write!(out, "{whole}")
     } else if whole == 0 {
-        out.push_str(".5");
+        out.write_str(".5")
     } else {
-        let _ = write!(out, "{whole}.5");
+        write!(out, "{whole}.5")
     }
 }
 
@@ -435,15 +556,46 @@ mod tests {
             assert_eq!((r.label, r.area, r.bbox), (t.label, t.area, t.bbox));
             let mut want = String::new();
             for ring in &t.loops {
-                write_ring(&mut want, ring);
+                write_ring(&mut want, ring).unwrap();
             }
             let l = usize::from(r.label);
-            assert_eq!(paths.data[l], want, "label {l}");
+            assert_eq!(paths.data[l].blocks.concat(), want, "label {l}");
             assert_eq!(paths.rings[l], t.loops.len());
             assert_eq!(paths.points[l], t.loops.iter().map(Vec::len).sum::<usize>());
             total += want.len();
         }
         assert_eq!(paths.bytes, total);
+    }
+
+    #[test]
+    fn path_data_in_blocks_is_the_text_written_and_stops_at_the_budget() {
+        let ring: Vec<simplify::P> = (0..40_000).map(|i| (i, (i * 7) % 13)).collect();
+        let mut want = String::new();
+        write_ring(&mut want, &ring).unwrap();
+        assert!(want.len() > 2 * PATH_BLOCK_BYTES);
+        let mut blocks = Blocks::default();
+        for _ in 0..2 {
+            write_ring(&mut blocks, &ring).unwrap();
+        }
+        assert_eq!(blocks.blocks.concat(), want.repeat(2));
+        assert!(blocks
+            .blocks
+            .iter()
+            .all(|b| b.capacity() == PATH_BLOCK_BYTES));
+
+        let budget = RenderBudget {
+            max_svg_bytes: want.len() as u64 + 10,
+            ..RenderBudget::UNLIMITED
+        };
+        let mut paths = PathData::new(&budget);
+        assert!(trace::Rings::ring(&mut paths, 1, &ring).is_ok());
+        let over = trace::Rings::ring(&mut paths, 1, &ring).unwrap_err();
+        assert_eq!(over.limit, Limit::SvgBytes);
+        assert!(
+            paths.bytes <= budget.max_svg_bytes as usize,
+            "{}",
+            paths.bytes
+        );
     }
 
     #[test]
@@ -456,10 +608,10 @@ mod tests {
     #[test]
     fn rings_use_short_relative_moves() {
         let mut s = String::new();
-        write_ring(&mut s, &[(6, 2), (6, 6), (2, 6), (2, 2)]);
+        write_ring(&mut s, &[(6, 2), (6, 6), (2, 6), (2, 2)]).unwrap();
         assert_eq!(s, "M3 1v2h-2v-2z");
         let mut s = String::new();
-        write_ring(&mut s, &[(0, 0), (1, 0), (15, 14), (16, 16), (0, 16)]);
+        write_ring(&mut s, &[(0, 0), (1, 0), (15, 14), (16, 16), (0, 16)]).unwrap();
         assert_eq!(s, "M0 0h.5l7 7 .5 1h-8z");
     }
 

@@ -15,7 +15,27 @@
 //! simplify the same way from both sides: callers pass chains in a canonical
 //! orientation (see `trace`), and this function is deterministic.
 
+use super::budget::{BudgetError, Clock};
+
 pub type P = (i64, i64);
+
+/// A chain of lattice vertices one unit step apart, read by index: the tracer hands
+/// a window of the loop it has just walked, read in place either way round, rather
+/// than a copy (a loop can run to millions of edges).
+pub trait Chain {
+    /// How many vertices, first and last included.
+    fn vertices(&self) -> usize;
+    fn at(&self, i: usize) -> P;
+}
+
+impl Chain for [P] {
+    fn vertices(&self) -> usize {
+        self.len()
+    }
+    fn at(&self, i: usize) -> P {
+        self[i]
+    }
+}
 
 fn cross(a: P, b: P) -> i64 {
     a.0 * b.1 - a.1 * b.0
@@ -40,8 +60,64 @@ pub trait Sides {
 /// Longest run (in dense points) one segment may cover.
 const MAX_SPAN: usize = 4096;
 
-/// Pixel-centre constraints of one vertex: up to four (centre, must be right).
-pub type Group = [Option<(P, bool)>; 4];
+/// Pixel-centre constraints of one vertex: two bits for each of the four pixels
+/// around it (in the order of [`AROUND`]), whether it constrains the chain and
+/// whether it must stay on the right. The centres follow from the vertex, so one
+/// byte holds what four optional (centre, side) pairs (96 bytes) did.
+pub type Group = u8;
+
+/// The pixels around a vertex, as offsets of their top-left corners.
+const AROUND: [P; 4] = [(-1, -1), (0, -1), (-1, 0), (0, 0)];
+
+fn group_of(sides: &impl Sides, (x, y): P) -> Group {
+    let mut g = 0;
+    for (k, (dx, dy)) in AROUND.into_iter().enumerate() {
+        if let Some(right) = sides.side(x + dx, y + dy) {
+            g |= (1 | u8::from(right) << 1) << (2 * k);
+        }
+    }
+    g
+}
+
+/// Every group's constraints as offsets of pixel centres from the vertex (doubled
+/// coordinates, so ±1) and sides, in the order of [`AROUND`]: decoded once, for all
+/// 256, so that the simplifier's inner loop reads them as it read the stored pairs.
+struct Decoded {
+    count: [u8; 256],
+    items: [[(i8, i8, bool); 4]; 256],
+}
+
+const DECODED: Decoded = {
+    let mut d = Decoded {
+        count: [0; 256],
+        items: [[(0, 0, false); 4]; 256],
+    };
+    let mut g = 0;
+    while g < 256 {
+        let mut k = 0;
+        let mut n = 0;
+        while k < 4 {
+            let bits = (g >> (2 * k)) & 3;
+            if bits & 1 != 0 {
+                let (dx, dy) = AROUND[k];
+                d.items[g][n] = ((2 * dx + 1) as i8, (2 * dy + 1) as i8, bits & 2 != 0);
+                n += 1;
+            }
+            k += 1;
+        }
+        d.count[g] = n as u8;
+        g += 1;
+    }
+    d
+};
+
+/// The constraints of vertex `v` with group `g`: (pixel centre, must be right).
+fn constraints((x, y): P, g: Group) -> impl Iterator<Item = (P, bool)> {
+    let g = usize::from(g);
+    DECODED.items[g][..usize::from(DECODED.count[g])]
+        .iter()
+        .map(move |&(ox, oy, right)| ((2 * x + i64::from(ox), 2 * y + i64::from(oy)), right))
+}
 
 /// The directions a segment from the anchor may take: an open cone from `lo`
 /// turning (positive cross products) to `hi`, or every direction.
@@ -87,49 +163,42 @@ impl Cone {
 /// kept points in doubled coordinates, first and last included.
 pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
     let mut out = Vec::new();
-    simplify_into(vertices, sides, &mut Vec::new(), &mut out);
-    out
+    let unlimited = &mut Clock::unlimited();
+    match simplify_within(vertices, sides, &mut Vec::new(), &mut out, unlimited) {
+        Ok(()) => out,
+        Err(e) => unreachable!("a clock without a deadline cannot run out: {e}"),
+    }
 }
 
-/// [`simplify`], appending to `out` and reusing `groups` as scratch space.
-pub fn simplify_into(
-    vertices: &[P],
+/// [`simplify`], appending to `out`, reusing `groups` as scratch space, and stopping
+/// when `clock` runs out.
+pub fn simplify_within<C: Chain + ?Sized>(
+    vertices: &C,
     sides: &impl Sides,
     groups: &mut Vec<Group>,
     out: &mut Vec<P>,
-) {
-    let n = vertices.len();
+    clock: &mut Clock,
+) -> Result<(), BudgetError> {
+    let n = vertices.vertices();
     if n < 2 {
-        out.extend(vertices.iter().map(|&(x, y)| (2 * x, 2 * y)));
-        return;
+        out.extend((0..n).map(|i| vertices.at(i)).map(|(x, y)| (2 * x, 2 * y)));
+        return Ok(());
     }
     // Dense candidates: vertex i at 2i, midpoint of edge i at 2i + 1.
     let dense = |k: usize| -> P {
-        let i = k / 2;
+        let (x, y) = vertices.at(k / 2);
         if k.is_multiple_of(2) {
-            (2 * vertices[i].0, 2 * vertices[i].1)
+            (2 * x, 2 * y)
         } else {
-            (
-                vertices[i].0 + vertices[i + 1].0,
-                vertices[i].1 + vertices[i + 1].1,
-            )
+            let (nx, ny) = vertices.at(k / 2 + 1);
+            (x + nx, y + ny)
         }
     };
     let last = 2 * (n - 1);
     // Pixel-centre constraints around each vertex, computed once.
     groups.clear();
-    groups.extend(vertices.iter().map(|&(x, y)| {
-        let mut g: Group = [None; 4];
-        for (slot, (px, py)) in g
-            .iter_mut()
-            .zip([(x - 1, y - 1), (x, y - 1), (x - 1, y), (x, y)])
-        {
-            *slot = sides
-                .side(px, py)
-                .map(|right| ((2 * px + 1, 2 * py + 1), right));
-        }
-        g
-    }));
+    groups.extend((0..n).map(|i| group_of(sides, vertices.at(i))));
+    clock.tick(u32::try_from(n).unwrap_or(u32::MAX))?;
 
     out.push(dense(0));
     let mut prev: Option<P> = None;
@@ -145,9 +214,10 @@ pub fn simplify_into(
         let mut coned = near_a.1 + 1; // next vertex to fold into the cone
         let mut b = a + 2;
         while b <= last && b - a <= MAX_SPAN {
+            clock.tick(1)?;
             let vb = b / 2; // vertex at or just before b
             while coned < vb && coned < n {
-                for &(c, right) in groups[coned].iter().flatten() {
+                for (c, right) in constraints(vertices.at(coned), groups[coned]) {
                     let u = sub(c, pa);
                     cone = cone.cut(if right { (-u.0, -u.1) } else { u });
                 }
@@ -168,8 +238,13 @@ pub fn simplify_into(
                 .iter()
                 .enumerate()
                 .filter(|&(k, e)| k == 0 || *e != ends[k - 1]);
-            let ok =
-                cone.contains(sub(pb, pa)) && valid(prev, pa, pb, unique.map(|(_, &i)| &groups[i]));
+            let ok = cone.contains(sub(pb, pa))
+                && valid(
+                    prev,
+                    pa,
+                    pb,
+                    unique.map(|(_, &i)| (vertices.at(i), groups[i])),
+                );
             if ok {
                 best = b;
                 if b.is_multiple_of(2) {
@@ -189,15 +264,16 @@ pub fn simplify_into(
         prev = Some(pa);
         a = best;
     }
+    Ok(())
 }
 
 /// Whether segment `a`→`b` (after the kept segment `prev`→`a`) keeps every
 /// constraint pixel on its side. Pixels beyond `b` are judged with the next segment.
-fn valid<'g>(prev: Option<P>, a: P, b: P, groups: impl Iterator<Item = &'g Group>) -> bool {
+fn valid(prev: Option<P>, a: P, b: P, groups: impl Iterator<Item = (P, Group)>) -> bool {
     let d = sub(b, a);
     let len2 = dot(d, d);
-    for group in groups {
-        for &(c, right) in group.iter().flatten() {
+    for (v, g) in groups {
+        for (c, right) in constraints(v, g) {
             let t = dot(sub(c, a), d);
             if t >= len2 {
                 continue;

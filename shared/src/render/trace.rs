@@ -18,8 +18,8 @@
 //! label is on the right — so that both regions along a border get the very same
 //! points, and the shared border stays free of gaps and overlaps.
 
-use super::budget::{BudgetError, Limit, RenderBudget};
-use super::simplify::{self, Sides, P};
+use super::budget::{BudgetError, Clock, Limit, RenderBudget};
+use super::simplify::{self, Chain, Sides, P};
 use crate::input::LabelMap;
 use crate::labels::BACKGROUND;
 
@@ -232,16 +232,18 @@ pub fn trace_timed(
 /// Traces every non-background region of `map`, handing each ring to `rings` as soon
 /// as it is simplified, and returns the regions ordered by label with the time spent
 /// simplifying. Stops as soon as the work exceeds `budget`: border edges are counted
-/// row by row in the first pass, rings and points as the second pass finds them.
-/// Simplification runs loop by loop inside the second pass (each loop as soon as it
-/// is followed, while its edges are in the scratch buffers), so it is timed there,
-/// around each call: the output is the same as without timing.
+/// row by row in the first pass, each loop's edges as it is walked, rings and points
+/// as the second pass finds them, and the wall clock every few thousand steps of
+/// either pass. Simplification runs loop by loop inside the second pass (each loop
+/// as soon as it is followed, while its edges are in the scratch buffers), so it is
+/// timed there, around each call: the output is the same as without timing.
 pub fn trace_into(
     map: &LabelMap,
     budget: &RenderBudget,
     rings: &mut impl Rings,
 ) -> Result<(Vec<Region>, std::time::Duration), BudgetError> {
     let mut simplifying = std::time::Duration::ZERO;
+    let mut clock = Clock::start(budget);
     let (w, h) = (map.width as usize, map.height as usize);
     budget.check(Limit::Pixels, (w * h) as u64)?;
     let labels = &map.labels;
@@ -252,12 +254,15 @@ pub fn trace_into(
     };
 
     // Pass 1: boundary sides and per-label statistics.
-    let (mut sides, stats) = sides_and_stats(labels, w, h, budget)?;
+    let (mut sides, stats, edges) = sides_and_stats(labels, w, h, budget, &mut clock)?;
     let regions = stats.iter().skip(1).filter(|s| s.area > 0).count();
     budget.check(Limit::Regions, regions as u64)?;
 
-    // Pass 2: follow each unvisited boundary edge around its loop.
-    let mut scratch = Scratch::default();
+    // Pass 2: follow each unvisited boundary edge around its loop. No loop is longer
+    // than all the borders together, nor than the budget lets one be: the scratch
+    // buffers are sized once, for the longest loop there can be, and never grow.
+    let longest = edges.min(budget.max_loop_edges) as usize;
+    let mut scratch = Scratch::with_capacity(longest);
     let (mut ring_count, mut points) = (0u64, 0u64);
     for y in 0..h {
         let mut x = 0;
@@ -281,14 +286,13 @@ pub fn trace_into(
                 follow(
                     &grid,
                     &mut sides,
-                    label,
-                    start,
-                    dir,
+                    (label, start, dir),
                     &mut scratch.edges,
                     budget,
+                    &mut clock,
                 )?;
                 let simplify_start = std::time::Instant::now();
-                simplify_loop(&grid, u16::from(label), &mut scratch);
+                simplify_loop(&grid, u16::from(label), &mut scratch, &mut clock)?;
                 simplifying += simplify_start.elapsed();
                 ring_count += 1;
                 points += scratch.ring.len() as u64;
@@ -298,6 +302,7 @@ pub fn trace_into(
             }
             x += 1;
         }
+        clock.tick(w as u32)?;
     }
 
     let regions = (1..=255u8)
@@ -342,20 +347,22 @@ const NO_PIXELS: Stats = Stats {
 };
 
 /// Pass 1: for every labelled pixel, which of its sides border another label or the
-/// image's edge (`TOP | RIGHT | BOTTOM | LEFT`), and each label's statistics. Border
-/// edges are counted against the budget row by row.
+/// image's edge (`TOP | RIGHT | BOTTOM | LEFT`), each label's statistics, and the
+/// border edges of them all, counted against the budget row by row.
 fn sides_and_stats(
     labels: &[u8],
     w: usize,
     h: usize,
     budget: &RenderBudget,
-) -> Result<(Vec<u8>, [Stats; 256]), BudgetError> {
+    clock: &mut Clock,
+) -> Result<(Vec<u8>, [Stats; 256], u64), BudgetError> {
     let mut stats = [NO_PIXELS; 256];
     // Pages of `sides` that cover only background are never written: a mostly empty
     // map (a face in a large photo) costs little more than the scan for its labels.
     let mut sides = vec![0u8; w * h];
     let mut edges = 0u64;
     for y in 0..h {
+        clock.tick(w as u32)?;
         let row = &labels[y * w..(y + 1) * w];
         let Some((lo, hi)) = labelled_span(row) else {
             continue;
@@ -435,7 +442,7 @@ fn sides_and_stats(
         edges += row_edges;
         budget.check(Limit::Edges, edges)?;
     }
-    Ok((sides, stats))
+    Ok((sides, stats, edges))
 }
 
 /// The first and one past the last non-background pixel of a row, if it has any;
@@ -464,16 +471,28 @@ fn is_zero_word(bytes: &[u8]) -> bool {
 }
 
 /// Buffers reused across loops: a large map has hundreds of thousands of them.
-#[derive(Default)]
 struct Scratch {
     /// The loop being simplified, as (start vertex, label across) per unit edge;
-    /// narrow, because one loop of a large map can run to millions of edges.
+    /// narrow, because one loop of a large map can run to millions of edges. Its
+    /// chains are simplified in place, through [`Window`]s.
     edges: Vec<(V, u16)>,
-    verts: Vec<P>,
+    /// One byte of constraints per vertex of the chain being simplified.
     groups: Vec<simplify::Group>,
-    points: Vec<P>,
     /// The simplified loop, handed to [`Rings`] and then reused.
     ring: Vec<P>,
+}
+
+impl Scratch {
+    /// Room for a loop of `longest` edges, reserved once: growing by doubling would
+    /// hold up to three times the largest loop's bytes at the moment of a copy.
+    fn with_capacity(longest: usize) -> Self {
+        Scratch {
+            // One more: the loop's first vertex, repeated at its end.
+            edges: Vec::with_capacity(longest + 1),
+            groups: Vec::with_capacity(longest + 1),
+            ring: Vec::new(),
+        }
+    }
 }
 
 /// A lattice vertex as stored in the scratch edges (0 ≤ x ≤ width, 0 ≤ y ≤ height).
@@ -483,16 +502,16 @@ fn wide((x, y): V) -> P {
     (i64::from(x), i64::from(y))
 }
 
-/// Walks one loop from the edge (`start`, `dir`), clearing the sides it passes, and
-/// leaves its unit edges, as (start vertex, label across), in `edges`.
+/// Walks the loop of `label` from the edge (`start`, `dir`), clearing the sides it
+/// passes, and leaves its unit edges, as (start vertex, label across), in `edges`.
+/// A loop is refused before its edges outgrow the budget (and `edges`' capacity).
 fn follow(
     grid: &Grid<'_>,
     sides: &mut [u8],
-    label: u8,
-    start: (i64, i64),
-    dir: Dir,
+    (label, start, dir): (u8, (i64, i64), Dir),
     edges: &mut Vec<(V, u16)>,
     budget: &RenderBudget,
+    clock: &mut Clock,
 ) -> Result<(), BudgetError> {
     let w = grid.w;
     edges.clear();
@@ -501,11 +520,12 @@ fn follow(
     loop {
         let ((px, py), side) = Grid::interior(v, d);
         sides[(py * w + px) as usize] &= !side;
+        if edges.len() as u64 >= budget.max_loop_edges {
+            return budget.check(Limit::LoopEdges, edges.len() as u64 + 1);
+        }
+        clock.tick(1)?;
         // Vertices lie within 0..=width and 0..=height, both u32.
         edges.push(((v.0 as u32, v.1 as u32), grid.across(v, d)));
-        if edges.len().is_multiple_of(4096) {
-            budget.check(Limit::LoopEdges, edges.len() as u64)?;
-        }
         v = d.step(v);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then left.
         let next = [d.turn(1), d, d.turn(3)]
@@ -519,91 +539,144 @@ fn follow(
     }
 }
 
+/// A chain's vertices (its edges' starts) read in place, first to last...
+struct Forwards<'e>(&'e [(V, u16)]);
+/// ...or last to first.
+struct Backwards<'e>(&'e [(V, u16)]);
+
+impl Chain for Forwards<'_> {
+    fn vertices(&self) -> usize {
+        self.0.len()
+    }
+    #[inline]
+    fn at(&self, i: usize) -> P {
+        wide(self.0[i].0)
+    }
+}
+
+impl Chain for Backwards<'_> {
+    fn vertices(&self) -> usize {
+        self.0.len()
+    }
+    #[inline]
+    fn at(&self, i: usize) -> P {
+        wide(self.0[self.0.len() - 1 - i].0)
+    }
+}
+
+/// Simplifies the chain of `vertices` between `label` and `across` in its canonical
+/// orientation (the smaller label on the right), appending its points to `ring` in
+/// the loop's own orientation.
+fn simplify_chain(
+    grid: &Grid<'_>,
+    (label, across): (u16, u16),
+    vertices: &[(V, u16)],
+    (groups, ring): (&mut Vec<simplify::Group>, &mut Vec<P>),
+    clock: &mut Clock,
+) -> Result<(), BudgetError> {
+    if label < across {
+        let sides = ChainSides {
+            grid,
+            right: label,
+            left: across,
+        };
+        simplify::simplify_within(&Forwards(vertices), &sides, groups, ring, clock)
+    } else {
+        let sides = ChainSides {
+            grid,
+            right: across,
+            left: label,
+        };
+        // Simplified in its canonical orientation, then turned round in place.
+        let from = ring.len();
+        simplify::simplify_within(&Backwards(vertices), &sides, groups, ring, clock)?;
+        ring[from..].reverse();
+        Ok(())
+    }
+}
+
 /// Cuts a loop into chains at junctions, simplifies each in canonical orientation,
-/// and joins them back into one ring (doubled coordinates) in `scratch.ring`.
-fn simplify_loop(grid: &Grid<'_>, label: u16, scratch: &mut Scratch) {
+/// and joins them back into one ring (doubled coordinates) in `scratch.ring`. The
+/// loop's edges are turned round to start where its first chain does, and its first
+/// vertex repeated at the end, so that every chain is one run of them.
+fn simplify_loop(
+    grid: &Grid<'_>,
+    label: u16,
+    scratch: &mut Scratch,
+    clock: &mut Clock,
+) -> Result<(), BudgetError> {
     let Scratch {
         edges,
-        verts,
         groups,
-        points,
         ring,
     } = scratch;
-    ring.clear();
     let m = edges.len();
-    let is_break =
-        |i: usize| edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(wide(edges[i].0));
-    let Some(first) = (0..m).find(|&i| is_break(i)) else {
-        // One neighbour all around: a closed chain. Canonical orientation first (the
-        // smaller label on the right), then start at the smallest vertex.
+    // Simplification keeps fewer points than the loop has edges (a third at most on
+    // the hardest maps measured): room for one per edge, made before the loop is
+    // simplified and never by doubling a full buffer, which would hold both copies.
+    ring.clear();
+    if ring.capacity() < m + 1 {
+        *ring = Vec::new();
+        ring.reserve_exact(m + 1);
+    }
+    let is_break = |edges: &[(V, u16)], i: usize| {
+        edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(wide(edges[i].0))
+    };
+    let Some(first) = (0..m).find(|&i| is_break(edges, i)) else {
+        // One neighbour all around: a closed chain. It starts (and ends) at its
+        // smallest vertex: the first such in its canonical orientation.
         let across = edges[0].1;
-        verts.clear();
-        verts.extend(edges.iter().map(|e| wide(e.0)));
         let flipped = label > across;
-        if flipped {
-            verts.reverse();
+        let key = |&i: &usize| (edges[i].0 .1, edges[i].0 .0);
+        let start = if flipped {
+            (0..m).rev().min_by_key(key)
+        } else {
+            (0..m).min_by_key(key)
         }
-        let start = (0..m)
-            .min_by_key(|&i| (verts[i].1, verts[i].0))
-            .unwrap_or(0);
-        verts.rotate_left(start);
-        verts.push(verts[0]);
+        .unwrap_or(0);
+        edges.rotate_left(start);
+        edges.push(edges[0]);
         let (right, left) = if flipped {
             (across, label)
         } else {
             (label, across)
         };
-        simplify::simplify_into(verts, &ChainSides { grid, right, left }, groups, ring);
+        let sides = ChainSides { grid, right, left };
+        if flipped {
+            simplify::simplify_within(&Backwards(edges), &sides, groups, ring, clock)?;
+        } else {
+            simplify::simplify_within(&Forwards(edges), &sides, groups, ring, clock)?;
+        }
+        // The last point is the first again. The ring starts at the smallest vertex
+        // in the canonical orientation, and runs the loop's way.
         ring.pop();
         if flipped {
             ring.reverse();
         }
-        return;
+        return Ok(());
     };
-    let mut i = first;
-    loop {
-        // One chain: edges i..j (exclusive), all with the same label across.
-        let across = edges[i].1;
-        verts.clear();
-        verts.push(wide(edges[i].0));
-        let mut j = (i + 1) % m;
-        while !is_break(j) {
-            verts.push(wide(edges[j].0));
-            j = (j + 1) % m;
+    edges.rotate_left(first);
+    edges.push(edges[0]);
+    let edges = &edges[..];
+    let mut i = 0;
+    while i < m {
+        // One chain: edges i..j, all with the same label across, and the vertices
+        // from i's start to j's.
+        let mut j = i + 1;
+        while j < m && !is_break(edges, j) {
+            j += 1;
         }
-        verts.push(wide(edges[j].0));
-        if label < across {
-            simplify::simplify_into(
-                verts,
-                &ChainSides {
-                    grid,
-                    right: label,
-                    left: across,
-                },
-                groups,
-                ring,
-            );
-        } else {
-            verts.reverse();
-            points.clear();
-            simplify::simplify_into(
-                verts,
-                &ChainSides {
-                    grid,
-                    right: across,
-                    left: label,
-                },
-                groups,
-                points,
-            );
-            ring.extend(points.iter().rev());
-        }
+        simplify_chain(
+            grid,
+            (label, edges[i].1),
+            &edges[i..=j],
+            (&mut *groups, &mut *ring),
+            clock,
+        )?;
         ring.pop(); // the next chain starts there
         i = j;
-        if i == first {
-            return;
-        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -715,7 +788,8 @@ mod tests {
                             }
                         })
                         .collect();
-                    let (sides, stats) = sides_and_stats(&labels, w, h, &budget).unwrap();
+                    let (sides, stats, _) =
+                        sides_and_stats(&labels, w, h, &budget, &mut Clock::unlimited()).unwrap();
                     let (want_sides, want_stats) = naive_sides_and_stats(&labels, w, h);
                     assert_eq!(sides, want_sides, "{w}×{h}: {labels:?}");
                     assert_eq!(stats, want_stats, "{w}×{h}: {labels:?}");

@@ -3,6 +3,7 @@
 //! | failure | fate | why |
 //! | --- | --- | --- |
 //! | the inputs cannot be rendered (bad label map, over the render budget) | **cached**: `FAILURE`, not retryable; every tier serves it and a resubmit answers 422 | the same inputs fail the same way |
+//! | the render ran past its deadline (`render_timeout`, `MAX_RENDER_MS`) | **run again on the next submit**: `FAILURE`, retryable | the clock measures the instance and its load as much as the inputs: the same inputs may finish next time. Not redelivered: a map that really is too slow would spend up to [`MAX_RECEIVES`] more deadlines before the DLQ, and its client would wait for `task_stuck` |
 //! | the claim-check inputs are gone (`inputs_missing`) | **run again on the next submit**: `FAILURE`, retryable; never served from a cache | nothing is wrong with the inputs |
 //! | the queued inputs do not match the row (`inputs_mismatch`) | run again on the next submit | a forged message, or one from another release |
 //! | the task outlived `STUCK_AFTER_SECS` (`task_stuck`) | run again on the next submit | its messages were lost or dead-lettered |
@@ -30,6 +31,8 @@ pub enum Failure<'a> {
     InputsMismatch,
     /// The task was neither finished nor failed within `STUCK_AFTER_SECS`.
     Stuck,
+    /// The render ran past `MAX_RENDER_MS`.
+    RenderTimeout,
 }
 
 /// What becomes of a failed task.
@@ -57,7 +60,10 @@ impl Failure<'_> {
     pub fn fate(&self) -> Fate {
         match self {
             Failure::Inputs(_) => Fate::Cached,
-            Failure::InputsMissing | Failure::InputsMismatch | Failure::Stuck => Fate::RunAgain,
+            Failure::InputsMissing
+            | Failure::InputsMismatch
+            | Failure::Stuck
+            | Failure::RenderTimeout => Fate::RunAgain,
         }
     }
 
@@ -79,6 +85,11 @@ impl Failure<'_> {
                 "task_stuck",
                 "the task did not finish in time; submit it again to retry",
                 None,
+            ),
+            Failure::RenderTimeout => (
+                "render_timeout",
+                "the render ran out of time (max_render_ms); submit it again to retry",
+                Some("segmentation_map"),
             ),
         };
         TaskError {
@@ -102,6 +113,7 @@ mod tests {
             Failure::InputsMissing,
             Failure::InputsMismatch,
             Failure::Stuck,
+            Failure::RenderTimeout,
         ] {
             let error = failure.error();
             assert_eq!(Fate::of(&error), failure.fate(), "{failure:?}");
@@ -112,5 +124,7 @@ mod tests {
             Some("segmentation_map")
         );
         assert_eq!(Failure::Stuck.fate(), Fate::RunAgain);
+        assert_eq!(Failure::RenderTimeout.fate(), Fate::RunAgain);
+        assert!(Failure::RenderTimeout.error().retryable);
     }
 }
