@@ -204,16 +204,7 @@ pub fn count_edges(map: &LabelMap, budget: &RenderBudget) -> Result<Complexity, 
 mod tests {
     use super::*;
 
-    fn checkerboard(w: u32, h: u32) -> LabelMap {
-        let labels = (0..h)
-            .flat_map(|y| (0..w).map(move |x| 1 + ((x + y) % 2) as u8))
-            .collect();
-        LabelMap {
-            width: w,
-            height: h,
-            labels,
-        }
-    }
+    use crate::render::worst::checkerboard;
 
     #[test]
     fn a_square_has_its_perimeter_in_edges() {

@@ -5,7 +5,8 @@
 
 use crate::input::LabelMap;
 
-struct Rng(u64);
+/// xorshift64*: the same maps on every platform, for these and `worst`'s.
+pub(crate) struct Rng(pub(crate) u64);
 
 /// `count` squares of 1 to `max_side` px of random labels (background included) at
 /// random places of a `size`² map.
@@ -26,14 +27,14 @@ fn squares(labels: &mut [u8], size: usize, count: usize, max_side: u64, rng: &mu
 }
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         // xorshift64*: deterministic across platforms, no dependency.
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }

@@ -10,6 +10,8 @@
 use crate::input::LabelMap;
 use crate::labels;
 
+use super::synthetic::Rng;
+
 /// The largest map the input limits admit with the longest rows: 8192 px wide
 /// (`MAX_IMAGE_SIDE`) and as tall as 40 MP (`MAX_IMAGE_PIXELS`) allows.
 pub const WIDEST: (u32, u32) = (8192, 4882);
@@ -273,21 +275,6 @@ pub fn jagged(w: u32, h: u32, loop_edges: u64, total_edges: u64, seed: u64) -> L
         y0 += 4;
     }
     map
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic everywhere, no dependency.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 #[cfg(test)]
