@@ -84,20 +84,21 @@ impl Quota {
             postgres,
         }
     }
+}
 
-    fn rate(&self, kind: Kind) -> Rate {
-        match kind {
-            Kind::Renders => self.limits.renders,
-            Kind::Uploads => self.limits.uploads,
-            Kind::Invalidations => self.limits.invalidations,
-        }
+/// The configured bucket of `kind`.
+fn rate_of(limits: &TenantLimits, kind: Kind) -> Rate {
+    match kind {
+        Kind::Renders => limits.renders,
+        Kind::Uploads => limits.uploads,
+        Kind::Invalidations => limits.invalidations,
     }
 }
 
 #[async_trait]
 impl Quotas for Quota {
     async fn take(&self, tenant: &str, kind: Kind) -> Result<(), Refused> {
-        let rate = self.rate(kind);
+        let rate = rate_of(&self.limits, kind);
         if !rate.is_limited() {
             return Ok(());
         }
@@ -166,11 +167,7 @@ pub mod memory {
     #[async_trait]
     impl Quotas for MemoryQuotas {
         async fn take(&self, tenant: &str, kind: Kind) -> Result<(), Refused> {
-            let rate = match kind {
-                Kind::Renders => self.limits.renders,
-                Kind::Uploads => self.limits.uploads,
-                Kind::Invalidations => self.limits.invalidations,
-            };
+            let rate = rate_of(&self.limits, kind);
             if !rate.is_limited() {
                 return Ok(());
             }
