@@ -3,7 +3,8 @@
 # asserts nothing.
 #
 #   infra/bench.sh                      all of the below
-#   infra/bench.sh service render ...   just those parts (service, render, statistics, coldstart)
+#   infra/bench.sh service render ...   just those parts (service, render, statistics, coldstart,
+#                                       capacity)
 #
 # Parts:
 #   service    cache hits as the runtime runs them (event bytes in, answer bytes out)
@@ -20,6 +21,13 @@
 #   coldstart  each function's release bootstrap started 15 times against a minimal
 #              Lambda Runtime API on 127.0.0.1 (init and first invocation), and the
 #              size of each arm64 bootstrap as deployed (cargo lambda build --arm64)
+#   capacity   infra/capacity.py: the four functions run by infra/run.sh on a database,
+#              Redis, bucket and queue of their own; per invocation of each kind
+#              (cached submit, miss + its process batch, status): log bytes (EMF,
+#              tracing, Lambda's platform lines), X-Ray segment bytes, Postgres
+#              transactions, Redis commands and bytes; then the cost per million, the
+#              capacity table, the profiles, and the model checked against 30 s of
+#              traffic at 20 submits a second (predicted and measured side by side)
 #
 # The stack (infra/stack.sh) is started if it is not running. The first run builds
 # the release functions twice (x86_64 to run them here, arm64 to weigh them): about
@@ -28,7 +36,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 PARTS=("$@")
-[ ${#PARTS[@]} -gt 0 ] || PARTS=(service render statistics coldstart)
+[ ${#PARTS[@]} -gt 0 ] || PARTS=(service render statistics coldstart capacity)
 # shellcheck source=infra/lib.sh
 . "$ROOT/infra/lib.sh"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -81,9 +89,18 @@ coldstart() {
   done
 }
 
+capacity() {
+  log "capacity: infra/capacity.py measure, costs, model, profiles, check"
+  .local/venv/bin/python infra/capacity.py measure
+  .local/venv/bin/python infra/capacity.py costs
+  .local/venv/bin/python infra/capacity.py model
+  .local/venv/bin/python infra/capacity.py profiles
+  .local/venv/bin/python infra/capacity.py check
+}
+
 for part in "${PARTS[@]}"; do
   case "$part" in
-    service | render | statistics | coldstart) "$part" ;;
-    *) echo "usage: $0 [service] [render] [statistics] [coldstart]" >&2; exit 2 ;;
+    service | render | statistics | coldstart | capacity) "$part" ;;
+    *) echo "usage: $0 [service] [render] [statistics] [coldstart] [capacity]" >&2; exit 2 ;;
   esac
 done

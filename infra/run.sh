@@ -16,8 +16,11 @@
 #                          (AWS_LAMBDA_MAX_CONCURRENCY, as Lambda Managed Instances; default 1)
 #   --no-demo              skip the sample requests (serve at once)
 #
-# Environment: FACESVG_GATEWAY_PORT (8080), FACESVG_LAMBDA_PORT (9000), and
-# FACESVG_GATEWAY_ARGS for more gateway options (see infra/local_gateway.py --help).
+# Environment: FACESVG_GATEWAY_PORT (8080), FACESVG_LAMBDA_PORT (9000),
+# FACESVG_GATEWAY_ARGS for more gateway options (see infra/local_gateway.py --help),
+# and FACESVG_RUN_ENV: a file of KEY=VALUE lines laid over the stack's environment,
+# for the functions and the gateway alike (infra/capacity.py runs them on a
+# database, Redis, bucket and queue of its own this way).
 # State and logs: .local/ (for other ports .local/run-PORT/).
 #
 # Functions are started here, not by `cargo lambda watch`: it runs only the runtime
@@ -58,6 +61,13 @@ mkdir -p "$RUN/pids"
 rm -f "$RUN"/pids/*
 infra/stack.sh env | sed 's/^export //' >"$RUN/lambda.env"
 printf 'AUTH_MODE=jwt\nRUST_LOG=info\n' >>"$RUN/lambda.env"
+if [ -n "${FACESVG_RUN_ENV:-}" ]; then
+  set -a
+  # shellcheck disable=SC1090
+  . "$FACESVG_RUN_ENV"
+  set +a
+  cat "$FACESVG_RUN_ENV" >>"$RUN/lambda.env"
+fi
 
 if $RELEASE; then
   log "building the functions (release, under nice)"

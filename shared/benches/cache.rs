@@ -134,7 +134,7 @@ async fn main() {
     tokio::spawn(conn);
     facesvg::migrate::run(&mut mig).await.expect("migrate");
     let pool = facesvg::app::pg_pool(&db_url, None, 8, Duration::from_secs(5)).expect("pool");
-    let prefix = format!("kvbench-{}", std::process::id());
+    let prefix = format!("{{kvbench-{}}}", std::process::id());
 
     let value = doc();
     let json = serde_json::to_vec(&value).unwrap();

@@ -251,6 +251,11 @@ impl Config {
             invalidations: rate("TENANT_INVALIDATIONS_PER_MINUTE", None, t.invalidations)?,
             open_tasks: n("TENANT_OPEN_TASKS", t.open_tasks.into())?.min(u32::MAX.into()) as u32,
         };
+        let redis_prefix = s("REDIS_PREFIX", crate::cache::link::DEFAULT_PREFIX);
+        crate::cache::link::check_prefix(&redis_prefix).map_err(|problem| ConfigError {
+            name: "REDIS_PREFIX",
+            problem,
+        })?;
         let ttl_hours = n("CACHE_TTL_HOURS", 24)?;
         if ttl_hours == 0 {
             return Err(ConfigError {
@@ -298,7 +303,7 @@ impl Config {
             auth_mode,
             tenant_claim: s("TENANT_CLAIM", "tenant"),
             admin_scope: s("ADMIN_SCOPE", "facesvg/admin"),
-            redis_prefix: s("REDIS_PREFIX", "facesvg"),
+            redis_prefix,
             limits,
             tenant_limits,
         })

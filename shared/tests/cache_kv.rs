@@ -25,7 +25,7 @@ fn redis_url() -> String {
 }
 
 fn fresh_prefix() -> String {
-    format!("kvtest-{}", &Uuid::new_v4().simple().to_string()[..12])
+    format!("{{kvtest-{}}}", &Uuid::new_v4().simple().to_string()[..12])
 }
 
 /// A fresh, migrated database; returns its pool and URL.

@@ -36,6 +36,32 @@ use tokio::sync::Mutex;
 
 use super::breaker::Breaker;
 
+/// The default key prefix: one hash tag, so every key of a deployment is in one
+/// cluster hash slot (see [`check_prefix`]).
+pub const DEFAULT_PREFIX: &str = "{facesvg}";
+
+/// Every Redis key of a deployment starts with its prefix, and the prefix must be
+/// one hash tag (`{name}`, nothing after it): Redis Cluster (and ElastiCache in
+/// cluster mode) hashes only what is between a key's first `{` and the `}` after it,
+/// so every key (whatever tenant, id or namespace follows) lands in the prefix's
+/// slot. The Lua scripts, the `DEL`s of several keys and the `RENAME` of a fold all
+/// touch several keys at once, which a cluster refuses across slots (`CROSSSLOT`):
+/// with this rule the key layout needs no migration to move to cluster mode. The
+/// price: one deployment's keys live on one shard (README "A way past one Redis
+/// node").
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let tag = prefix
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(|| format!("{prefix:?} must be one hash tag, such as {DEFAULT_PREFIX:?}"))?;
+    if tag.is_empty() || tag.contains(['{', '}']) {
+        return Err(format!(
+            "{prefix:?} must be one non-empty hash tag, such as {DEFAULT_PREFIX:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// `REDIS_URL=none` (any case): no Redis at all.
 pub fn is_disabled(url: &str) -> bool {
     url.trim().eq_ignore_ascii_case("none")
@@ -125,6 +151,15 @@ impl RedisLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_is_one_hash_tag() {
+        assert!(check_prefix(DEFAULT_PREFIX).is_ok());
+        assert!(check_prefix("{facesvg-prod}").is_ok());
+        for bad in ["facesvg", "{facesvg}x", "x{facesvg}", "{}", "{a}{b}", "{a{b}", "{facesvg"] {
+            assert!(check_prefix(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn none_in_any_case_disables_redis() {

@@ -278,7 +278,7 @@ impl TestApp {
                 "REDIS_URL".into(),
                 env("REDIS_URL", "redis://127.0.0.1:6379/"),
             ),
-            ("REDIS_PREFIX".into(), format!("facesvg-test-{id}")),
+            ("REDIS_PREFIX".into(), format!("{{facesvg-test-{id}}}")),
             ("S3_BUCKET".into(), bucket),
             ("QUEUE_URL".into(), queue_url.clone()),
             ("DB_POOL_SIZE".into(), "8".into()),

@@ -7,7 +7,7 @@
 //!
 //! // One link per instance; the outcome cache's `RedisTier` takes the same one.
 //! let link = Arc::new(RedisLink::open("redis://127.0.0.1:6379/", Duration::from_millis(50))?);
-//! let redis = Arc::new(RedisBackend::new(link.clone(), "facesvg"));
+//! let redis = Arc::new(RedisBackend::new(link.clone(), "{facesvg}"));
 //! let cache = Cache::builder()
 //!     .tier(Arc::new(MemoryBackend::new(10_000, 4 << 20, Duration::from_secs(60))))
 //!     .tier(redis.clone())
