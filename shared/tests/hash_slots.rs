@@ -69,12 +69,9 @@ fn parse_monitor(line: &str) -> Option<Seen> {
     let line = line.strip_prefix('+')?;
     let open = line.find('[')?;
     let close = open + line[open..].find(']')?;
-    let client = line[open + 1..close]
-        .split_whitespace()
-        .nth(1)?
-        .to_owned();
+    let client = line[open + 1..close].split_whitespace().nth(1)?.to_owned();
     let mut args = Vec::new();
-    let bytes = line[close + 1..].as_bytes();
+    let bytes = &line.as_bytes()[close + 1..];
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] != b'"' {
@@ -218,7 +215,11 @@ async fn every_command_the_service_sends_touches_one_slot() {
         .map(|i| b.key(&t.tenant, &[&i.to_string()]).unwrap())
         .collect();
     let values: Vec<(_, u32)> = many.iter().cloned().zip(0..).collect();
-    t.app.kv.set_many(&values, &Default::default()).await.unwrap();
+    t.app
+        .kv
+        .set_many(&values, &Default::default())
+        .await
+        .unwrap();
     let got: Vec<Option<u32>> = t.app.kv.get_many(&many).await.unwrap();
     assert!(got.iter().all(Option::is_some));
     t.app.kv.invalidate(&Scope::tenant(&t.tenant)).await;
@@ -233,8 +234,8 @@ async fn every_command_the_service_sends_touches_one_slot() {
     let entry = Entry::new(Arc::from(&b"1"[..]), Duration::from_secs(60));
     let refs: Vec<(&_, &Entry)> = many.iter().map(|k| (k, &entry)).collect();
     redis_tier.set_many(&refs).await.unwrap();
-    let keys: Vec<&_> = many.iter().collect();
-    assert_eq!(redis_tier.delete_many(&keys).await.unwrap(), 5);
+    let key_refs: Vec<&_> = many.iter().collect();
+    assert_eq!(redis_tier.delete_many(&key_refs).await.unwrap(), 5);
     // The folds: requests and hits moved aside (RENAME in a script), the batches in
     // progress (one pipeline), finished (a script's DEL).
     let redis = &t.app.outcomes.redis;
@@ -329,7 +330,8 @@ async fn every_command_the_service_sends_touches_one_slot() {
         .flatten()
         .flat_map(|s| keys(&s.args))
         .map(|k| {
-            let bare = String::from_utf8_lossy(&k).replacen(&prefix, prefix.trim_matches(['{', '}']), 1);
+            let bare =
+                String::from_utf8_lossy(&k).replacen(&prefix, prefix.trim_matches(['{', '}']), 1);
             slot(bare.as_bytes())
         })
         .collect();

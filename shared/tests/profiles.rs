@@ -105,7 +105,10 @@ fn every_environment_sets_only_parameters_the_template_allows() {
     let t = template();
     let envs = environments();
     for p in PROFILES {
-        assert!(envs.contains_key(p), "samconfig.toml has no {p} environment");
+        assert!(
+            envs.contains_key(p),
+            "samconfig.toml has no {p} environment"
+        );
     }
     let mut bad = Vec::new();
     for (env, overrides) in &envs {
@@ -155,7 +158,12 @@ fn each_profile_states_every_knob_and_the_profiles_grow() {
         let (a, b) = (&envs[pair[0]], &envs[pair[1]]);
         for k in ["ApiThrottleRate", "ProcessMaxConcurrency"] {
             let (x, y): (u64, u64) = (a[k].parse().unwrap(), b[k].parse().unwrap());
-            assert!(y > x, "{k}: {} ({x}) is not below {} ({y})", pair[0], pair[1]);
+            assert!(
+                y > x,
+                "{k}: {} ({x}) is not below {} ({y})",
+                pair[0],
+                pair[1]
+            );
         }
     }
 }

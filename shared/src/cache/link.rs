@@ -156,7 +156,15 @@ mod tests {
     fn a_prefix_is_one_hash_tag() {
         assert!(check_prefix(DEFAULT_PREFIX).is_ok());
         assert!(check_prefix("{facesvg-prod}").is_ok());
-        for bad in ["facesvg", "{facesvg}x", "x{facesvg}", "{}", "{a}{b}", "{a{b}", "{facesvg"] {
+        for bad in [
+            "facesvg",
+            "{facesvg}x",
+            "x{facesvg}",
+            "{}",
+            "{a}{b}",
+            "{a{b}",
+            "{facesvg",
+        ] {
             assert!(check_prefix(bad).is_err(), "{bad} accepted");
         }
     }
