@@ -169,7 +169,11 @@ async fn counts_taken_while_redis_is_down_are_sent_once_it_is_back() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    assert_eq!(t.app.outcomes.held_counts(), (0, 0), "sent once Redis is back");
+    assert_eq!(
+        t.app.outcomes.held_counts(),
+        (0, 0),
+        "sent once Redis is back"
+    );
     // A window not asked before (the one above was cached while Redis was down).
     let stats = t.get("/api/v1/cache/stats?days=2").await.json();
     assert_eq!(
@@ -192,9 +196,17 @@ async fn counts_taken_while_redis_is_down_are_sent_once_it_is_back() {
         .await
         .json();
     let tiers = &fleet["namespaces"]["buffered"]["tiers"];
-    assert_eq!(fleet["namespaces"]["buffered"]["callers"]["sets"], 1, "{fleet}");
     assert_eq!(
-        (&tiers["memory"]["sets"], &tiers["redis"]["sets"], &tiers["redis"]["errors"], &tiers["postgres"]["sets"]),
+        fleet["namespaces"]["buffered"]["callers"]["sets"], 1,
+        "{fleet}"
+    );
+    assert_eq!(
+        (
+            &tiers["memory"]["sets"],
+            &tiers["redis"]["sets"],
+            &tiers["redis"]["errors"],
+            &tiers["postgres"]["sets"]
+        ),
         (&json!(1), &json!(0), &json!(1), &json!(1)),
         "{fleet}"
     );

@@ -167,7 +167,10 @@ async fn two_instances_traffic_adds_up_in_the_fleet_view() {
     let mut event = common::http_event("GET", ROUTE, Some("ops"), None, b"");
     event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
     let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
-    assert_eq!(common::to_resp(facesvg::api::status(&a, req).await).status, 403);
+    assert_eq!(
+        common::to_resp(facesvg::api::status(&a, req).await).status,
+        403
+    );
 
     // The operator's command prints the same view, from its own process.
     let c = &t.app.config;

@@ -79,7 +79,10 @@ async fn without_redis_submit_process_and_status_run_on_l0_and_postgres() {
         (&json!(0), &json!(2), &json!(1)),
         "{fleet}"
     );
-    assert_eq!(stats_ns["tiers"]["postgres"]["entries_active"], 1, "{fleet}");
+    assert_eq!(
+        stats_ns["tiers"]["postgres"]["entries_active"], 1,
+        "{fleet}"
+    );
     let report = facesvg::sweep::run(&t.app).await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert!(!report.unused_rule_applied, "no counts to judge by");

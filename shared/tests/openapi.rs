@@ -826,7 +826,12 @@ async fn outages_answer_as_described() {
     spec.check("get", ADMIN_STATS, &r);
     let r = t.get("/api/v1/health").await;
     // The statistics just answered were cached in Postgres (and not in Redis).
-    assert_eq!(r.json()["entries"], json!({"active": 1, "expired": 0}), "{}", r.body);
+    assert_eq!(
+        r.json()["entries"],
+        json!({"active": 1, "expired": 0}),
+        "{}",
+        r.body
+    );
     spec.check("get", "/api/v1/health", &r);
 
     let t = TestApp::spawn_with(|env| {

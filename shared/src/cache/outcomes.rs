@@ -528,7 +528,8 @@ impl CountSender {
             (Some(kv), Some(sent)) => kv.since(sent),
             _ => Default::default(),
         };
-        let (counted, kv_counted) = match self.redis.record_counts(&requests, &hits, &kv_rows).await {
+        let (counted, kv_counted) = match self.redis.record_counts(&requests, &hits, &kv_rows).await
+        {
             Ok(()) => (true, true),
             Err(CacheError::Disabled) => self.count_in_postgres(&requests, &hits, &kv_rows).await,
             Err(e) => {

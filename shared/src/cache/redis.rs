@@ -336,7 +336,8 @@ impl RedisTier {
             Default::default();
         for (field, n) in fields {
             let parsed = field.splitn(3, '|').collect::<Vec<_>>();
-            let (Some(n), &[tier, counter, namespace]) = (n.parse::<i64>().ok(), &parsed[..]) else {
+            let (Some(n), &[tier, counter, namespace]) = (n.parse::<i64>().ok(), &parsed[..])
+            else {
                 tracing::warn!(field, value = n, "unreadable cache counter skipped");
                 continue;
             };

@@ -144,13 +144,15 @@ pub async fn fleet(s: &Sources<'_>) -> Result<FleetStats, FleetStatsError> {
     let tiers = s.kv.tier_kinds();
     let mut namespaces: BTreeMap<String, NamespaceView> = BTreeMap::new();
     let view = |namespaces: &mut BTreeMap<String, NamespaceView>, ns: &str| {
-        namespaces.entry(ns.to_owned()).or_insert_with(|| NamespaceView {
-            callers: Counters::default(),
-            tiers: tiers
-                .iter()
-                .map(|t| (t.as_str().to_owned(), TierView::default()))
-                .collect(),
-        });
+        namespaces
+            .entry(ns.to_owned())
+            .or_insert_with(|| NamespaceView {
+                callers: Counters::default(),
+                tiers: tiers
+                    .iter()
+                    .map(|t| (t.as_str().to_owned(), TierView::default()))
+                    .collect(),
+            });
     };
     let mut callers = Counters::default();
     for r in &rows {

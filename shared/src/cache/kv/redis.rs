@@ -411,8 +411,16 @@ impl Backend for RedisBackend {
                         Ok(flat
                             .chunks(3)
                             .map(|c| {
-                                let n = |v: &Value| redis::from_redis_value::<Option<i64>>(v.clone()).ok().flatten();
-                                (n(&c[0]).unwrap_or(0).max(0) as u64, n(&c[1]).unwrap_or(-2), n(&c[2]))
+                                let n = |v: &Value| {
+                                    redis::from_redis_value::<Option<i64>>(v.clone())
+                                        .ok()
+                                        .flatten()
+                                };
+                                (
+                                    n(&c[0]).unwrap_or(0).max(0) as u64,
+                                    n(&c[1]).unwrap_or(-2),
+                                    n(&c[2]),
+                                )
                             })
                             .collect())
                     })
