@@ -598,3 +598,33 @@ impl CountSender {
         (counted, kv_counted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::buffers::{MAX_HIT_TASKS, MAX_REQUEST_KEYS};
+
+    fn request(i: usize) -> (RequestKey, i64) {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        ((format!("t{i}"), day, "l0"), 2)
+    }
+
+    #[test]
+    fn counts_given_back_are_kept_up_to_the_bound_and_held_keys_always_add() {
+        let mut c = Counts::default();
+        let requests: Vec<_> = (0..MAX_REQUEST_KEYS + 5).map(request).collect();
+        let hits: Vec<_> = (0..MAX_HIT_TASKS + 3)
+            .map(|_| (Uuid::new_v4(), 1))
+            .collect();
+        assert_eq!(
+            c.restore(requests, hits),
+            10,
+            "five new keys past the bound"
+        );
+        assert_eq!(c.requests.len(), MAX_REQUEST_KEYS);
+        assert_eq!(c.hits.len(), MAX_HIT_TASKS);
+        // A key already held still counts, however full the buffer.
+        assert_eq!(c.restore(vec![request(0)], Vec::new()), 0);
+        assert_eq!(c.requests[&request(0).0], 4);
+    }
+}

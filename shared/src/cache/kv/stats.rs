@@ -322,4 +322,33 @@ mod tests {
         let all = rec.overall_snapshot();
         assert_eq!((all.hits, all.misses), (SLOTS as u64 * 2, SLOTS as u64 * 4));
     }
+
+    #[test]
+    fn totals_are_kept_per_namespace_for_callers_and_each_tier() {
+        let rec = Arc::new(Recorder::new(2));
+        rec.top_hit("a");
+        rec.tier(1, "a", Count::Miss, 2);
+        rec.tier(1, "b", Count::Error, 1);
+        rec.caller("b", Count::Set, 1);
+        let source = CounterSource {
+            rec,
+            tiers: vec![Tier::Memory, Tier::Postgres],
+        };
+        let mut got: Vec<(String, &str, [u64; 5])> = source
+            .totals()
+            .into_iter()
+            .map(|t| (t.namespace, t.tier, t.counts))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), CALLERS, [1, 0, 0, 0, 0]),
+                ("a".into(), "memory", [1, 0, 0, 0, 0]),
+                ("a".into(), "postgres", [0, 2, 0, 0, 0]),
+                ("b".into(), CALLERS, [0, 0, 1, 0, 0]),
+                ("b".into(), "postgres", [0, 0, 0, 0, 1]),
+            ]
+        );
+    }
 }
