@@ -336,7 +336,9 @@ impl OutcomeCache {
     /// [`COUNT_INTERVAL`] ago, or with a miss; the send runs beside the answer, so no
     /// request waits for it (an instance frozen first sends it when it thaws).
     /// A send that fails (Redis down; Postgres down without Redis) gives its counts
-    /// back, within [`crate::policy::buffers`], for the next send. An instance that
+    /// back, within [`crate::policy::buffers`], for the next send. A send that
+    /// Redis applied but whose answer was lost (a timeout) is sent again: an outage
+    /// may count one send twice, where dropping would lose every send of it. An instance that
     /// dies loses the counts it holds (fewer than [`COUNT_BATCH`], at most a
     /// [`COUNT_INTERVAL`] old, plus those held through an outage).
     /// Counting never fails a request.
