@@ -158,16 +158,18 @@ impl App {
             &config.redis_prefix,
             tasks.clone(),
         );
+        let outcomes = OutcomeCache::new(
+            MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
+            RedisTier::new(redis_link, &config.redis_prefix),
+        )
+        .counting_to(tasks.clone())
+        .counting_cache(kv.counter_source());
         Ok(App {
             quota,
             health: Default::default(),
             kv,
             kv_store,
-            outcomes: OutcomeCache::new(
-                MemoryTier::new(config.l0_max_bytes, config.l0_ttl),
-                RedisTier::new(redis_link, &config.redis_prefix),
-            )
-            .counting_to(tasks.clone()),
+            outcomes,
             tasks,
             objects,
             queue,
@@ -188,6 +190,17 @@ impl App {
             outcomes: &self.outcomes,
             objects: self.objects.as_ref(),
             queue: self.queue.as_ref(),
+            kv_store: &self.kv_store,
+        }
+    }
+
+    /// What the fleet's view of the general cache reads
+    /// (see [`crate::services::cache_stats`]).
+    pub fn cache_sources(&self) -> crate::services::cache_stats::Sources<'_> {
+        crate::services::cache_stats::Sources {
+            outcomes: &self.outcomes,
+            tasks: &self.tasks,
+            kv: &self.kv,
         }
     }
 

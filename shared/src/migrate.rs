@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tenant_quotas",
         include_str!("../../migrations/0007_tenant_quotas.sql"),
     ),
+    (
+        8,
+        "cache_counters",
+        include_str!("../../migrations/0008_cache_counters.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.

@@ -216,6 +216,44 @@ pub mod tenants {
     }
 }
 
+/// How a hit ratio reads in words: `cache_efficiency` of `/cache/stats`, the
+/// original service's label, and the one place its thresholds are set.
+pub mod efficiency {
+    /// The lowest hit ratio (0..1) of each label, best first; below the last is
+    /// `poor`. A cache answering four requests in five is doing its job; under
+    /// two in five, most requests pay for a render.
+    pub const LABELS: [(f64, &str); 3] = [(0.8, "excellent"), (0.6, "good"), (0.4, "fair")];
+    pub const POOR: &str = "poor";
+
+    /// The label of a hit ratio (0..1); no traffic is `poor` (nothing was saved).
+    pub fn label(hit_ratio: f64) -> &'static str {
+        LABELS
+            .iter()
+            .find(|(floor, _)| hit_ratio >= *floor)
+            .map_or(POOR, |(_, label)| label)
+    }
+
+    /// `part / whole`, 0 when `whole` is 0: every hit ratio the service reports.
+    pub fn ratio(part: u64, whole: u64) -> f64 {
+        if whole == 0 {
+            0.0
+        } else {
+            part as f64 / whole as f64
+        }
+    }
+}
+
+/// How many counts an instance keeps while the place they go to (Redis, or
+/// Postgres without Redis) does not answer (`cache::outcomes`): enough for minutes
+/// of an outage at a busy instance's rate, bounded so that a long one cannot grow
+/// the instance's memory. Past them, new keys' counts are dropped (and logged).
+pub mod buffers {
+    /// Distinct (tenant, day, tier) request counts kept.
+    pub const MAX_REQUEST_KEYS: usize = 10_000;
+    /// Distinct tasks whose hits are kept.
+    pub const MAX_HIT_TASKS: usize = 50_000;
+}
+
 /// What a caller may ask of the statistics routes: (default, allowed range).
 pub mod ranges {
     use std::ops::RangeInclusive;
@@ -244,6 +282,19 @@ mod tests {
             at - chrono::Duration::milliseconds(1),
             at
         ));
+    }
+
+    #[test]
+    fn efficiency_labels_follow_their_thresholds() {
+        assert_eq!(efficiency::label(1.0), "excellent");
+        assert_eq!(efficiency::label(0.8), "excellent");
+        assert_eq!(efficiency::label(0.79), "good");
+        assert_eq!(efficiency::label(0.6), "good");
+        assert_eq!(efficiency::label(0.5), "fair");
+        assert_eq!(efficiency::label(0.39), "poor");
+        assert_eq!(efficiency::label(0.0), "poor");
+        assert_eq!(efficiency::ratio(3, 4), 0.75);
+        assert_eq!(efficiency::ratio(0, 0), 0.0);
     }
 
     #[test]

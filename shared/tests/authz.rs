@@ -154,6 +154,11 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
         ),
         ("/health", "GET", [200, 200, 200, 200, 200, 200]),
         ("/api/v1/health", "GET", [401, 401, 401, 403, 403, 200]),
+        (
+            "/api/v1/admin/cache/stats",
+            "GET",
+            [401, 401, 401, 403, 403, 200],
+        ),
     ];
     for (route, method, expected) in &matrix {
         for (caller, want) in CALLERS.iter().zip(expected) {

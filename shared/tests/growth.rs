@@ -94,6 +94,8 @@ async fn sixty_days_of_traffic_end_within_their_bounds() {
     // Today's real traffic too, through the functions (Redis keys, counts, metrics).
     t.render(&Form::takeo()).await;
     assert_eq!(t.submit(&Form::takeo()).await.status, 200);
+    // Through the general cache too (its counters go to `cache_counters`).
+    assert_eq!(t.get("/api/v1/cache/stats?days=1").await.status, 200);
     sixty_days(&t).await;
     // Today's counts are in Redis until folded; fold them before taking the picture.
     facesvg::sweep::fold_requests(&t.app).await.unwrap();
@@ -174,6 +176,13 @@ async fn sixty_days_of_traffic_end_within_their_bounds() {
         0
     );
 
+    // cache_counters: one row per namespace and tier (or callers), whatever the traffic.
+    assert!(
+        scalar(&t, "SELECT count(*) FROM cache_counters").await
+            <= 4 * scalar(&t, "SELECT count(DISTINCT namespace) FROM cache_counters").await
+    );
+    assert!(scalar(&t, "SELECT count(*) FROM cache_counters").await > 0);
+
     // Redis: every key of this deployment either lives under a TTL or is one of
     // the fixed few whose size is bounded otherwise.
     let mut r = t.redis().await;
@@ -190,7 +199,7 @@ async fn sixty_days_of_traffic_end_within_their_bounds() {
             .await
             .unwrap();
         let rest = &key[t.app.config.redis_prefix.len() + 1..];
-        let fixed = ["kv:epoch", "kv:gens", "requests", "hits"].contains(&rest);
+        let fixed = ["kv:epoch", "kv:gens", "requests", "hits", "kvcounts"].contains(&rest);
         assert!(ttl > 0 || fixed, "{key} never expires");
     }
     // The figures, for whoever runs this with --nocapture.

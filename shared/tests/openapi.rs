@@ -368,6 +368,7 @@ const UPLOADS: &str = "/api/v1/frontal/crop/uploads";
 const STATUS: &str = "/api/v1/frontal/crop/status/{task_id}";
 const RESULT: &str = "/api/v1/frontal/crop/result/{task_id}.svg";
 const STATS: &str = "/api/v1/cache/stats";
+const ADMIN_STATS: &str = "/api/v1/admin/cache/stats";
 const RECENT: &str = "/api/v1/cache/recent";
 const DAILY: &str = "/api/v1/cache/daily";
 const TOP: &str = "/api/v1/cache/top";
@@ -709,6 +710,26 @@ async fn every_route_answers_as_described() {
     assert_eq!(r.status, 200, "{}", r.body);
     spec.check("post", INVALIDATE, &r);
 
+    // The general cache across the fleet: admin, tenant without the scope, nobody.
+    let admin_stats = |tenant: Option<&'static str>, admin: bool| {
+        let mut event = common::http_event("GET", ADMIN_STATS, tenant, None, b"");
+        if !admin && tenant.is_some() {
+            event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
+        }
+        let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
+        let app = t.app.clone();
+        async move { common::to_resp(facesvg::api::status(&app, req).await) }
+    };
+    for (tenant, admin, status) in [
+        (Some("ops"), true, 200),
+        (Some("tenant-a"), false, 403),
+        (None, false, 401),
+    ] {
+        let r = admin_stats(tenant, admin).await;
+        assert_eq!(r.status, status, "{}", r.body);
+        spec.check("get", ADMIN_STATS, &r);
+    }
+
     // Every operation of the description was exercised.
     let seen = spec.seen.lock().unwrap().clone();
     for (method, route) in spec.operations() {
@@ -795,6 +816,23 @@ async fn outages_answer_as_described() {
         r.body
     );
     spec.check("get", STATS, &r);
+    let r = t.get(ADMIN_STATS).await;
+    assert_eq!(
+        (r.status, r.json()["redis"].clone()),
+        (200, json!({"status": "unavailable"})),
+        "{}",
+        r.body
+    );
+    spec.check("get", ADMIN_STATS, &r);
+    let r = t.get("/api/v1/health").await;
+    // The statistics just answered were cached in Postgres (and not in Redis).
+    assert_eq!(
+        r.json()["entries"],
+        json!({"active": 1, "expired": 0}),
+        "{}",
+        r.body
+    );
+    spec.check("get", "/api/v1/health", &r);
 
     let t = TestApp::spawn_with(|env| {
         env.insert(
@@ -821,6 +859,7 @@ async fn outages_answer_as_described() {
         (RECENT, "/api/v1/cache/recent".to_owned()),
         (DAILY, "/api/v1/cache/daily".to_owned()),
         (TOP, "/api/v1/cache/top".to_owned()),
+        (ADMIN_STATS, ADMIN_STATS.to_owned()),
     ] {
         let r = t.get(&path).await;
         assert_eq!(r.status, 503, "{path}: {}", r.body);

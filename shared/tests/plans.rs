@@ -80,7 +80,7 @@ async fn every_statistics_statement_reads_an_index() {
     // grow to, so judge the plan as it is at scale.
     db.batch_execute("SET enable_seqscan = off").await.unwrap();
     let statements = facesvg::tasks::statistics::statistics_statements();
-    assert_eq!(statements.len(), 7);
+    assert_eq!(statements.len(), 8);
     for (name, sql) in statements {
         let explain = format!("EXPLAIN (COSTS OFF) {sql}");
         let stmt = db

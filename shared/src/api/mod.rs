@@ -156,6 +156,12 @@ impl From<crate::tasks::StoreError> for ApiError {
     }
 }
 
+impl From<crate::services::cache_stats::FleetStatsError> for ApiError {
+    fn from(e: crate::services::cache_stats::FleetStatsError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
 impl From<crate::objects::ObjectError> for ApiError {
     fn from(e: crate::objects::ObjectError) -> Self {
         ApiError::Unavailable(e.to_string())

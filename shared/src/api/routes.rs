@@ -68,6 +68,7 @@ pub enum Handler {
     Cleanup,
     Health,
     HealthDetail,
+    AdminCacheStats,
     OpenApi,
     Docs,
     Viewer,
@@ -123,6 +124,8 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/health" => Status::Health, Public),
     // Each backend's check, behind the authorizer.
     route!("GET" "/api/v1/health" => Status::HealthDetail, Admin),
+    // The general cache's counters and entries across the fleet, for operators.
+    route!("GET" "/api/v1/admin/cache/stats" => Status::AdminCacheStats, Admin),
     // Static pages without tenant data (the viewer's API calls are authorised).
     route!("GET" "/openapi.json" => Status::OpenApi, Public),
     route!("GET" "/docs" => Status::Docs, Public),

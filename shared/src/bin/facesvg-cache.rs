@@ -3,7 +3,7 @@
 //! REDIS_TIMEOUT_MS, as the functions read them). Answers are JSON on stdout.
 //!
 //! ```text
-//! facesvg-cache stats
+//! facesvg-cache stats          # the fleet's counters, entries and bytes per namespace and tier
 //! facesvg-cache get NAMESPACE:TENANT:ID
 //! facesvg-cache delete NAMESPACE:TENANT:ID
 //! facesvg-cache keys NAMESPACE [TENANT] [--limit N]
@@ -81,6 +81,17 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
     };
     let rest = &args[1..];
     let config = Config::from_env().map_err(|e| e.to_string())?;
+    if cmd == "stats" {
+        // The fleet's view, as the admin route answers it: the counters every
+        // instance sent (this process's own are nothing to speak of), folded now.
+        let app = facesvg::app::App::from_config(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stats = facesvg::services::cache_stats::fleet(&app.cache_sources())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(json!(stats));
+    }
     let pool = facesvg::app::pg_pool(&config.database_url, None, 2, config.db_connect_timeout)
         .map_err(|e| e.to_string())?;
     let pg = Arc::new(PostgresBackend::new(pool, Duration::from_secs(30)));
@@ -101,7 +112,6 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
         Key::parse(raw).map_err(|e| e.to_string())
     };
     match cmd {
-        "stats" => Ok(json!(cache.stats().await)),
         "get" => {
             let k = key(0)?;
             let l = cache

@@ -12,9 +12,10 @@
 //!   calls are skipped without I/O for [`crate::policy::tiers::BREAKER_OPEN_FOR`],
 //!   then one probe goes through (see [`super::breaker`]).
 //! - **Submit and status** (`cache::outcomes`) skip the Redis tier: L0 and then
-//!   Postgres answer, nothing is backfilled into Redis, and request and hit counts
-//!   that cannot be sent are dropped (they would grow without bound), which only
-//!   rounds the statistics and postpones the sweep's "unused" rule.
+//!   Postgres answer, nothing is backfilled into Redis, and request, hit and
+//!   general-cache counts that cannot be sent are held by the instance, within
+//!   `policy::buffers`, and sent once Redis answers again; `/cache/stats` answers
+//!   `requests: null` meanwhile.
 //! - **The general-purpose cache** (`cache::kv`) reads and writes its memory and
 //!   Postgres tiers; an invalidation reports the Redis tier as failed, and entries
 //!   there end with their TTL.

@@ -8,6 +8,9 @@
 //! - `{p}:requests` → hash of `{yyyymmdd}|{tier}|{tenant}` → requests not yet folded
 //!   into Postgres's `request_counts`; `{p}:requests:folding` is the batch being
 //!   folded (see [`RedisTier::take_request_counts`])
+//! - `{p}:kvcounts` → hash of `{tier}|{counter}|{namespace}` → the general-purpose
+//!   cache's counts not yet folded into Postgres's `cache_counters`, and
+//!   `{p}:kvcounts:folding`, its batch being folded (the same protocol)
 //!
 //! Calls go through the instance's [`RedisLink`], the connection, deadline and
 //! circuit breaker it shares with the general-purpose cache's Redis tier: a cold
@@ -70,6 +73,14 @@ impl RedisTier {
         format!("{}:requests:folding", self.prefix)
     }
 
+    fn kv_counts_key(&self) -> String {
+        format!("{}:kvcounts", self.prefix)
+    }
+
+    fn kv_counts_folding_key(&self) -> String {
+        format!("{}:kvcounts:folding", self.prefix)
+    }
+
     async fn call<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
@@ -105,19 +116,21 @@ impl RedisTier {
     ) -> Result<(), CacheError> {
         let day = chrono::Utc::now().date_naive();
         let hits: Vec<(Uuid, i64)> = hit_task.map(|t| (t, 1)).into_iter().collect();
-        self.record_counts(&[((tenant.to_owned(), day, tier), 1)], &hits)
+        self.record_counts(&[((tenant.to_owned(), day, tier), 1)], &hits, &[])
             .await
     }
 
-    /// Adds buffered counts in one round trip: requests per (tenant, day, tier), and
-    /// hits per task (folded into Postgres by the sweep).
-    #[instrument(skip_all, fields(requests = requests.len(), hits = hits.len()))]
+    /// Adds buffered counts in one round trip: requests per (tenant, day, tier),
+    /// hits per task, and the general-purpose cache's counts (the last two folded
+    /// into Postgres by the sweep).
+    #[instrument(skip_all, fields(requests = requests.len(), hits = hits.len(), kv = kv.len()))]
     pub async fn record_counts(
         &self,
         requests: &[((String, chrono::NaiveDate, &'static str), i64)],
         hits: &[(Uuid, i64)],
+        kv: &[CacheCounter],
     ) -> Result<(), CacheError> {
-        if requests.is_empty() && hits.is_empty() {
+        if requests.is_empty() && hits.is_empty() && kv.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
@@ -146,6 +159,15 @@ impl RedisTier {
                 .arg(task_id.to_string())
                 .arg(*n)
                 .ignore();
+        }
+        let kv_key = self.kv_counts_key();
+        for c in kv {
+            for (counter, n) in counter_fields(c) {
+                if n != 0 {
+                    let field = format!("{}|{}|{}", c.tier, counter, c.namespace);
+                    pipe.cmd("HINCRBY").arg(&kv_key).arg(field).arg(n).ignore();
+                }
+            }
         }
         self.call(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
@@ -300,11 +322,94 @@ impl RedisTier {
         self.finish_fold(self.hits_folding_key(), batch).await
     }
 
+    /// The batch of the general-purpose cache's counts to fold into Postgres, by
+    /// the same protocol as the request counts.
+    #[instrument(skip_all)]
+    pub async fn take_cache_counters(&self) -> Result<Option<CounterBatch>, CacheError> {
+        let Some((batch, fields)) = self
+            .take_batch(self.kv_counts_key(), self.kv_counts_folding_key())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut rows: std::collections::BTreeMap<(String, String), CacheCounter> =
+            Default::default();
+        for (field, n) in fields {
+            let parsed = field.splitn(3, '|').collect::<Vec<_>>();
+            let (Some(n), &[tier, counter, namespace]) = (n.parse::<i64>().ok(), &parsed[..])
+            else {
+                tracing::warn!(field, value = n, "unreadable cache counter skipped");
+                continue;
+            };
+            let row = rows
+                .entry((namespace.to_owned(), tier.to_owned()))
+                .or_insert_with(|| CacheCounter {
+                    namespace: namespace.to_owned(),
+                    tier: tier.to_owned(),
+                    ..Default::default()
+                });
+            match counter {
+                "hits" => row.hits += n,
+                "misses" => row.misses += n,
+                "sets" => row.sets += n,
+                "deletes" => row.deletes += n,
+                "errors" => row.errors += n,
+                _ => tracing::warn!(field, "unknown cache counter skipped"),
+            }
+        }
+        Ok(Some(CounterBatch {
+            batch,
+            counts: rows.into_values().collect(),
+        }))
+    }
+
+    /// Deletes the folded batch `batch` of cache counts (and nothing newer).
+    #[instrument(skip_all, fields(%batch))]
+    pub async fn finish_cache_counter_fold(&self, batch: Uuid) -> Result<(), CacheError> {
+        self.finish_fold(self.kv_counts_folding_key(), batch).await
+    }
+
+    /// Redis's own figures (`INFO memory` and `INFO stats`): memory used and the
+    /// keyspace's hits and misses since the server started. Server-wide: every
+    /// user of this Redis counts in them.
+    #[instrument(skip_all)]
+    pub async fn server_figures(&self) -> Result<ServerFigures, CacheError> {
+        let (memory, stats): (String, String) = self
+            .call(|mut c| async move {
+                redis::pipe()
+                    .cmd("INFO")
+                    .arg("memory")
+                    .cmd("INFO")
+                    .arg("stats")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let field = |text: &str, name: &str| -> Result<u64, CacheError> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| CacheError::Corrupt(format!("INFO has no {name}")))
+        };
+        let hits = field(&stats, "keyspace_hits")?;
+        let misses = field(&stats, "keyspace_misses")?;
+        Ok(ServerFigures {
+            used_memory_bytes: field(&memory, "used_memory")?,
+            keyspace_hits: hits,
+            keyspace_misses: misses,
+            keyspace_hit_rate: crate::policy::efficiency::ratio(hits, hits + misses),
+        })
+    }
+
     /// The ids of the batches moved aside and not yet finished: Postgres must keep
     /// remembering them (see `TaskStore::prune_fold_markers`).
     #[instrument(skip_all)]
     pub async fn folds_in_progress(&self) -> Result<Vec<Uuid>, CacheError> {
-        let keys = [self.requests_folding_key(), self.hits_folding_key()];
+        let keys = [
+            self.requests_folding_key(),
+            self.hits_folding_key(),
+            self.kv_counts_folding_key(),
+        ];
         let ids: Vec<Option<String>> = self
             .call(|mut c| async move {
                 let mut pipe = redis::pipe();
@@ -327,6 +432,36 @@ impl RedisTier {
 pub struct HitBatch {
     pub batch: Uuid,
     pub hits: Vec<(Uuid, i64)>,
+}
+
+/// The general-purpose cache's counts taken from Redis for folding into Postgres.
+#[derive(Debug)]
+pub struct CounterBatch {
+    pub batch: Uuid,
+    pub counts: Vec<CacheCounter>,
+}
+
+/// Redis's own figures, as `INFO` reports them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ServerFigures {
+    pub used_memory_bytes: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    /// keyspace_hits / (keyspace_hits + keyspace_misses); 0 before any lookup.
+    pub keyspace_hit_rate: f64,
+}
+
+use crate::tasks::CacheCounter;
+
+/// A counter row's amounts by name, as the Redis fields name them.
+fn counter_fields(c: &CacheCounter) -> [(&'static str, i64); 5] {
+    [
+        ("hits", c.hits),
+        ("misses", c.misses),
+        ("sets", c.sets),
+        ("deletes", c.deletes),
+        ("errors", c.errors),
+    ]
 }
 
 /// Request counts taken from Redis for folding into Postgres.

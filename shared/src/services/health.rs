@@ -43,6 +43,8 @@ impl Checks {
 /// What a probe reaches.
 pub struct Backends<'a> {
     pub tasks: &'a TaskStore,
+    /// The general cache's Postgres tier, whose entries the admin health counts.
+    pub kv_store: &'a crate::cache::kv::PostgresBackend,
     pub outcomes: &'a OutcomeCache,
     pub objects: &'a dyn ObjectStore,
     pub queue: &'a dyn TaskQueue,
@@ -99,6 +101,34 @@ pub async fn probe(b: &Backends<'_>) -> Checks {
         s3,
         sqs,
     }
+}
+
+/// Entries of the general cache's Postgres tier (the durable one), every
+/// namespace: live and past expiry (not yet swept). `None` when it does not answer
+/// within two seconds.
+pub async fn entry_totals(b: &Backends<'_>) -> Option<EntryTotals> {
+    use crate::cache::kv::Backend;
+    match tokio::time::timeout(Duration::from_secs(2), b.kv_store.usage()).await {
+        Ok(Ok(u)) => Some(EntryTotals {
+            active: u.entries,
+            expired: u.expired.unwrap_or(0),
+        }),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cache entries not counted");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("cache entries not counted: timed out");
+            None
+        }
+    }
+}
+
+/// Entries of a cache tier, live and expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct EntryTotals {
+    pub active: u64,
+    pub expired: u64,
 }
 
 async fn check(

@@ -3,6 +3,7 @@
 //! them and translate; the stores (`cache/`, `tasks/`, `objects/`, `queue/`) hold no
 //! policy.
 
+pub mod cache_stats;
 pub mod health;
 pub mod links;
 pub mod poll;

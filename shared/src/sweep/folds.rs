@@ -1,7 +1,8 @@
-//! Counts gathered in Redis folded into Postgres: request counts (every minute,
-//! with the relay) and hit counters (with each sweep), each batch moved aside, added
-//! in one transaction that records its id, then deleted; and the fold markers that
-//! make a second fold of the same batch a no-op.
+//! Counts gathered in Redis folded into Postgres: request counts and the general
+//! cache's counters (every minute, with the relay) and hit counters (with each
+//! sweep), each batch moved aside, added in one transaction that records its id,
+//! then deleted; and the fold markers that make a second fold of the same batch a
+//! no-op.
 
 use super::FOLD_MEMORY;
 use crate::app::App;
@@ -79,5 +80,20 @@ pub async fn fold_requests(app: &App) -> Result<u64, FoldError> {
         }
         app.outcomes.redis.finish_request_fold(batch.batch).await?;
     }
+    fold_cache_counters(app).await?;
     Ok(folded)
+}
+
+/// Folds the general-purpose cache's counts gathered in Redis into Postgres's
+/// `cache_counters` (see `OutcomeCache::fold_cache_counters`), with the request
+/// counts. Returns the (namespace, tier) rows added to.
+pub async fn fold_cache_counters(app: &App) -> Result<u64, FoldError> {
+    use crate::cache::outcomes::FoldError as Counts;
+    app.outcomes
+        .fold_cache_counters(&app.tasks)
+        .await
+        .map_err(|e| match e {
+            Counts::Store(e) => FoldError::Store(e),
+            Counts::Cache(e) => FoldError::Cache(e),
+        })
 }

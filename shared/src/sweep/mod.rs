@@ -2,7 +2,9 @@
 //!
 //! Every minute (with the outbox relay) and with every sweep, the request counts
 //! gathered in Redis are folded into Postgres's `request_counts` ([`fold_requests`]),
-//! which the daily view reads: one writer for the table, each batch added once.
+//! which the daily view reads, and the general cache's counters into
+//! `cache_counters` ([`fold_cache_counters`]): one writer for each table, each batch
+//! added once.
 //!
 //! A sweep runs its [`Step`]s in order, each on its own: relay unsent messages,
 //! delete expired `cache_store` rows, fold the request counts and the write-behind hit
@@ -30,7 +32,7 @@ pub use crate::policy::sweep::{
     RETENTION_BATCH, ROLLUP_DAYS_PER_RUN, UNUSED_MAX_AGE,
 };
 pub use event::{handle_event, CleanupError, CleanupEvent, StepsFailed, UnknownEvent};
-pub use folds::{fold_hits, fold_requests, prune_fold_markers, FoldError};
+pub use folds::{fold_cache_counters, fold_hits, fold_requests, prune_fold_markers, FoldError};
 pub use relay::relay;
 
 /// One step of a sweep. Each runs on its own: one that fails does not stop the
@@ -42,7 +44,8 @@ pub enum Step {
     Relay,
     /// Expired rows of the general-purpose cache.
     CacheStore,
-    /// Request counts from Redis into `request_counts`.
+    /// Request counts from Redis into `request_counts`, and the general cache's
+    /// counters into `cache_counters`.
     FoldRequests,
     /// Hit counters from Redis into `task_results.cache_hits`.
     FoldHits,

@@ -1,6 +1,7 @@
 //! The counts kept outside Postgres (in Redis, or in memory without it) and added
 //! here in batches: `request_counts` (requests per tenant, UTC day and tier), the
-//! hit counters of `task_results` (`cache_hits`, `last_hit_at`), and
+//! hit counters of `task_results` (`cache_hits`, `last_hit_at`), the general
+//! cache's counters summed over the fleet (`cache_counters`), and
 //! `request_count_folds`, the markers of the batches already added, which make a
 //! second fold of the same batch a no-op.
 //!
@@ -109,6 +110,81 @@ impl TaskStore {
                 .await?;
             tx.commit().await?;
             Ok(Some(n))
+        })
+        .await
+    }
+}
+
+impl TaskStore {
+    /// Adds counts of the general-purpose cache to `cache_counters`, in one
+    /// transaction. With a `batch` (a fold of Redis's counts), a batch already
+    /// added is skipped and `false` returned, as for [`TaskStore::add_request_counts`].
+    #[instrument(skip_all, fields(n = counts.len(), ?batch), err)]
+    pub async fn add_cache_counters(
+        &self,
+        counts: &[super::CacheCounter],
+        batch: Option<Uuid>,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async move {
+            let mut client = self.pool.conn().await?;
+            let tx = client.transaction().await?;
+            if let Some(batch) = batch {
+                if !mark_folded(&tx, batch).await? {
+                    return Ok(false);
+                }
+            }
+            if !counts.is_empty() {
+                let col = |f: fn(&super::CacheCounter) -> i64| -> Vec<i64> { counts.iter().map(f).collect() };
+                let namespaces: Vec<&str> = counts.iter().map(|c| c.namespace.as_str()).collect();
+                let tiers: Vec<&str> = counts.iter().map(|c| c.tier.as_str()).collect();
+                let (hits, misses, sets) = (col(|c| c.hits), col(|c| c.misses), col(|c| c.sets));
+                let (deletes, errors) = (col(|c| c.deletes), col(|c| c.errors));
+                // Summed first: one statement may not update the same row twice.
+                tx.execute(
+                    "INSERT INTO cache_counters AS c (namespace, tier, hits, misses, sets, deletes, errors)
+                     SELECT n, t, sum(h)::int8, sum(m)::int8, sum(s)::int8, sum(d)::int8, sum(e)::int8
+                     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
+                          AS x(n, t, h, m, s, d, e)
+                     GROUP BY n, t
+                     ON CONFLICT (namespace, tier) DO UPDATE SET
+                         hits = c.hits + EXCLUDED.hits, misses = c.misses + EXCLUDED.misses,
+                         sets = c.sets + EXCLUDED.sets, deletes = c.deletes + EXCLUDED.deletes,
+                         errors = c.errors + EXCLUDED.errors, updated_at = now()",
+                    &[&namespaces, &tiers, &hits, &misses, &sets, &deletes, &errors],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Every row of `cache_counters`: the fleet's counts folded so far.
+    #[instrument(skip_all, err)]
+    pub async fn cache_counters(&self) -> Result<Vec<super::CacheCounter>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let rows = client
+                .query(
+                    "SELECT namespace, tier, hits, misses, sets, deletes, errors
+                     FROM cache_counters ORDER BY namespace, tier",
+                    &[],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(super::CacheCounter {
+                        namespace: r.try_get(0)?,
+                        tier: r.try_get(1)?,
+                        hits: r.try_get(2)?,
+                        misses: r.try_get(3)?,
+                        sets: r.try_get(4)?,
+                        deletes: r.try_get(5)?,
+                        errors: r.try_get(6)?,
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -195,6 +195,20 @@ pub struct RequestCount {
     pub requests: i64,
 }
 
+/// What the general-purpose cache counted for one namespace, for its callers
+/// (`tier` = `callers`) or one tier: a row of `cache_counters`, or an amount to add
+/// to one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheCounter {
+    pub namespace: String,
+    pub tier: String,
+    pub hits: i64,
+    pub misses: i64,
+    pub sets: i64,
+    pub deletes: i64,
+    pub errors: i64,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("database pool: {0}")]

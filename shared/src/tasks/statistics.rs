@@ -64,6 +64,12 @@ const STAGE_TIMINGS: &str = "SELECT metric_name, sum(n)::int8, (sum(total) / sum
                      ) s
                      GROUP BY metric_name";
 
+/// A tenant's requests per tier over the last `$2` UTC days up to today, as folded
+/// into Postgres (or written there directly without Redis).
+const REQUEST_TOTALS: &str = "SELECT tier, sum(requests)::int8 FROM request_counts
+                     WHERE tenant = $1 AND day > (now() AT TIME ZONE 'UTC')::date - $2::int
+                     GROUP BY tier";
+
 /// A tenant's latest tasks (`$1` tenant, `$2` limit).
 fn recent_sql() -> String {
     format!(
@@ -80,6 +86,7 @@ pub fn statistics_statements() -> Vec<(&'static str, String)> {
         ("stats_times", STATS_TIMES.to_owned()),
         ("stage_timings", STAGE_TIMINGS.to_owned()),
         ("daily", DAILY.to_owned()),
+        ("request_totals", REQUEST_TOTALS.to_owned()),
         ("top", TOP.to_owned()),
         ("recent", recent_sql()),
         ("median_completion", MEDIAN_COMPLETION.to_owned()),
@@ -139,6 +146,25 @@ pub struct StageTimings {
 }
 
 impl TaskStore {
+    /// `tenant`'s requests per tier (`l0`, `redis`, `postgres`, `miss`) over the
+    /// `days` UTC days up to today, from `request_counts`.
+    #[instrument(skip_all, fields(%tenant, days = days), err)]
+    pub async fn request_totals(
+        &self,
+        tenant: &str,
+        days: u32,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let days = days as i32;
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let rows = client.query(REQUEST_TOTALS, &[&tenant, &days]).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })
+        .await
+    }
+
     /// Statistics of `tenant`'s entries; processing times over tasks finished in the
     /// last `days` days.
     #[instrument(skip_all, fields(%tenant, days = days), err)]

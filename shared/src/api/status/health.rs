@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::super::json_response;
 use crate::app::App;
-use crate::services::health::{probe, Checks};
+use crate::services::health::{entry_totals, probe, Checks, EntryTotals};
 
 /// The public verdict: `ok`, `degraded` (Redis down: requests still work) or
 /// `down` (503).
@@ -20,22 +20,28 @@ pub async fn health(app: &App) -> Response<Body> {
             probe(&backends)
         })
         .await;
-    answer(&checks, false)
+    answer(&checks, None)
 }
 
-/// The verdict with each backend's check (without error text) and the renderer.
+/// The verdict with each backend's check (without error text), the renderer, and
+/// the general cache's entries (live and expired, as the original's health gave).
 pub async fn health_detail(app: &App) -> Response<Body> {
-    answer(&probe(&app.backends()).await, true)
+    let backends = app.backends();
+    let (checks, entries) = tokio::join!(probe(&backends), entry_totals(&backends));
+    answer(&checks, Some(entries))
 }
 
-fn answer(checks: &Checks, detail: bool) -> Response<Body> {
+/// The verdict; with `detail` (the admin's), each check and the entry totals
+/// (`null` when they could not be counted).
+fn answer(checks: &Checks, detail: Option<Option<EntryTotals>>) -> Response<Body> {
     let code = if checks.essential() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let mut body = json!({ "status": checks.verdict() });
-    if detail {
+    if let Some(entries) = detail {
+        body["entries"] = json!(entries);
         body["renderer_version"] = json!(crate::RENDERER_VERSION);
         body["checks"] = json!({
             "postgres": {"ok": checks.postgres}, "s3": {"ok": checks.s3}, "sqs": {"ok": checks.sqs},

@@ -1,5 +1,6 @@
 //! The statistics routes (`/cache/stats`, `/recent`, `/daily`, `/top`): each a
-//! listing of the caller's tenant, computed through the general-purpose cache.
+//! listing of the caller's tenant, computed through the general-purpose cache; and
+//! the operator's view of that cache across the fleet (`/admin/cache/stats`).
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
@@ -42,8 +43,9 @@ where
     Ok(resp)
 }
 
-/// Requests per tier (Redis, written behind on every submit), entries, storage
-/// and processing times (Postgres), for the caller's tenant only.
+/// Requests per tier (Redis, written behind on every submit; Postgres without
+/// Redis), entries, storage and processing times (Postgres), for the caller's
+/// tenant only.
 pub(super) async fn cache_stats(
     app: &App,
     tenant: &str,
@@ -56,27 +58,39 @@ pub(super) async fn cache_stats(
     .await
 }
 
+/// The tenant's requests per tier over `days` days: from Redis's daily counters;
+/// without Redis (`REDIS_URL=none`), from `request_counts`, which each instance
+/// writes directly (as `/cache/daily` reads it). `None` while Redis is down: its
+/// counts are held back until it answers, so no source has them all.
+async fn request_counts(
+    app: &App,
+    tenant: &str,
+    days: u32,
+) -> Result<Option<std::collections::HashMap<String, i64>>, ApiError> {
+    match app.outcomes.redis.request_counts(tenant, days).await {
+        Ok(c) => Ok(Some(c)),
+        Err(crate::cache::CacheError::Disabled) => {
+            Ok(Some(app.tasks.request_totals(tenant, days).await?))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "request counts unavailable");
+            Ok(None)
+        }
+    }
+}
+
 async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json::Value, ApiError> {
+    use crate::policy::efficiency;
     // This instance's own counts first, so that a caller sees its requests.
     app.outcomes.flush_counts().await;
     let stats = app.tasks.stats(tenant, days).await?;
-    let counts = match app.outcomes.redis.request_counts(tenant, days).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, "request counts unavailable");
-            None
-        }
-    };
+    let counts = request_counts(app, tenant, days).await?;
     let (total, hits) = counts.as_ref().map_or((0, 0), |c| {
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         let hits = get("l0") + get("redis") + get("postgres");
         (hits + get("miss"), hits)
     });
-    let ratio = if total > 0 {
-        hits as f64 / total as f64
-    } else {
-        0.0
-    };
+    let ratio = efficiency::ratio(hits as u64, total as u64);
     let requests = counts.map(|c| {
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         json!({
@@ -91,21 +105,32 @@ async fn compute_stats(app: &App, tenant: &str, days: u32) -> Result<serde_json:
     Ok(json!({
         "days": days,
         "requests": requests,
+        "hit_ratio": ratio,
         "entries": stats.entries,
         "entries_by_status": stats.by_status,
         "storage_bytes": stats.storage_bytes,
         "processing_time_ms": {"avg": stats.processing_ms_avg, "min": stats.processing_ms_min, "max": stats.processing_ms_max},
         // Per stage (ms): avg, min, max, p95 and how many tasks measured it.
         "stages": stages,
-        // The original service's names, kept for its clients.
+        // The original service's names, with its types, kept for its clients.
         "total_requests": total,
         "cache_hits": hits,
         "cache_hit_ratio": (ratio * 10_000.0).round() / 100.0,
         "avg_processing_time_ms": stats.processing_ms_avg,
-        "cache_efficiency": (ratio * 10_000.0).round() / 100.0,
+        "cache_efficiency": efficiency::label(ratio),
         "active_entries": active,
         "expired_entries": stats.expired_entries,
     }))
+}
+
+/// `GET /api/v1/admin/cache/stats`: the general-purpose cache across the fleet
+/// (see [`crate::services::cache_stats`]). Never cached: reading it folds the
+/// counts sent so far, and an operator asks for now.
+pub(super) async fn fleet_cache_stats(app: &App) -> Result<Response<Body>, ApiError> {
+    let stats = crate::services::cache_stats::fleet(&app.cache_sources()).await?;
+    let mut resp = json_response(StatusCode::OK, &json!(stats));
+    caching::open(&mut resp, None);
+    Ok(resp)
 }
 
 pub(super) async fn recent(

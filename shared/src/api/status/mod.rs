@@ -23,10 +23,13 @@ pub async fn status(app: &App, req: Request) -> Response<Body> {
 
 async fn answer(app: &App, req: Request) -> Response<Body> {
     let deadline = super::invocation_deadline(&req);
-    match crate::deadline::scope(deadline, route(app, &req)).await {
+    let resp = match crate::deadline::scope(deadline, route(app, &req)).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
+    };
+    // The listings read through the general cache: its counters go on from here.
+    app.outcomes.send_if_due();
+    resp
 }
 
 /// Dispatches by the route table ([`super::routes`]); a route of another function
@@ -61,6 +64,14 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
                 return Err(ApiError::Forbidden);
             }
             Ok(health::health_detail(app).await)
+        }
+        Handler::AdminCacheStats => {
+            let caller = auth::caller(&app.config, req)?;
+            if !caller.admin {
+                return Err(ApiError::Forbidden);
+            }
+            let resp = listings::fleet_cache_stats(app).await?;
+            Ok(super::served(resp, &caller.tenant, None))
         }
         handler => {
             let caller = auth::caller(&app.config, req)?;

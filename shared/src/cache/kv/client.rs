@@ -383,6 +383,17 @@ impl Cache {
         self.tiers.stats().await
     }
 
+    /// The running totals of this instance's counters, readable from another task:
+    /// what `cache::outcomes` sends on so that the fleet's counters add up.
+    pub fn counter_source(&self) -> super::stats::CounterSource {
+        self.tiers.counter_source()
+    }
+
+    /// The tiers, in lookup order (what the fleet's statistics report on).
+    pub fn tier_kinds(&self) -> Vec<Tier> {
+        self.tiers.tiers().iter().map(|t| t.tier()).collect()
+    }
+
     /// Fills the `keys` that hold no value, `opts.batch` keys per round trip and
     /// at most `opts.concurrency` computations at a time.
     pub async fn warm<T, E, F, Fut>(

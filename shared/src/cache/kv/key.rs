@@ -181,6 +181,16 @@ impl Scope {
         Scope::Tag(normalize_tag(tag))
     }
 
+    /// The one namespace the scope lies in, if it lies in one.
+    pub fn namespace_name(&self) -> Option<&str> {
+        match self {
+            Scope::Namespace(namespace)
+            | Scope::TenantNamespace { namespace, .. }
+            | Scope::Prefix { namespace, .. } => Some(namespace),
+            Scope::Tenant(_) | Scope::Tag(_) => None,
+        }
+    }
+
     /// The generation counter's name, as listed by [`Key::scopes`].
     pub fn id(&self) -> String {
         match self {

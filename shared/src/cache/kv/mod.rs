@@ -39,7 +39,7 @@
 //! - [`client`]: [`Cache`], typed operations, `get_or_compute` (single flight in
 //!   the instance and across instances, XFetch early refresh, stale on error),
 //!   `set_if_absent` and `warm`. [`flight`]: its options and the XFetch rule.
-//! - [`stats`]: counters per tier and per namespace.
+//! - [`stats`]: counters per tier, per namespace and per namespace and tier.
 //!
 //! Expiry holds on every read of every tier: memory compares deadlines, Redis
 //! reads the key's own PTTL, Postgres filters `expires_at > now()` in the query.
@@ -79,7 +79,7 @@ pub use key::{Key, KeyBuilder, Scope};
 pub use memory::MemoryBackend;
 pub use postgres::{Cleanup, PostgresBackend};
 pub use redis::RedisBackend;
-pub use stats::Stats;
+pub use stats::{CounterSource, CounterTotals, Stats, CALLERS};
 pub use tiered::{InvalidateReport, Tiered};
 
 #[derive(Debug, Error)]

@@ -371,12 +371,17 @@ impl Backend for RedisBackend {
     }
 
     /// Counts by `SCAN` over this tier's entry keys: an operator's question, never
-    /// asked on a request path. Includes invalidated entries not yet expired.
+    /// asked on a request path. Includes invalidated entries not yet expired. An
+    /// entry whose remaining life is within its grace is expired (kept only for
+    /// stale serving); `bytes` are the values of the others.
     #[instrument(skip_all)]
     async fn usage(&self) -> Result<Usage, KvError> {
         let pattern = format!("{}:e:*", self.prefix);
         let strip = format!("{}:e:", self.prefix);
-        let mut usage = Usage::default();
+        let mut usage = Usage {
+            expired: Some(0),
+            ..Usage::default()
+        };
         let mut cursor: u64 = 0;
         loop {
             let p = pattern.clone();
@@ -394,26 +399,53 @@ impl Backend for RedisBackend {
                 .await?;
             if !keys.is_empty() {
                 let ks = keys.clone();
-                let sizes: Vec<u64> = self
+                let sizes: Vec<(u64, i64, Option<i64>)> = self
                     .call(|mut c| async move {
                         let mut pipe = redis::pipe();
                         for k in &ks {
                             pipe.cmd("HSTRLEN").arg(k).arg("v");
+                            pipe.cmd("PTTL").arg(k);
+                            pipe.cmd("HGET").arg(k).arg("g");
                         }
-                        pipe.query_async(&mut c).await
+                        let flat: Vec<Value> = pipe.query_async(&mut c).await?;
+                        Ok(flat
+                            .chunks(3)
+                            .map(|c| {
+                                let n = |v: &Value| {
+                                    redis::from_redis_value::<Option<i64>>(v.clone())
+                                        .ok()
+                                        .flatten()
+                                };
+                                (
+                                    n(&c[0]).unwrap_or(0).max(0) as u64,
+                                    n(&c[1]).unwrap_or(-2),
+                                    n(&c[2]),
+                                )
+                            })
+                            .collect())
                     })
                     .await?;
-                for (k, size) in keys.iter().zip(sizes) {
+                for (k, (size, pttl, grace)) in keys.iter().zip(sizes) {
+                    if pttl == -2 {
+                        continue; // gone between the scan and the read
+                    }
                     let ns = k
                         .strip_prefix(&strip)
                         .and_then(|rest| rest.split(':').next())
                         .unwrap_or_default()
                         .to_owned();
+                    let expired = pttl >= 0 && pttl <= grace.unwrap_or(0);
                     let per: &mut NamespaceUsage = usage.namespaces.entry(ns).or_default();
-                    per.entries += 1;
-                    per.bytes += size;
-                    usage.entries += 1;
-                    usage.bytes += size;
+                    if expired {
+                        *per.expired.get_or_insert(0) += 1;
+                        usage.expired = usage.expired.map(|e| e + 1);
+                    } else {
+                        per.expired.get_or_insert(0);
+                        per.entries += 1;
+                        per.bytes += size;
+                        usage.entries += 1;
+                        usage.bytes += size;
+                    }
                 }
             }
             cursor = next;

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::backend::{Backend, Entry, Invalidated, Memo, Tier};
 use super::key::{Key, Scope};
-use super::stats::{Count, Recorder, Stats, TierStats};
+use super::stats::{Count, CounterSource, Recorder, Stats, TierStats};
 use super::KvError;
 
 /// A value found by a read, with the tier (position) that held it.
@@ -63,12 +63,27 @@ impl InvalidateReport {
 
 pub struct Tiered {
     tiers: Vec<Arc<dyn Backend>>,
-    pub(crate) rec: Recorder,
+    pub(crate) rec: Arc<Recorder>,
+}
+
+/// The namespace an error of a call that names none is counted under (an
+/// invalidation by tenant or tag).
+pub const NO_NAMESPACE: &str = "*";
+
+/// The distinct namespaces of `keys`, in order of first appearance.
+fn namespaces<'a>(keys: impl IntoIterator<Item = &'a Key>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for k in keys {
+        if !out.contains(&k.namespace()) {
+            out.push(k.namespace());
+        }
+    }
+    out
 }
 
 impl Tiered {
     pub fn new(tiers: Vec<Arc<dyn Backend>>) -> Self {
-        let rec = Recorder::new(tiers.len());
+        let rec = Arc::new(Recorder::new(tiers.len()));
         Tiered { tiers, rec }
     }
 
@@ -76,8 +91,20 @@ impl Tiered {
         &self.tiers
     }
 
-    fn fail(&self, position: usize, op: &str, e: &KvError) {
-        self.rec.tiers[position].add(Count::Error, 1);
+    /// The running totals of the counters, readable from anywhere.
+    pub fn counter_source(&self) -> CounterSource {
+        CounterSource {
+            rec: Arc::clone(&self.rec),
+            tiers: self.tiers.iter().map(|t| t.tier()).collect(),
+        }
+    }
+
+    /// Counts a failed call of the tier at `position`: one error for each
+    /// namespace it was about.
+    fn fail(&self, position: usize, namespaces: &[&str], op: &str, e: &KvError) {
+        for ns in namespaces {
+            self.rec.tier(position, ns, Count::Error, 1);
+        }
         tracing::warn!(tier = %self.tiers[position].tier(), op, error = %e, "cache tier skipped");
     }
 
@@ -86,8 +113,7 @@ impl Tiered {
     /// needed.
     pub fn get_local(&self, key: &Key) -> Option<Entry> {
         let entry = self.tiers.first()?.get_local(key)?;
-        self.rec.tiers[0].add(Count::Hit, 1);
-        self.rec.caller(key.namespace(), Count::Hit, 1);
+        self.rec.top_hit(key.namespace());
         Some(entry)
     }
 
@@ -100,8 +126,7 @@ impl Tiered {
         if !top.peek_local(key, read) {
             return false;
         }
-        self.rec.tiers[0].add(Count::Hit, 1);
-        self.rec.caller(key.namespace(), Count::Hit, 1);
+        self.rec.top_hit(key.namespace());
         true
     }
 
@@ -139,17 +164,16 @@ impl Tiered {
             let got = match tier.get_many(&ask, stale).await {
                 Ok(got) => got,
                 Err(e) => {
-                    self.fail(pos, "get", &e);
+                    self.fail(pos, &namespaces(ask.iter().copied()), "get", &e);
                     failed.push(tier.tier());
                     continue;
                 }
             };
             let mut still = Vec::new();
-            let (mut hits, mut misses) = (0, 0);
             for (&i, e) in pending.iter().zip(got) {
                 match e {
                     Some(entry) if entry.is_fresh() => {
-                        hits += 1;
+                        self.rec.tier(pos, keys[i].namespace(), Count::Hit, 1);
                         found[i] = Some(Found {
                             entry,
                             position: pos,
@@ -157,7 +181,7 @@ impl Tiered {
                         });
                     }
                     other => {
-                        misses += 1;
+                        self.rec.tier(pos, keys[i].namespace(), Count::Miss, 1);
                         // A stale entry is a fallback; a lower tier may hold a fresh one.
                         if let (Some(entry), None) = (other, &found[i]) {
                             found[i] = Some(Found {
@@ -171,8 +195,6 @@ impl Tiered {
                     }
                 }
             }
-            self.rec.tiers[pos].add(Count::Hit, hits);
-            self.rec.tiers[pos].add(Count::Miss, misses);
             pending = still;
         }
         for (i, k) in keys.iter().enumerate() {
@@ -195,7 +217,7 @@ impl Tiered {
                 .collect();
             (!items.is_empty()).then_some(async move {
                 if let Err(e) = self.tiers[pos].set_many(&items).await {
-                    self.fail(pos, "backfill", &e);
+                    self.fail(pos, &namespaces(items.iter().map(|i| i.0)), "backfill", &e);
                 }
             })
         });
@@ -214,10 +236,12 @@ impl Tiered {
             match r {
                 Ok(()) => {
                     stored = true;
-                    self.rec.tiers[pos].add(Count::Set, items.len() as u64);
+                    for (k, _) in items {
+                        self.rec.tier(pos, k.namespace(), Count::Set, 1);
+                    }
                 }
                 Err(e) => {
-                    self.fail(pos, "set", &e);
+                    self.fail(pos, &namespaces(items.iter().map(|i| i.0)), "set", &e);
                     last_err = Some(e);
                 }
             }
@@ -240,10 +264,14 @@ impl Tiered {
             match r {
                 Ok(n) => {
                     most = most.max(n);
-                    self.rec.tiers[pos].add(Count::Delete, n);
+                    // A tier tells how many keys it held, not which: counted under
+                    // the namespace when the keys share one (the common case).
+                    let ns = namespaces(keys.iter().copied());
+                    let under = if ns.len() == 1 { ns[0] } else { NO_NAMESPACE };
+                    self.rec.tier(pos, under, Count::Delete, n);
                 }
                 Err(e) => {
-                    self.fail(pos, "delete", &e);
+                    self.fail(pos, &namespaces(keys.iter().copied()), "delete", &e);
                     first_err.get_or_insert(e);
                 }
             }
@@ -268,7 +296,7 @@ impl Tiered {
                     break;
                 }
                 Err(e) => {
-                    self.fail(pos, "set_if_absent", &e);
+                    self.fail(pos, &[key.namespace()], "set_if_absent", &e);
                     last_err = Some(e);
                 }
             }
@@ -277,7 +305,7 @@ impl Tiered {
             return Err(last_err.unwrap_or(KvError::Unavailable));
         };
         if outcome.is_none() {
-            self.rec.tiers[pos].add(Count::Set, 1);
+            self.rec.tier(pos, key.namespace(), Count::Set, 1);
             self.rec.caller(key.namespace(), Count::Set, 1);
         }
         let winner = outcome.clone().unwrap_or_else(|| entry.clone());
@@ -285,7 +313,7 @@ impl Tiered {
             let winner = &winner;
             async move {
                 if let Err(e) = t.set_many(&[(key, winner)]).await {
-                    self.fail(p, "set", &e);
+                    self.fail(p, &[key.namespace()], "set", &e);
                 }
             }
         });
@@ -307,7 +335,8 @@ impl Tiered {
                         error: None,
                     },
                     Err(e) => {
-                        self.fail(pos, "invalidate", &e);
+                        let ns = scope.namespace_name().unwrap_or(NO_NAMESPACE);
+                        self.fail(pos, &[ns], "invalidate", &e);
                         TierInvalidation {
                             tier,
                             outcome: None,
