@@ -1,9 +1,9 @@
 //! The numbers behind the service's decisions, in one place: how long things live
 //! and when they have expired, what the sweep deletes and how much per run, what a
-//! failing cache tier costs, and what a caller may ask of the statistics. The
-//! modules that act on them (named with each) read them from here; `config` fills
-//! only what an operator may change from the environment (`CACHE_TTL_HOURS`,
-//! `STUCK_AFTER_SECS`, `SWEEP_BATCH`, …).
+//! failing cache tier costs, what a caller may ask of the statistics, and how large
+//! an SVG a status answer carries inline. The modules that act on them (named with
+//! each) read them from here; `config` fills only what an operator may change from
+//! the environment (`CACHE_TTL_HOURS`, `STUCK_AFTER_SECS`, `SWEEP_BATCH`, …).
 
 /// How long things live, and when they have expired.
 pub mod lifetime {
@@ -266,9 +266,36 @@ pub mod ranges {
     pub const TOP_LIMIT: (i64, RangeInclusive<i64>) = (10, 1..=100);
 }
 
+/// What the read routes carry in one answer.
+pub mod answers {
+    /// The largest SVG that `GET …/status/{task_id}?include=svg` carries inline
+    /// (64 KiB). A face's SVG is a few KiB (einstein with its label map: 2,252
+    /// bytes), so most clients are spared the second request; a larger one (a
+    /// detailed label map's can take hundreds of KiB) is still fetched from
+    /// `svg_url`, which keeps a status answer (polled, and kept by clients) small.
+    /// Even if every byte escaped to six in Lambda's JSON framing, 64 KiB takes a
+    /// sixteenth of the 6 MB a function may answer.
+    pub const INLINE_SVG_MAX_BYTES: u64 = 64 * 1024;
+
+    const _: () =
+        assert!(INLINE_SVG_MAX_BYTES * 6 * 16 <= crate::limits::LAMBDA_SYNC_PAYLOAD_BYTES as u64);
+
+    /// Whether an SVG of `bytes` is carried inline.
+    pub fn inline_svg(bytes: u64) -> bool {
+        bytes <= INLINE_SVG_MAX_BYTES
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_svg_is_inlined_up_to_its_stated_size() {
+        assert!(answers::inline_svg(0));
+        assert!(answers::inline_svg(65_536));
+        assert!(!answers::inline_svg(65_537));
+    }
 
     #[test]
     fn an_outcome_expires_at_its_instant_not_after() {

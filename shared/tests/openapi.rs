@@ -469,6 +469,19 @@ async fn every_route_answers_as_described() {
     let r = t.get(&status_of(&id)).await;
     assert_eq!(r.json()["status"], "SUCCESS", "{}", r.body);
     spec.check("get", STATUS, &r);
+    // The SVG inline on request; an include it does not know is refused.
+    let r = t.get(&format!("{}?include=svg", status_of(&id))).await;
+    assert!(
+        r.json()["svg"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("<svg")),
+        "{}",
+        r.body
+    );
+    spec.check("get", STATUS, &r);
+    let r = t.get(&format!("{}?include=pdf", status_of(&id))).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    spec.check("get", STATUS, &r);
     let r = t.get(&svg_of(&id)).await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("id=\"region-skin\""));
@@ -779,6 +792,9 @@ async fn failures_answer_as_described() {
     let r = t.get(&status_of(&id)).await;
     assert_eq!(r.json()["status"], "FAILURE", "{}", r.body);
     assert_eq!(r.json()["error"]["retryable"], false, "{}", r.body);
+    spec.check("get", STATUS, &r);
+    let r = t.get(&format!("{}?include=svg", status_of(&id))).await;
+    assert_eq!(r.json()["svg_omitted"]["reason"], "no_svg", "{}", r.body);
     spec.check("get", STATUS, &r);
     let r = t.get(&svg_of(&id)).await;
     assert_eq!(r.status, 404, "{}", r.body);

@@ -11,6 +11,12 @@
 //!   the renderer version and the answer's bytes (so two different answers never
 //!   share a strong tag), and its `max-age` ends with the entry or with the link,
 //!   whichever comes first: a cached status never hands out an expired link.
+//! - `?include=svg` puts the SVG itself in a finished status answer (up to
+//!   [`crate::policy::answers::INLINE_SVG_MAX_BYTES`]). The include set is part of
+//!   the tag, so the answers with and without the SVG never share one; the SVG's
+//!   bytes are not: like the SVG route's tag, they follow from the content key, so
+//!   the tag is taken over the answer without them and a matching `If-None-Match`
+//!   is answered `304` without reading S3. Its freshness is the status answer's.
 //! - An open task (or a failure that will be run again) is `no-store`, with the
 //!   `Retry-After` of [`crate::services::poll`].
 //! - Listings (stats, daily, top, recent) get a short `max-age`: the TTL they are
@@ -39,14 +45,16 @@ pub fn svg_etag(input_hash: &str) -> String {
     )
 }
 
-/// A finished status answer's tag: the content key, the renderer version and the
-/// answer itself (which holds the presigned link).
-pub fn status_etag(input_hash: &str, body: &[u8]) -> String {
+/// A finished status answer's tag: the content key, the renderer version, what the
+/// request asked to include (`""` or `"svg"`) and the answer itself without the
+/// inlined SVG (it holds the presigned link; the SVG follows from the content key).
+pub fn status_etag(input_hash: &str, include: &str, body: &[u8]) -> String {
     tag(
         "status",
         &[
             input_hash.as_bytes(),
             crate::RENDERER_VERSION.as_bytes(),
+            include.as_bytes(),
             body,
         ],
     )
@@ -134,8 +142,15 @@ mod tests {
         assert!(svg.starts_with('"') && svg.ends_with('"') && !svg.starts_with("W/"));
         assert_eq!(svg, svg_etag("abc"));
         assert_ne!(svg, svg_etag("abd"));
-        assert_ne!(status_etag("abc", b"{}"), status_etag("abc", b"{ }"));
-        assert_ne!(status_etag("abc", b""), svg);
+        assert_ne!(
+            status_etag("abc", "", b"{}"),
+            status_etag("abc", "", b"{ }")
+        );
+        assert_ne!(
+            status_etag("abc", "", b"{}"),
+            status_etag("abc", "svg", b"{}")
+        );
+        assert_ne!(status_etag("abc", "", b""), svg);
         assert!(not_modified(&with_inm(&svg), &svg));
         assert!(not_modified(&with_inm(&format!("\"x\", W/{svg}")), &svg));
         assert!(not_modified(&with_inm("*"), &svg));

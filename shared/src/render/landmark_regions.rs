@@ -3,8 +3,11 @@
 //! The iBUG 68-point groups give the face oval (jaw closed over the brows), brows,
 //! eyes, nose, lips and inner mouth, drawn the same way the fixtures' label maps
 //! were drawn; MediaPipe's 468/478-point mesh gives the same regions from its
-//! published contour index lists. Brows are polylines in both models: they become
-//! bands a few pixels thick so that they have an area.
+//! published contour index lists. Both models give one vocabulary: the same region
+//! names, in the same order, each with its label in the BiSeNet scheme
+//! ([`crate::labels`]), so a client reads the same set whatever model it sends.
+//! The 68-point brows are polylines: they become bands a few pixels thick so that
+//! they have an area (the mesh outlines its brows).
 
 use crate::input::Landmarks;
 use crate::labels;
@@ -19,7 +22,6 @@ pub struct PolygonRegion {
 
 enum Shape {
     Ring(&'static [usize]),
-    RingWithHole(&'static [usize], &'static [usize]),
     Hull(&'static [usize]),
     Band(&'static [usize]),
 }
@@ -53,8 +55,17 @@ const MESH_OVAL: &[usize] = &[
     10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152,
     148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
 ];
-const MESH_LIPS_OUTER: &[usize] = &[
-    61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185,
+// The lips from FACEMESH_LIPS's four arcs: each lip is the band between its outer
+// and inner arc, closed at the corners (outer 61/291, inner 78/308), the way the
+// 68-point table closes 48..54 over 64..60. The two lips share the corner edges and
+// together tile the outer ring minus the mouth, as in a label map.
+const MESH_U_LIP: &[usize] = &[
+    61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
+    78,
+];
+const MESH_L_LIP: &[usize] = &[
+    61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 308, 324, 318, 402, 317, 14, 87, 178, 88,
+    95, 78,
 ];
 const MESH_LIPS_INNER: &[usize] = &[
     78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191,
@@ -87,10 +98,8 @@ const MESH: &[(&str, Shape)] = &[
             263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466,
         ]),
     ),
-    (
-        "u_lip",
-        Shape::RingWithHole(MESH_LIPS_OUTER, MESH_LIPS_INNER),
-    ),
+    ("u_lip", Shape::Ring(MESH_U_LIP)),
+    ("l_lip", Shape::Ring(MESH_L_LIP)),
     ("mouth", Shape::Ring(MESH_LIPS_INNER)),
 ];
 
@@ -107,16 +116,10 @@ pub fn regions(landmarks: &Landmarks) -> Vec<PolygonRegion> {
             let ring = |idx: &[usize]| idx.iter().map(|&i| pt(i)).collect::<Vec<_>>();
             let rings = match shape {
                 Shape::Ring(idx) => vec![ring(idx)],
-                Shape::RingWithHole(outer, inner) => vec![ring(outer), ring(inner)],
                 Shape::Hull(idx) => vec![convex_hull(ring(idx))],
                 Shape::Band(idx) => vec![band(&ring(idx), half_band)],
             };
             let label = labels::label_of(name).unwrap_or(0);
-            let name = if matches!(shape, Shape::RingWithHole(..)) {
-                "lips"
-            } else {
-                *name
-            };
             PolygonRegion { name, label, rings }
         })
         .collect()
@@ -208,6 +211,26 @@ mod tests {
         ]);
         assert_eq!(h.len(), 4);
         assert!((ring_moments(&h).0.abs() - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn both_models_give_one_vocabulary() {
+        fn names(t: &[(&'static str, Shape)]) -> Vec<&'static str> {
+            t.iter().map(|(n, _)| *n).collect()
+        }
+        assert_eq!(names(IBUG_68), names(MESH));
+        for name in names(MESH) {
+            assert!(labels::label_of(name).is_some(), "{name} has no label");
+        }
+        let most = |t: &[(&'static str, Shape)]| {
+            t.iter()
+                .flat_map(|(_, s)| match s {
+                    Shape::Ring(i) | Shape::Hull(i) | Shape::Band(i) => i.iter().copied(),
+                })
+                .max()
+        };
+        assert_eq!(most(IBUG_68), Some(67));
+        assert!(most(MESH) < Some(468), "indices within the 468-point mesh");
     }
 
     #[test]

@@ -638,10 +638,10 @@ mod tests {
         let names: Vec<&str> = out.result.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
-            ["skin", "nose", "r_brow", "l_brow", "r_eye", "l_eye", "lips", "mouth"]
+            ["skin", "nose", "r_brow", "l_brow", "r_eye", "l_eye", "u_lip", "l_lip", "mouth"]
         );
-        let lips = &out.result.regions[6];
-        assert_eq!(lips.paths, 2, "outer ring and the mouth's hole");
-        assert_eq!(out.svg.matches("<path").count(), 8);
+        let labels: Vec<u8> = out.result.regions.iter().map(|r| r.label).collect();
+        assert_eq!(labels, [1, 10, 3, 2, 5, 4, 12, 13, 11]);
+        assert_eq!(out.svg.matches("<path").count(), 9);
     }
 }

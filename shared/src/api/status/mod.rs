@@ -15,7 +15,7 @@ use crate::app::App;
 pub use health::health;
 use invalidate::invalidate;
 use listings::{cache_stats, daily, recent, top};
-use tasks::{parse_id, svg, task_status};
+use tasks::{parse_id, svg, task_status, Include};
 
 pub async fn status(app: &App, req: Request) -> Response<Body> {
     super::observe(req, async |req| answer(app, req).await).await
@@ -109,7 +109,8 @@ async fn tenant_route(
         Handler::Invalidate => invalidate(app, req, caller).await,
         Handler::TaskStatus => {
             let id = path.rsplit('/').next().unwrap_or_default();
-            task_status(app, req, &caller.tenant, parse_id(id)?).await
+            let include = Include::parse(req)?;
+            task_status(app, req, &caller.tenant, parse_id(id)?, include).await
         }
         Handler::TaskResult => {
             let file = path.rsplit('/').next().unwrap_or_default();

@@ -1,14 +1,108 @@
 //! A task's status and its SVG, always looked up together with the caller's tenant.
 
 use lambda_http::http::{header, StatusCode};
-use lambda_http::{Body, Request, Response};
-use serde_json::json;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::super::{caching, json_response, result_url, status_url, ApiError};
 use crate::app::App;
 use crate::cache::outcomes::Found;
-use crate::tasks::TaskStatus;
+use crate::objects::ObjectError;
+use crate::policy::answers::{inline_svg, INLINE_SVG_MAX_BYTES};
+use crate::tasks::{Outcome, TaskStatus};
+
+/// What `?include=` asks a status answer to carry besides the task: `svg`, the
+/// SVG itself (a finished task's, up to [`INLINE_SVG_MAX_BYTES`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Include {
+    svg: bool,
+}
+
+impl Include {
+    pub(super) fn parse(req: &Request) -> Result<Include, ApiError> {
+        let params = req.query_string_parameters();
+        let mut include = Include::default();
+        // API Gateway joins a repeated key's values with commas.
+        let values = params.all("include").unwrap_or_default();
+        for value in values.iter().flat_map(|v| v.split(',')) {
+            match value {
+                "svg" => include.svg = true,
+                _ => {
+                    return Err(crate::input::InputError::invalid(
+                        "include",
+                        "the one thing a status answer can include is `svg`",
+                    )
+                    .into())
+                }
+            }
+        }
+        Ok(include)
+    }
+
+    /// The canonical form, for the answer's `ETag`.
+    fn as_str(self) -> &'static str {
+        if self.svg {
+            "svg"
+        } else {
+            ""
+        }
+    }
+}
+
+/// Why a status answer asked for the SVG does not carry it (`svg_omitted`).
+fn omitted(reason: &str, message: &str) -> Value {
+    json!({ "reason": reason, "message": message, "max_bytes": INLINE_SVG_MAX_BYTES })
+}
+
+fn too_large(bytes: u64) -> Value {
+    let mut o = omitted(
+        "too_large",
+        &format!(
+            "the SVG is {bytes} bytes, over the {INLINE_SVG_MAX_BYTES} a status answer \
+             carries inline: fetch it from svg_url"
+        ),
+    );
+    o["bytes"] = json!(bytes);
+    o
+}
+
+/// Where an asked-for SVG comes from: read from `key`, or not carried (and why).
+/// Judged on the size the render recorded, so the verdict is known before S3 is
+/// read and a `304` never reads it.
+fn svg_plan(outcome: &Outcome) -> Result<&str, Value> {
+    let key = match (&outcome.status, &outcome.svg_s3_key) {
+        (TaskStatus::Success, Some(key)) => key,
+        (TaskStatus::Success, None) => return Err(omitted("no_svg", "no SVG was stored")),
+        _ => return Err(omitted("no_svg", "the task failed; it has no SVG")),
+    };
+    let bytes = outcome
+        .result
+        .as_deref()
+        .and_then(|r| r.get("svg_bytes"))
+        .and_then(Value::as_u64);
+    match bytes {
+        Some(bytes) if !inline_svg(bytes) => Err(too_large(bytes)),
+        _ => Ok(key),
+    }
+}
+
+/// The SVG at `key`, read no further than [`INLINE_SVG_MAX_BYTES`]; or why not.
+async fn read_inline(app: &App, key: &str) -> Result<String, Value> {
+    match app.objects.get_bounded(key, INLINE_SVG_MAX_BYTES).await {
+        Ok(Some(bytes)) => String::from_utf8(bytes)
+            .map_err(|_| omitted("unavailable", "the stored SVG is not UTF-8")),
+        Ok(None) => Err(omitted("unavailable", "the SVG has expired from storage")),
+        Err(ObjectError::TooLarge { size, .. }) => Err(too_large(size)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the SVG to inline");
+            Err(omitted(
+                "unavailable",
+                "the SVG could not be read now: fetch it from svg_url",
+            ))
+        }
+    }
+}
 
 pub(super) fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     // A malformed id is as unknown as a well-formed one that does not exist.
@@ -33,6 +127,7 @@ pub(super) async fn task_status(
     req: &Request,
     tenant: &str,
     task_id: Uuid,
+    include: Include,
 ) -> Result<Response<Body>, ApiError> {
     let mut body = json!({
         "task_id": task_id,
@@ -55,6 +150,9 @@ pub(super) async fn task_status(
             body["attempts"] = json!(row.attempts);
             if let Some(e) = &row.error {
                 body["error"] = json!(e);
+            }
+            if include.svg && row.status.is_finished() {
+                body["svg_omitted"] = omitted("no_svg", "the task failed; it has no SVG");
             }
             let mut resp = json_response(StatusCode::OK, &body);
             caching::open(&mut resp, open_wait);
@@ -96,11 +194,34 @@ pub(super) async fn task_status(
             }
         }
     }
+    let mut read_svg = None;
+    if include.svg {
+        match svg_plan(&outcome) {
+            Ok(key) => read_svg = Some(key),
+            Err(why) => body["svg_omitted"] = why,
+        }
+    }
+    // The tag covers the answer without the SVG, whose bytes the content key fixes.
     let text = body.to_string();
-    let etag = complete.then(|| caching::status_etag(&outcome.input_hash, text.as_bytes()));
+    let mut etag = complete
+        .then(|| caching::status_etag(&outcome.input_hash, include.as_str(), text.as_bytes()));
     if let Some(etag) = etag.as_deref().filter(|e| caching::not_modified(req, e)) {
         return Ok(caching::unchanged(etag, max_age, false));
     }
+    let text = match read_svg {
+        None => text,
+        Some(key) => {
+            match read_inline(app, key).await {
+                Ok(svg) => body["svg"] = json!(svg),
+                Err(why) => {
+                    body["svg_omitted"] = why;
+                    // Not the answer its tag stands for: not to be kept.
+                    etag = None;
+                }
+            }
+            body.to_string()
+        }
+    };
     let mut resp = Response::new(Body::Text(text));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
