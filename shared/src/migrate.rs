@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "tenant_quotas",
         include_str!("../../migrations/0007_tenant_quotas.sql"),
     ),
+    (
+        9,
+        "cache_tiers",
+        include_str!("../../migrations/0009_cache_tiers.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.
