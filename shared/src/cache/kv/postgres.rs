@@ -32,10 +32,13 @@ use super::key::{Key, Scope};
 use super::{KvError, FOREVER};
 pub use crate::policy::tiers::KV_TOUCH_EVERY as TOUCH_EVERY;
 
-/// The entry's columns; a row without expiry reads as a TTL of -1 ([`FOREVER`]).
+/// The entry's columns; a row without expiry reads as a TTL of -1 ([`FOREVER`]):
+/// spelled out, as `greatest` ignores a NULL.
 const COLUMNS: &str = "s.value::text, \
-    coalesce(greatest(0, (extract(epoch from (s.expires_at - now())) * 1000))::int8, -1), \
-    coalesce(greatest(0, (extract(epoch from (s.stale_until - greatest(s.expires_at, now()))) * 1000))::int8, 0), \
+    CASE WHEN s.expires_at IS NULL THEN -1 \
+         ELSE greatest(0, (extract(epoch from (s.expires_at - now())) * 1000))::int8 END, \
+    CASE WHEN s.stale_until IS NULL THEN 0 \
+         ELSE greatest(0, (extract(epoch from (s.stale_until - greatest(s.expires_at, now()))) * 1000))::int8 END, \
     s.compute_ms, s.tags";
 
 /// A row a read may return: within its TTL, or without one.
@@ -411,8 +414,8 @@ impl Backend for PostgresBackend {
                     UPDATE cache_store t SET last_used_at = now()
                       FROM hit
                      WHERE t.namespace = hit.namespace AND t.tenant = hit.tenant
-                       AND t.key = hit.key AND hit.used < now() - $4 * interval '1 millisecond'
-                       AND t.last_used_at < now() - $4 * interval '1 millisecond')
+                       AND t.key = hit.key AND hit.used < now() - $4::int8 * interval '1 millisecond'
+                       AND t.last_used_at < now() - $4::int8 * interval '1 millisecond')
                  SELECT * FROM hit"
             )
         };
