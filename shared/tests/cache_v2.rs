@@ -218,7 +218,10 @@ async fn embeddings_and_phashes_are_cached_by_content_and_tenant_for_each_tiers_
         v2b.get_embedding(&image, "t1").await.unwrap(),
         Some(embedding.clone())
     );
-    assert_eq!(v2b.get_phash(&image, "t1").await.unwrap(), Some(u64::MAX - 1));
+    assert_eq!(
+        v2b.get_phash(&image, "t1").await.unwrap(),
+        Some(u64::MAX - 1)
+    );
     let ek = key(EMBEDDINGS, "t1", &image);
     assert_eq!(
         other.lookup::<Vec<f32>>(&ek).await.unwrap().tier,
@@ -231,7 +234,11 @@ async fn embeddings_and_phashes_are_cached_by_content_and_tenant_for_each_tiers_
 
     // Each tier keeps them for its own lifetime: Redis 1 h and 2 h, Postgres forever.
     let pk = key(PHASHES, "t1", &image);
-    assert!(about(s.redis_ttl(&ek).await, HOUR), "{:?}", s.redis_ttl(&ek).await);
+    assert!(
+        about(s.redis_ttl(&ek).await, HOUR),
+        "{:?}",
+        s.redis_ttl(&ek).await
+    );
     assert!(about(s.redis_ttl(&pk).await, 2 * HOUR));
     assert!(s.expires_at_is_null(&ek).await);
     assert!(s.expires_at_is_null(&pk).await);
@@ -256,7 +263,11 @@ async fn a_backfill_writes_redis_for_its_own_lifetime_capped_by_what_is_left_bel
         (Some(vec![1.0, 2.0]), Some(Tier::Postgres))
     );
     // Back in Redis for Redis's hour, not for Postgres's "forever".
-    assert!(about(s.redis_ttl(&ek).await, HOUR), "{:?}", s.redis_ttl(&ek).await);
+    assert!(
+        about(s.redis_ttl(&ek).await, HOUR),
+        "{:?}",
+        s.redis_ttl(&ek).await
+    );
 
     // A crawl record with 10 s left in Postgres comes back into Redis for at most
     // those 10 s, not for Redis's 24 h.
@@ -350,7 +361,9 @@ async fn with_redis_stopped_postgres_answers() {
     assert_eq!(got, Some(vec![0.5, 0.25]));
     assert_eq!(v2b.get_phash(&image, "t").await.unwrap(), Some(42));
     assert_eq!(
-        v2b.should_skip("https://e.test/2", &image, "t").await.unwrap(),
+        v2b.should_skip("https://e.test/2", &image, "t")
+            .await
+            .unwrap(),
         (true, "raw/t/1".to_owned())
     );
     let l = fresh
@@ -400,7 +413,9 @@ async fn with_postgres_stopped_redis_answers() {
     assert_eq!(got, Some(vec![9.0]));
     assert_eq!(v2b.get_phash(&image, "t").await.unwrap(), Some(1 << 63));
     assert_eq!(
-        v2b.should_skip("https://e.test/2", &image, "t").await.unwrap(),
+        v2b.should_skip("https://e.test/2", &image, "t")
+            .await
+            .unwrap(),
         (true, "raw/t/9".to_owned())
     );
     // A miss is not confirmed while Postgres is down.

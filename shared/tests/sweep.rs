@@ -272,7 +272,7 @@ async fn used_hours_ago(t: &TestApp, namespace: &str, key: &facesvg::cache::kv::
     t.db()
         .await
         .execute(
-            "UPDATE cache_store SET last_used_at = now() - $3 * interval '1 hour'
+            "UPDATE cache_store SET last_used_at = now() - $3::int4 * interval '1 hour'
               WHERE namespace = $1 AND key = $2",
             &[&namespace, &key.id(), &hours],
         )
@@ -363,7 +363,9 @@ async fn the_sweep_evicts_the_least_recently_used_cache_rows_over_the_byte_cap()
         .map(|i| blobs.key("tenant-a", &[&format!("b{i:02}")]).unwrap())
         .collect();
     for (i, k) in keys.iter().enumerate() {
-        let value: String = (0..3000).map(|_| Uuid::new_v4().simple().to_string()).collect();
+        let value: String = (0..3000)
+            .map(|_| Uuid::new_v4().simple().to_string())
+            .collect();
         t.app.kv.set(k, &value, None).await.unwrap();
         used_hours_ago(&t, "blobs", k, 100 - i as i32).await;
     }
@@ -395,7 +397,11 @@ async fn the_sweep_evicts_the_least_recently_used_cache_rows_over_the_byte_cap()
     let last = evicted.last().expect("something was evicted").1;
     assert!(total + last > cap, "{total} + {last}: evicted too much");
     assert_eq!(report.cache_store_evicted, evicted.len() as u64);
-    assert_eq!(left.last().map(|(k, _)| k.as_str()), Some(keys[0].id()), "b00 was read last");
+    assert_eq!(
+        left.last().map(|(k, _)| k.as_str()),
+        Some(keys[0].id()),
+        "b00 was read last"
+    );
     // The survivors are the most recently used: b00 (just read), then the newest.
     let mut want: Vec<String> = keys[30 - (left.len() - 1)..]
         .iter()

@@ -32,7 +32,11 @@ pub(super) async fn limits(app: &App) -> Result<Evicted, KvError> {
             .await?);
     }
     if total.rows > 0 {
-        tracing::info!(rows = total.rows, bytes = total.bytes, "cache_store over its size limits: evicted");
+        tracing::info!(
+            rows = total.rows,
+            bytes = total.bytes,
+            "cache_store over its size limits: evicted"
+        );
     }
     Ok(total)
 }

@@ -28,8 +28,8 @@ use serde::Serialize;
 use crate::app::App;
 pub use crate::policy::lifetime::STUCK_FAILURE_VISIBLE;
 pub use crate::policy::sweep::{
-    CACHE_LIMIT_BATCH, DAILY_KEEP, FAILURE_MAX_AGE, FOLD_MEMORY, MAX_BATCHES, RAW_METRICS_KEEP, RELAY_AFTER,
-    RETENTION_BATCH, ROLLUP_DAYS_PER_RUN, UNUSED_MAX_AGE,
+    CACHE_LIMIT_BATCH, DAILY_KEEP, FAILURE_MAX_AGE, FOLD_MEMORY, MAX_BATCHES, RAW_METRICS_KEEP,
+    RELAY_AFTER, RETENTION_BATCH, ROLLUP_DAYS_PER_RUN, UNUSED_MAX_AGE,
 };
 pub use event::{handle_event, CleanupError, CleanupEvent, StepsFailed, UnknownEvent};
 pub use folds::{fold_hits, fold_requests, prune_fold_markers, FoldError};

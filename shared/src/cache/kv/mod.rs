@@ -237,7 +237,11 @@ impl Ttls {
     /// gives no per-tier lifetimes (a value then lives its own TTL everywhere).
     pub fn tier_cap(&self, namespace: &str, tier: Tier) -> Option<Duration> {
         let per = self.tiers.get(namespace)?;
-        Some(per.get(&tier).copied().unwrap_or_else(|| self.base(namespace)))
+        Some(
+            per.get(&tier)
+                .copied()
+                .unwrap_or_else(|| self.base(namespace)),
+        )
     }
 
     fn base(&self, namespace: &str) -> Duration {
@@ -323,10 +327,16 @@ mod tests {
     fn per_tier_lifetimes_cap_each_tier_and_the_longest_is_the_values() {
         let t = Ttls::parse("default=10m,docs=1h,docs@redis=5m,docs@postgres=forever").unwrap();
         assert_eq!(t.for_namespace("docs"), FOREVER);
-        assert_eq!(t.tier_cap("docs", Tier::Redis), Some(Duration::from_secs(300)));
+        assert_eq!(
+            t.tier_cap("docs", Tier::Redis),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(t.tier_cap("docs", Tier::Postgres), Some(FOREVER));
         // A tier it does not name keeps the namespace's own TTL.
-        assert_eq!(t.tier_cap("docs", Tier::Memory), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            t.tier_cap("docs", Tier::Memory),
+            Some(Duration::from_secs(3600))
+        );
         // A namespace without per-tier lifetimes caps nothing: a writer's TTL holds.
         assert_eq!(t.tier_cap("stats", Tier::Redis), None);
         assert!(t.knows("docs") && !t.knows("stats"));

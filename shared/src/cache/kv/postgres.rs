@@ -248,12 +248,12 @@ impl PostgresBackend {
                 .deleted(
                     "WITH pick AS (
                         SELECT ctid AS id, last_used_at AS used, pg_column_size(value)::int8 AS b
-                          FROM cache_store ORDER BY last_used_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+                          FROM cache_store ORDER BY last_used_at LIMIT $1::int8 FOR UPDATE SKIP LOCKED),
                      upto AS (
                         SELECT id FROM (
-                            SELECT id, sum(b) OVER (ORDER BY used ROWS UNBOUNDED PRECEDING) - b AS before
+                            SELECT id, (sum(b) OVER (ORDER BY used ROWS UNBOUNDED PRECEDING))::int8 - b AS before
                               FROM pick) w
-                         WHERE before < $2),
+                         WHERE before < $2::int8),
                      gone AS (
                         DELETE FROM cache_store WHERE ctid = ANY(ARRAY(SELECT id FROM upto))
                         RETURNING pg_column_size(value) AS b)
@@ -279,10 +279,7 @@ impl PostgresBackend {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<(u64, u64), KvError> {
         let rows = self.query(sql, params).await?;
-        let (n, bytes): (i64, i64) = rows
-            .first()
-            .map(|r| (r.get(0), r.get(1)))
-            .unwrap_or((0, 0));
+        let (n, bytes): (i64, i64) = rows.first().map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0));
         Ok((n.max(0) as u64, bytes.max(0) as u64))
     }
 
