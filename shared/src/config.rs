@@ -56,6 +56,8 @@ pub const VARIABLES: &[&str] = &[
     "PRESIGN_TTL_SECS",
     "SWEEP_BATCH",
     "CACHE_KV_TTLS",
+    "CACHE_KV_MAX_ENTRIES",
+    "CACHE_KV_MAX_SIZE_MB",
     "AUTH_MODE",
     "TENANT_CLAIM",
     "ADMIN_SCOPE",
@@ -128,8 +130,12 @@ pub struct Config {
     pub stuck_after: Duration,
     pub presign_ttl: Duration,
     pub sweep_batch: i64,
-    /// Default TTLs of the general-purpose cache per namespace (`stats`, `recent`, …).
+    /// Default TTLs of the general-purpose cache per namespace (`stats`, `recent`, …),
+    /// and per tier where a namespace gives them (the V2 presets, `name@tier=`).
     pub kv_ttls: crate::cache::kv::Ttls,
+    /// Entry caps per namespace and the byte cap of its Postgres tier, enforced by
+    /// the sweep.
+    pub kv_limits: crate::cache::kv::SizeLimits,
     /// Bytes that the renders of one SQS batch may hold at once (a share of the
     /// function's memory): records wait for room rather than run out of memory together.
     pub batch_memory_bytes: u64,
@@ -299,6 +305,7 @@ impl Config {
                 name: "CACHE_KV_TTLS",
                 problem: e.to_string(),
             })?,
+            kv_limits: kv_limits(&get)?,
             batch_memory_bytes: memory_mb * 1024 * 1024 / 100 * batch_percent,
             auth_mode,
             tenant_claim: s("TENANT_CLAIM", "tenant"),
@@ -308,6 +315,23 @@ impl Config {
             tenant_limits,
         })
     }
+}
+
+/// `CACHE_KV_MAX_ENTRIES` and `CACHE_KV_MAX_SIZE_MB`, each error named by its variable.
+fn kv_limits(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::cache::kv::SizeLimits, ConfigError> {
+    use crate::cache::kv::SizeLimits;
+    let entries = get("CACHE_KV_MAX_ENTRIES").unwrap_or_default();
+    let size = get("CACHE_KV_MAX_SIZE_MB").unwrap_or_default();
+    SizeLimits::parse(&entries, "").map_err(|e| ConfigError {
+        name: "CACHE_KV_MAX_ENTRIES",
+        problem: e.to_string(),
+    })?;
+    SizeLimits::parse(&entries, &size).map_err(|e| ConfigError {
+        name: "CACHE_KV_MAX_SIZE_MB",
+        problem: e.to_string(),
+    })
 }
 
 impl std::fmt::Debug for Config {
@@ -336,6 +360,7 @@ impl std::fmt::Debug for Config {
             presign_ttl,
             sweep_batch,
             kv_ttls,
+            kv_limits,
             batch_memory_bytes,
             auth_mode,
             tenant_claim,
@@ -368,6 +393,7 @@ impl std::fmt::Debug for Config {
             .field("presign_ttl", presign_ttl)
             .field("sweep_batch", sweep_batch)
             .field("kv_ttls", kv_ttls)
+            .field("kv_limits", kv_limits)
             .field("batch_memory_bytes", batch_memory_bytes)
             .field("auth_mode", auth_mode)
             .field("tenant_claim", tenant_claim)
@@ -472,6 +498,38 @@ mod tests {
         let too_big =
             Config::from_lookup(|k| (k == "MAX_BODY_BYTES").then(|| "8000000".to_owned()));
         assert_eq!(too_big.unwrap_err().name, "MAX_BODY_BYTES");
+        for (name, bad) in [
+            ("CACHE_KV_MAX_ENTRIES", "embeddings"),
+            ("CACHE_KV_MAX_ENTRIES", "embeddings=many"),
+            ("CACHE_KV_MAX_SIZE_MB", "lots"),
+            ("CACHE_KV_TTLS", "embeddings@disk=1h"),
+        ] {
+            let err = Config::from_lookup(|k| (k == name).then(|| bad.to_owned())).unwrap_err();
+            assert_eq!(err.name, name, "{bad}");
+        }
+    }
+
+    #[test]
+    fn size_limits_and_per_tier_lifetimes_are_read() {
+        use crate::cache::kv::{Tier, FOREVER};
+        let config = Config::from_lookup(|k| match k {
+            "CACHE_KV_MAX_ENTRIES" => Some("embeddings=1000, crawled=20".to_owned()),
+            "CACHE_KV_MAX_SIZE_MB" => Some("512".to_owned()),
+            "CACHE_KV_TTLS" => Some("default=1h,crawled@postgres=forever,crawled@redis=5m".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(config.kv_limits.max_entries["embeddings"], 1000);
+        assert_eq!(config.kv_limits.max_entries["crawled"], 20);
+        assert_eq!(config.kv_limits.max_bytes, Some(512 << 20));
+        let ttls = &config.kv_ttls;
+        assert_eq!(ttls.tier_cap("crawled", Tier::Postgres), Some(FOREVER));
+        assert_eq!(
+            ttls.tier_cap("crawled", Tier::Redis),
+            Some(Duration::from_secs(300))
+        );
+        let none = Config::from_lookup(|_| None).unwrap();
+        assert!(none.kv_limits.is_empty());
     }
     #[test]
     fn debug_never_shows_a_password_or_a_token() {

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "cache_counters",
         include_str!("../../migrations/0008_cache_counters.sql"),
     ),
+    (
+        9,
+        "cache_tiers",
+        include_str!("../../migrations/0009_cache_tiers.sql"),
+    ),
 ];
 
 /// Arbitrary constant shared by every runner: "facesvg" in ASCII.

@@ -84,6 +84,10 @@ pub mod sweep {
     pub const ROLLUP_DAYS_PER_RUN: u32 = 31;
     /// Rows per retention delete.
     pub const RETENTION_BATCH: i64 = 10_000;
+    /// Rows per eviction statement of the general cache's size limits
+    /// (`CACHE_KV_MAX_ENTRIES`, `CACHE_KV_MAX_SIZE_MB`); at most [`MAX_BATCHES`]
+    /// statements per limit and run.
+    pub const CACHE_LIMIT_BATCH: i64 = 1000;
 }
 
 /// What a failing cache tier costs (`cache::breaker`, used by the Redis link both
@@ -100,6 +104,10 @@ pub mod tiers {
     pub const KV_MEMORY_ENTRIES: u64 = 10_000;
     pub const KV_MEMORY_BYTES: u64 = 4 << 20;
     pub const KV_MEMORY_MAX_TTL: Duration = Duration::from_secs(60);
+    /// A read moves a `cache_store` row's `last_used_at` (the size limits' LRU
+    /// order) only when it is older than this: a hot row is written once per
+    /// interval, not on every hit, and the order is exact to this grain.
+    pub const KV_TOUCH_EVERY: Duration = Duration::from_secs(3600);
     /// Request and hit counts an instance keeps before it sends them: at most this
     /// many requests (`cache::outcomes`). An instance that dies loses them, which
     /// only delays the sweep's "unused" rule and rounds the statistics.

@@ -1223,7 +1223,9 @@ async fn postgres_counts_hits_when_asked_and_lists_keys() {
     let hits: HashMap<&str, i64> = listed.iter().map(|l| (l.key.as_str(), l.hits)).collect();
     assert_eq!(hits[k1.full()], 4);
     assert_eq!(hits[k2.full()], 1);
-    assert!(listed.iter().all(|l| l.bytes > 0 && l.expires_in_ms > 0));
+    assert!(listed
+        .iter()
+        .all(|l| l.bytes > 0 && l.expires_in_ms.is_some_and(|ms| ms > 0)));
 }
 
 /// The in-process tier keeps the first typed read's value, so that later hits do

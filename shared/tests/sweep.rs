@@ -236,3 +236,178 @@ async fn the_admin_route_needs_the_admin_scope() {
     .expect("handled");
     assert_eq!(scheduled["expired"], 0, "{scheduled}");
 }
+
+/// Rows of `namespace` in `cache_store`, oldest use first.
+async fn cache_rows(t: &TestApp, namespace: &str) -> Vec<String> {
+    t.db()
+        .await
+        .query(
+            "SELECT key FROM cache_store WHERE namespace = $1 ORDER BY last_used_at, key",
+            &[&namespace],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Every `cache_store` row's key and value bytes, oldest use first.
+async fn cache_sizes(t: &TestApp) -> Vec<(String, i64)> {
+    t.db()
+        .await
+        .query(
+            "SELECT key, pg_column_size(value)::int8 FROM cache_store ORDER BY last_used_at, key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Makes the rows of `namespace` used `hours` ago, per key id.
+async fn used_hours_ago(t: &TestApp, namespace: &str, key: &facesvg::cache::kv::Key, hours: i32) {
+    t.db()
+        .await
+        .execute(
+            "UPDATE cache_store SET last_used_at = now() - $3::int4 * interval '1 hour'
+              WHERE namespace = $1 AND key = $2",
+            &[&namespace, &key.id(), &hours],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_sweep_evicts_the_least_recently_used_cache_rows_over_a_namespace_cap() {
+    use facesvg::cache::kv::{Backend, KeyBuilder};
+    let t = TestApp::spawn_with(|s| {
+        s.insert("CACHE_KV_MAX_ENTRIES".into(), "docs=5,spare=100".into());
+    })
+    .await;
+    let docs = KeyBuilder::new("docs").unwrap();
+    let other = KeyBuilder::new("other").unwrap();
+    let keys: Vec<_> = (0..12)
+        .map(|i| docs.key("tenant-a", &[&format!("d{i:02}")]).unwrap())
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        t.app.kv.set(k, &i, None).await.unwrap();
+        // d00 is the least recently used, d11 the most.
+        used_hours_ago(&t, "docs", k, 24 - i as i32).await;
+    }
+    for i in 0..3 {
+        let k = other.key("tenant-a", &[&format!("o{i}")]).unwrap();
+        t.app.kv.set(&k, &i, None).await.unwrap();
+        used_hours_ago(&t, "other", &k, 100).await;
+    }
+    // Reading d00 and d01 from Postgres makes them the most recently used.
+    let read: Vec<_> = t
+        .app
+        .kv_store
+        .get_many(&[&keys[0], &keys[1]], false)
+        .await
+        .unwrap();
+    assert!(read.iter().all(Option::is_some));
+
+    let report = facesvg::sweep::run(&t.app).await;
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.cache_store_evicted, 7, "{report:?}");
+    let left = cache_rows(&t, "docs").await;
+    let want: Vec<String> = [9, 10, 11, 0, 1]
+        .iter()
+        .map(|&i| keys[i].id().to_owned())
+        .collect();
+    assert_eq!(left, want, "the five most recently used stay");
+    // A namespace without a cap keeps every row, however old.
+    assert_eq!(cache_rows(&t, "other").await.len(), 3);
+    // Under its cap, the next run evicts nothing.
+    assert_eq!(facesvg::sweep::run(&t.app).await.cache_store_evicted, 0);
+
+    // Bounded: 2 rows per statement, 2 statements, and the rest waits for a run.
+    for i in 12..20 {
+        let k = docs.key("tenant-a", &[&format!("d{i:02}")]).unwrap();
+        t.app.kv.set(&k, &i, None).await.unwrap();
+    }
+    let e = t
+        .app
+        .kv_store
+        .evict_over_entries("docs", 5, 2, 2)
+        .await
+        .unwrap();
+    assert_eq!((e.rows, e.batches, e.more), (4, 2, true));
+    assert_eq!(cache_rows(&t, "docs").await.len(), 9);
+    let e = t
+        .app
+        .kv_store
+        .evict_over_entries("docs", 5, 2, 10)
+        .await
+        .unwrap();
+    assert_eq!((e.rows, e.more), (4, false));
+    assert_eq!(cache_rows(&t, "docs").await.len(), 5);
+}
+
+#[tokio::test]
+async fn the_sweep_evicts_the_least_recently_used_cache_rows_over_the_byte_cap() {
+    use facesvg::cache::kv::{Backend, KeyBuilder};
+    let t = TestApp::spawn_with(|s| {
+        s.insert("CACHE_KV_MAX_SIZE_MB".into(), "1".into());
+        // Kept without expiry in Postgres: only the cap bounds them.
+        s.insert("CACHE_KV_TTLS".into(), "blobs@postgres=forever".into());
+    })
+    .await;
+    let blobs = KeyBuilder::new("blobs").unwrap();
+    // 30 values of about 100 KB that do not compress: about 3 MB.
+    let keys: Vec<_> = (0..30)
+        .map(|i| blobs.key("tenant-a", &[&format!("b{i:02}")]).unwrap())
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let value: String = (0..3000)
+            .map(|_| Uuid::new_v4().simple().to_string())
+            .collect();
+        t.app.kv.set(k, &value, None).await.unwrap();
+        used_hours_ago(&t, "blobs", k, 100 - i as i32).await;
+    }
+    let forever: i64 = t
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM cache_store WHERE namespace = 'blobs' AND expires_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(forever, 30);
+    // b00, the least recently used, is read from Postgres: now the most recent.
+    assert!(t.app.kv_store.get_many(&[&keys[0]], false).await.unwrap()[0].is_some());
+
+    let before = cache_sizes(&t).await;
+    let report = facesvg::sweep::run(&t.app).await;
+    assert!(report.is_ok(), "{report:?}");
+    let left = cache_sizes(&t).await;
+    let total: i64 = left.iter().map(|(_, b)| b).sum();
+    let cap = 1 << 20;
+    assert!(total <= cap, "{total} bytes left");
+    // Least recently used first, and no more than needed: the evicted rows are the
+    // oldest, and keeping the last of them would have been over the cap.
+    let evicted = &before[..before.len() - left.len()];
+    assert_eq!(&before[evicted.len()..], &left[..]);
+    let last = evicted.last().expect("something was evicted").1;
+    assert!(total + last > cap, "{total} + {last}: evicted too much");
+    assert_eq!(report.cache_store_evicted, evicted.len() as u64);
+    assert_eq!(
+        left.last().map(|(k, _)| k.as_str()),
+        Some(keys[0].id()),
+        "b00 was read last"
+    );
+    // The survivors are the most recently used: b00 (just read), then the newest.
+    let mut want: Vec<String> = keys[30 - (left.len() - 1)..]
+        .iter()
+        .map(|k| k.id().to_owned())
+        .collect();
+    want.push(keys[0].id().to_owned());
+    let got: Vec<String> = left.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(got, want);
+}

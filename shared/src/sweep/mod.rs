@@ -7,7 +7,8 @@
 //! added once.
 //!
 //! A sweep runs its [`Step`]s in order, each on its own: relay unsent messages,
-//! delete expired `cache_store` rows, fold the request counts and the write-behind hit
+//! delete expired `cache_store` rows, evict its least recently used rows over the
+//! size limits (`CACHE_KV_MAX_ENTRIES`, `CACHE_KV_MAX_SIZE_MB`), fold the request counts and the write-behind hit
 //! counters (so that "never hit" is judged on fresh numbers), prune fold markers, fail
 //! tasks stuck open, then delete in bounded batches the rows past their TTL, failures
 //! older than 7 days and never-hit rows older than 30 days, and finally roll metrics
@@ -20,6 +21,7 @@
 mod delete;
 mod event;
 mod folds;
+mod limits;
 mod relay;
 mod retention;
 
@@ -28,8 +30,8 @@ use serde::Serialize;
 use crate::app::App;
 pub use crate::policy::lifetime::STUCK_FAILURE_VISIBLE;
 pub use crate::policy::sweep::{
-    DAILY_KEEP, FAILURE_MAX_AGE, FOLD_MEMORY, MAX_BATCHES, RAW_METRICS_KEEP, RELAY_AFTER,
-    RETENTION_BATCH, ROLLUP_DAYS_PER_RUN, UNUSED_MAX_AGE,
+    CACHE_LIMIT_BATCH, DAILY_KEEP, FAILURE_MAX_AGE, FOLD_MEMORY, MAX_BATCHES, RAW_METRICS_KEEP,
+    RELAY_AFTER, RETENTION_BATCH, ROLLUP_DAYS_PER_RUN, UNUSED_MAX_AGE,
 };
 pub use event::{handle_event, CleanupError, CleanupEvent, StepsFailed, UnknownEvent};
 pub use folds::{fold_cache_counters, fold_hits, fold_requests, prune_fold_markers, FoldError};
@@ -44,6 +46,8 @@ pub enum Step {
     Relay,
     /// Expired rows of the general-purpose cache.
     CacheStore,
+    /// Rows of the general-purpose cache over its size limits.
+    CacheLimits,
     /// Request counts from Redis into `request_counts`, and the general cache's
     /// counters into `cache_counters`.
     FoldRequests,
@@ -64,6 +68,7 @@ impl Step {
         match self {
             Step::Relay => "relay",
             Step::CacheStore => "cache_store",
+            Step::CacheLimits => "cache_limits",
             Step::FoldRequests => "fold_requests",
             Step::FoldHits => "fold_hits",
             Step::FoldMarkers => "fold_markers",
@@ -89,6 +94,9 @@ pub struct SweepReport {
     pub relayed: u64,
     /// Expired rows of the general-purpose cache's `cache_store` deleted.
     pub cache_store_expired: u64,
+    /// Rows of `cache_store` evicted (least recently used first) to bring it under
+    /// its entry and byte caps.
+    pub cache_store_evicted: u64,
     /// Fold markers forgotten.
     pub fold_markers_pruned: u64,
     /// Metrics rolled up and rows pruned past their age.
@@ -140,6 +148,15 @@ pub async fn run(app: &App) -> SweepReport {
             report.more |= c.more;
         }
         Err(e) => report.step_failed(Step::CacheStore, e),
+    }
+    if !app.config.kv_limits.is_empty() {
+        match limits::limits(app).await {
+            Ok(e) => {
+                report.cache_store_evicted = e.rows;
+                report.more |= e.more;
+            }
+            Err(e) => report.step_failed(Step::CacheLimits, e),
+        }
     }
     match fold_requests(app).await {
         Ok(n) => report.requests_folded = n,

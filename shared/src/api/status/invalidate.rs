@@ -51,10 +51,9 @@ pub(super) async fn invalidate(
     // permanent field of Redis's generation hash and of every instance's memory, so
     // their number is bounded by tenants × known namespaces, not by callers.
     if let Some(ns) = &ask.namespace {
-        let known = &app.config.kv_ttls.namespaces;
-        if !known.contains_key(ns.as_str()) {
-            let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
-            names.sort_unstable();
+        let known = &app.config.kv_ttls;
+        if !known.knows(ns.as_str()) {
+            let names = known.names();
             return Err(InputError::invalid(
                 "namespace",
                 format!(

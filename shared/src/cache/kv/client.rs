@@ -151,9 +151,8 @@ impl CacheBuilder {
                 .unwrap_or(1)
         });
         Cache {
-            tiers: Tiered::new(self.tiers),
+            tiers: Tiered::new(self.tiers, self.ttls),
             locks: self.locks,
-            ttls: self.ttls,
             flight: self.flight,
             flights: Mutex::new(HashMap::new()),
             rng: XorShift::new(seed),
@@ -166,7 +165,6 @@ impl CacheBuilder {
 pub struct Cache {
     tiers: Tiered,
     locks: Option<Arc<RedisBackend>>,
-    ttls: Ttls,
     flight: FlightOptions,
     flights: Mutex<HashMap<String, Flight>>,
     rng: XorShift,
@@ -220,7 +218,7 @@ impl Cache {
     }
 
     pub fn ttls(&self) -> &Ttls {
-        &self.ttls
+        self.tiers.ttls()
     }
 
     fn entry(&self, key: &Key, value: Arc<[u8]>, opts: &SetOptions) -> Entry {
@@ -228,7 +226,7 @@ impl Cache {
             value,
             ttl: opts
                 .ttl
-                .unwrap_or_else(|| self.ttls.for_namespace(key.namespace())),
+                .unwrap_or_else(|| self.ttls().for_namespace(key.namespace())),
             grace: opts.grace,
             compute_ms: 0,
             tags: opts.tags.iter().map(|t| normalize_tag(t)).collect(),

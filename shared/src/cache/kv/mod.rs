@@ -34,15 +34,19 @@
 //!   by the [`RedisLink`](crate::cache::link::RedisLink) it shares with the
 //!   outcome cache.
 //! - [`memory`], [`redis`], [`postgres`]: the tiers.
-//! - [`tiered`]: lookup order, backfill with the remaining TTL, counting and
+//! - [`tiered`]: lookup order, backfill with the remaining TTL (capped by the
+//!   tier's own lifetime where the namespace gives one), counting and
 //!   degradation, in one place.
 //! - [`client`]: [`Cache`], typed operations, `get_or_compute` (single flight in
 //!   the instance and across instances, XFetch early refresh, stale on error),
 //!   `set_if_absent` and `warm`. [`flight`]: its options and the XFetch rule.
 //! - [`stats`]: counters per tier, per namespace and per namespace and tier.
+//! - [`v2`]: the V2 hybrid cache's typed API (embeddings, perceptual hashes,
+//!   crawl de-duplication) and its namespaces' per-tier lifetimes.
 //!
 //! Expiry holds on every read of every tier: memory compares deadlines, Redis
-//! reads the key's own PTTL, Postgres filters `expires_at > now()` in the query.
+//! reads the key's own PTTL, Postgres filters `expires_at > now()` in the query
+//! (a row kept [`FOREVER`] has `expires_at` NULL).
 //!
 //! Invalidation never scans keys. Memory and Redis keep generation counters: each
 //! entry records the epoch it was written at and the scopes it belongs to
@@ -63,8 +67,9 @@ pub mod postgres;
 pub mod redis;
 pub mod stats;
 pub mod tiered;
+pub mod v2;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -77,10 +82,11 @@ pub use client::{
 pub use flight::{ComputeOptions, FlightOptions, XorShift};
 pub use key::{Key, KeyBuilder, Scope};
 pub use memory::MemoryBackend;
-pub use postgres::{Cleanup, PostgresBackend};
+pub use postgres::{Cleanup, Evicted, PostgresBackend};
 pub use redis::RedisBackend;
 pub use stats::{CounterSource, CounterTotals, Stats, CALLERS};
 pub use tiered::{InvalidateReport, Tiered};
+pub use v2::V2;
 
 #[derive(Debug, Error)]
 pub enum KvError {
@@ -120,20 +126,42 @@ impl From<crate::cache::link::LinkError> for KvError {
     }
 }
 
-/// Default TTLs per namespace, from configuration such as
-/// `default=1h,stats=30s,recent=10s` (units `ms`, `s`, `m`, `h`, `d`; bare
-/// numbers are seconds).
+/// Lifetimes per namespace, and per tier where a namespace gives them, from
+/// configuration such as `default=1h,stats=30s,embeddings@redis=1h,embeddings@postgres=forever`
+/// (units `ms`, `s`, `m`, `h`, `d`; bare numbers are seconds; `forever`: no expiry).
+///
+/// - `name=dur`: the namespace's TTL, every tier.
+/// - `name@tier=dur`: how long `tier` (`memory`, `redis`, `postgres`) keeps the
+///   namespace's values. A namespace with any such entry keeps each value in each
+///   tier for that tier's lifetime (its own entry, else the namespace's TTL, else
+///   the default), also when the caller gives a TTL (which then bounds every tier);
+///   a read's backfill writes a tier for its lifetime capped by what is left of the
+///   value in the tier below ([`Tiered`]).
+///
+/// The V2 presets ([`v2::PRESETS`]) are part of every configuration: an entry
+/// for the same namespace and tier replaces a preset's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ttls {
     pub default: Duration,
     pub namespaces: HashMap<String, Duration>,
+    /// Per-tier lifetimes; [`FOREVER`] for no expiry.
+    pub tiers: HashMap<String, BTreeMap<Tier, Duration>>,
 }
+
+/// A lifetime that never ends: Postgres stores it as `expires_at IS NULL`, Redis
+/// and memory as a deadline a century away (their own bounds apply first).
+pub const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 impl Default for Ttls {
     fn default() -> Self {
+        let mut tiers: HashMap<String, BTreeMap<Tier, Duration>> = HashMap::new();
+        for (ns, tier, ttl) in v2::PRESETS {
+            tiers.entry(ns.to_string()).or_default().insert(*tier, *ttl);
+        }
         Ttls {
             default: Duration::from_secs(3600),
             namespaces: HashMap::new(),
+            tiers,
         }
     }
 }
@@ -145,27 +173,136 @@ impl Ttls {
             let (name, value) = item
                 .split_once('=')
                 .ok_or_else(|| KvError::Config(format!("{item:?} is not name=duration")))?;
-            let d = parse_duration(value.trim())
-                .ok_or_else(|| KvError::Config(format!("{value:?} is not a duration")))?;
+            let d = match value.trim() {
+                "forever" => FOREVER,
+                v => parse_duration(v)
+                    .ok_or_else(|| KvError::Config(format!("{value:?} is not a duration")))?,
+            };
             if d.is_zero() {
                 return Err(KvError::Config(format!("{name}: a TTL must be positive")));
             }
-            match name.trim() {
-                "default" => ttls.default = d,
-                ns => {
+            let (ns, tier) = match name.trim().split_once('@') {
+                None => (name.trim(), None),
+                Some((ns, tier)) => (ns, Some(parse_tier(tier)?)),
+            };
+            match (ns, tier) {
+                ("default", None) => ttls.default = d,
+                ("default", Some(_)) => {
+                    return Err(KvError::Config(
+                        "per-tier lifetimes belong to a namespace, not to `default`".into(),
+                    ))
+                }
+                (ns, None) => {
                     key::KeyBuilder::new(ns)?;
                     ttls.namespaces.insert(ns.to_owned(), d);
+                }
+                (ns, Some(tier)) => {
+                    key::KeyBuilder::new(ns)?;
+                    ttls.tiers.entry(ns.to_owned()).or_default().insert(tier, d);
                 }
             }
         }
         Ok(ttls)
     }
 
+    /// The namespaces this configuration names (with a TTL, per-tier lifetimes or both).
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .namespaces
+            .keys()
+            .chain(self.tiers.keys())
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    pub fn knows(&self, namespace: &str) -> bool {
+        self.namespaces.contains_key(namespace) || self.tiers.contains_key(namespace)
+    }
+
+    /// A value's lifetime when its writer gives none: the namespace's TTL, or,
+    /// for a namespace with per-tier lifetimes, the longest of them (each tier then
+    /// keeps it for its own, see [`Ttls::tier_cap`]).
     pub fn for_namespace(&self, namespace: &str) -> Duration {
+        let base = self.base(namespace);
+        match self.tiers.get(namespace) {
+            Some(per) => per.values().copied().fold(base, Duration::max),
+            None => base,
+        }
+    }
+
+    /// How long `tier` may keep a value of `namespace`: `None` when the namespace
+    /// gives no per-tier lifetimes (a value then lives its own TTL everywhere).
+    pub fn tier_cap(&self, namespace: &str, tier: Tier) -> Option<Duration> {
+        let per = self.tiers.get(namespace)?;
+        Some(
+            per.get(&tier)
+                .copied()
+                .unwrap_or_else(|| self.base(namespace)),
+        )
+    }
+
+    fn base(&self, namespace: &str) -> Duration {
         self.namespaces
             .get(namespace)
             .copied()
             .unwrap_or(self.default)
+    }
+}
+
+fn parse_tier(s: &str) -> Result<Tier, KvError> {
+    match s.trim() {
+        "memory" => Ok(Tier::Memory),
+        "redis" => Ok(Tier::Redis),
+        "postgres" => Ok(Tier::Postgres),
+        other => Err(KvError::Config(format!(
+            "{other:?} is not a tier (memory, redis, postgres)"
+        ))),
+    }
+}
+
+/// Per-namespace entry caps and a total byte cap of the Postgres tier
+/// (`cache_store`), enforced by the sweep, least recently used first
+/// ([`PostgresBackend::evict_over_entries`], [`PostgresBackend::evict_over_bytes`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SizeLimits {
+    /// Most rows a namespace may hold, from `CACHE_KV_MAX_ENTRIES`
+    /// (`embeddings=1000000,crawled=500000`).
+    pub max_entries: BTreeMap<String, u64>,
+    /// Most bytes (`pg_column_size` of the values, as `usage` counts them) the
+    /// whole table may hold, from `CACHE_KV_MAX_SIZE_MB`; `None`: no cap.
+    pub max_bytes: Option<u64>,
+}
+
+impl SizeLimits {
+    /// `entries`: `name=N,…` (empty: no caps); `size_mb`: megabytes (0 or empty: no cap).
+    pub fn parse(entries: &str, size_mb: &str) -> Result<SizeLimits, KvError> {
+        let mut limits = SizeLimits::default();
+        for item in entries.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (ns, n) = item
+                .split_once('=')
+                .ok_or_else(|| KvError::Config(format!("{item:?} is not namespace=count")))?;
+            key::KeyBuilder::new(ns.trim())?;
+            let n: u64 = n
+                .trim()
+                .parse()
+                .map_err(|_| KvError::Config(format!("{n:?} is not a count")))?;
+            limits.max_entries.insert(ns.trim().to_owned(), n);
+        }
+        let mb = size_mb.trim();
+        if !mb.is_empty() {
+            let mb: u64 = mb
+                .parse()
+                .map_err(|_| KvError::Config(format!("{mb:?} is not a number of megabytes")))?;
+            limits.max_bytes = (mb > 0).then(|| mb.saturating_mul(1024 * 1024));
+        }
+        Ok(limits)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.max_entries.is_empty() && self.max_bytes.is_none()
     }
 }
 
@@ -185,6 +322,40 @@ fn parse_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_tier_lifetimes_cap_each_tier_and_the_longest_is_the_values() {
+        let t = Ttls::parse("default=10m,docs=1h,docs@redis=5m,docs@postgres=forever").unwrap();
+        assert_eq!(t.for_namespace("docs"), FOREVER);
+        assert_eq!(
+            t.tier_cap("docs", Tier::Redis),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(t.tier_cap("docs", Tier::Postgres), Some(FOREVER));
+        // A tier it does not name keeps the namespace's own TTL.
+        assert_eq!(
+            t.tier_cap("docs", Tier::Memory),
+            Some(Duration::from_secs(3600))
+        );
+        // A namespace without per-tier lifetimes caps nothing: a writer's TTL holds.
+        assert_eq!(t.tier_cap("stats", Tier::Redis), None);
+        assert!(t.knows("docs") && !t.knows("stats"));
+        assert!(Ttls::parse("docs@disk=1h").is_err());
+        assert!(Ttls::parse("default@redis=1h").is_err());
+        assert!(Ttls::parse("docs@redis=0").is_err());
+    }
+
+    #[test]
+    fn size_limits_parse() {
+        let l = SizeLimits::parse("a=10, b=0", "2").unwrap();
+        assert_eq!(l.max_entries.get("a"), Some(&10));
+        assert_eq!(l.max_entries.get("b"), Some(&0));
+        assert_eq!(l.max_bytes, Some(2 << 20));
+        assert!(SizeLimits::parse("", "0").unwrap().is_empty());
+        assert!(SizeLimits::parse("a", "").is_err());
+        assert!(SizeLimits::parse("Bad Name=1", "").is_err());
+        assert!(SizeLimits::parse("", "-1").is_err());
+    }
 
     #[test]
     fn ttls_parse_units_and_fall_back_to_the_default() {

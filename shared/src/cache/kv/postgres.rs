@@ -1,14 +1,21 @@
-//! The Postgres tier: the `cache_store` table (migration 0002), a JSONB document per
-//! `(namespace, tenant, key)`.
+//! The Postgres tier: the `cache_store` table (migrations 0002 and 0009), a JSONB
+//! document per `(namespace, tenant, key)`.
 //!
 //! Every read filters on `expires_at > now()` (or `stale_until` on the stale path)
 //! in the query itself, so a row past its expiry is never served, swept or not;
-//! [`PostgresBackend::cleanup_expired`] deletes such rows in bounded batches.
+//! [`PostgresBackend::cleanup_expired`] deletes such rows in bounded batches. A row
+//! without expiry (an entry kept [`FOREVER`]) has both columns NULL.
 //! Batches are one statement over `unnest` arrays, and a read counts the hit in
 //! the same statement (`UPDATE … RETURNING`) when hit counting is on. Invalidation deletes the matching
 //! rows through an index (primary key, tenant, or the GIN index on tags), so it
 //! costs the rows it removes, never the table. Each call has a timeout and a
 //! circuit breaker: with Postgres down, the tiers above keep answering.
+//!
+//! `last_used_at` orders the size limits' evictions (least recently used first,
+//! [`PostgresBackend::evict_over_entries`], [`PostgresBackend::evict_over_bytes`]).
+//! A write sets it; a read moves it forward only when it is older than
+//! [`TOUCH_EVERY`], in the read's own statement, so that a hot row costs one
+//! row write per interval rather than one per hit.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +29,22 @@ use tracing::instrument;
 
 use super::backend::{Backend, Entry, Guard, Invalidated, NamespaceUsage, Tier, Usage};
 use super::key::{Key, Scope};
-use super::KvError;
+use super::{KvError, FOREVER};
+pub use crate::policy::tiers::KV_TOUCH_EVERY as TOUCH_EVERY;
 
+/// The entry's columns; a row without expiry reads as a TTL of -1 ([`FOREVER`]):
+/// spelled out, as `greatest` ignores a NULL.
 const COLUMNS: &str = "s.value::text, \
-    greatest(0, (extract(epoch from (s.expires_at - now())) * 1000))::int8, \
-    greatest(0, (extract(epoch from (s.stale_until - greatest(s.expires_at, now()))) * 1000))::int8, \
+    CASE WHEN s.expires_at IS NULL THEN -1 \
+         ELSE greatest(0, (extract(epoch from (s.expires_at - now())) * 1000))::int8 END, \
+    CASE WHEN s.stale_until IS NULL THEN 0 \
+         ELSE greatest(0, (extract(epoch from (s.stale_until - greatest(s.expires_at, now()))) * 1000))::int8 END, \
     s.compute_ms, s.tags";
+
+/// A row a read may return: within its TTL, or without one.
+const FRESH: &str = "(s.expires_at IS NULL OR s.expires_at > now())";
+/// A row the stale path may return: within its grace, or without expiry.
+const SERVABLE: &str = "(s.stale_until IS NULL OR s.stale_until > now())";
 
 /// What a sweep of expired rows did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -38,13 +55,24 @@ pub struct Cleanup {
     pub more: bool,
 }
 
+/// What enforcing the size limits deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Evicted {
+    pub rows: u64,
+    pub bytes: u64,
+    pub batches: u32,
+    /// Whether the statement budget ran out before the limit was met.
+    pub more: bool,
+}
+
 /// One row, as the operator listing shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Listed {
     pub key: String,
     pub bytes: i64,
     pub hits: i64,
-    pub expires_in_ms: i64,
+    /// `None`: kept without expiry.
+    pub expires_in_ms: Option<i64>,
 }
 
 pub struct PostgresBackend {
@@ -140,6 +168,121 @@ impl PostgresBackend {
         Ok(out)
     }
 
+    /// Deletes the least recently used rows of `namespace` beyond `max` rows,
+    /// at most `batch` rows per statement and `max_batches` statements.
+    #[instrument(skip_all, fields(%namespace, max = max))]
+    pub async fn evict_over_entries(
+        &self,
+        namespace: &str,
+        max: u64,
+        batch: i64,
+        max_batches: u32,
+    ) -> Result<Evicted, KvError> {
+        let rows = self
+            .query(
+                "SELECT count(*) FROM cache_store WHERE namespace = $1",
+                &[&namespace],
+            )
+            .await?;
+        let count: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        let mut excess = (count.max(0) as u64).saturating_sub(max);
+        let mut out = Evicted::default();
+        while excess > 0 {
+            if out.batches >= max_batches {
+                out.more = true;
+                break;
+            }
+            let take = excess.min(batch.clamp(1, 100_000) as u64) as i64;
+            let (n, bytes) = self
+                .deleted(
+                    "WITH gone AS (
+                        DELETE FROM cache_store WHERE ctid = ANY(ARRAY(
+                            SELECT ctid FROM cache_store WHERE namespace = $1
+                             ORDER BY last_used_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+                        RETURNING pg_column_size(value) AS b)
+                     SELECT count(*), coalesce(sum(b), 0)::int8 FROM gone",
+                    &[&namespace, &take],
+                )
+                .await?;
+            out.batches += 1;
+            out.rows += n;
+            out.bytes += bytes;
+            if n == 0 {
+                // Every candidate is locked by a concurrent sweep: it evicts them.
+                break;
+            }
+            excess = excess.saturating_sub(n);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the least recently used rows, whatever their namespace, until the
+    /// values' bytes (`pg_column_size`, the measure of [`Backend::usage`]'s bytes,
+    /// expired rows included) are at most `max_bytes`: at most `batch` rows per statement and `max_batches`
+    /// statements, and no row more than needed.
+    #[instrument(skip_all, fields(max_bytes = max_bytes))]
+    pub async fn evict_over_bytes(
+        &self,
+        max_bytes: u64,
+        batch: i64,
+        max_batches: u32,
+    ) -> Result<Evicted, KvError> {
+        let rows = self
+            .query(
+                "SELECT coalesce(sum(pg_column_size(value)), 0)::int8 FROM cache_store",
+                &[],
+            )
+            .await?;
+        let total: i64 = rows.first().map(|r| r.get(0)).unwrap_or(0);
+        let mut excess = (total.max(0) as u64).saturating_sub(max_bytes);
+        let mut out = Evicted::default();
+        while excess > 0 {
+            if out.batches >= max_batches {
+                out.more = true;
+                break;
+            }
+            let need = excess.min(i64::MAX as u64) as i64;
+            // A window over the locked batch keeps the rows up to the first one
+            // that brings the deleted bytes to `need`.
+            let (n, bytes) = self
+                .deleted(
+                    "WITH pick AS (
+                        SELECT ctid AS id, last_used_at AS used, pg_column_size(value)::int8 AS b
+                          FROM cache_store ORDER BY last_used_at LIMIT $1::int8 FOR UPDATE SKIP LOCKED),
+                     upto AS (
+                        SELECT id FROM (
+                            SELECT id, (sum(b) OVER (ORDER BY used ROWS UNBOUNDED PRECEDING))::int8 - b AS before
+                              FROM pick) w
+                         WHERE before < $2::int8),
+                     gone AS (
+                        DELETE FROM cache_store WHERE ctid = ANY(ARRAY(SELECT id FROM upto))
+                        RETURNING pg_column_size(value) AS b)
+                     SELECT count(*), coalesce(sum(b), 0)::int8 FROM gone",
+                    &[&batch.clamp(1, 100_000), &need],
+                )
+                .await?;
+            out.batches += 1;
+            out.rows += n;
+            out.bytes += bytes;
+            if n == 0 {
+                break;
+            }
+            excess = excess.saturating_sub(bytes);
+        }
+        Ok(out)
+    }
+
+    /// Runs a `… SELECT count(*), sum(bytes) FROM gone` statement.
+    async fn deleted(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<(u64, u64), KvError> {
+        let rows = self.query(sql, params).await?;
+        let (n, bytes): (i64, i64) = rows.first().map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0));
+        Ok((n.max(0) as u64, bytes.max(0) as u64))
+    }
+
     /// Keys of a namespace (optionally one tenant's), most recent first.
     #[instrument(skip_all, fields(%namespace, ?tenant, limit = limit))]
     pub async fn list_keys(
@@ -153,7 +296,8 @@ impl PostgresBackend {
                 "SELECT namespace || ':' || tenant || ':' || key, pg_column_size(value)::int8, hits,
                         (extract(epoch from (expires_at - now())) * 1000)::int8
                    FROM cache_store
-                  WHERE namespace = $1 AND ($2::text IS NULL OR tenant = $2) AND expires_at > now()
+                  WHERE namespace = $1 AND ($2::text IS NULL OR tenant = $2)
+                    AND (expires_at IS NULL OR expires_at > now())
                   ORDER BY created_at DESC LIMIT $3",
                 &[&namespace, &tenant, &limit.clamp(1, 10_000)],
             )
@@ -172,12 +316,21 @@ impl PostgresBackend {
     async fn select(&self, key: &Key) -> Result<Option<Entry>, KvError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM cache_store s
-              WHERE s.namespace = $1 AND s.tenant = $2 AND s.key = $3 AND s.expires_at > now()"
+              WHERE s.namespace = $1 AND s.tenant = $2 AND s.key = $3 AND {FRESH}"
         );
         let rows = self
             .query(&sql, &[&key.namespace(), &key.tenant(), &key.id()])
             .await?;
         Ok(rows.first().map(entry))
+    }
+}
+
+/// A TTL column as [`COLUMNS`] reads it: -1 is a row without expiry.
+fn ttl_of(ms: i64) -> Duration {
+    if ms < 0 {
+        FOREVER
+    } else {
+        Duration::from_millis(ms as u64)
     }
 }
 
@@ -188,7 +341,7 @@ fn entry(r: &Row) -> Entry {
     let compute: i32 = r.get(3);
     Entry {
         value: value.into_bytes().into(),
-        ttl: Duration::from_millis(ttl.max(0) as u64),
+        ttl: ttl_of(ttl),
         grace: Duration::from_millis(grace.max(0) as u64),
         compute_ms: compute.max(0) as u32,
         tags: r.get(4),
@@ -198,6 +351,11 @@ fn entry(r: &Row) -> Entry {
 
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// A TTL as stored: `None` (NULL, no expiry) for [`FOREVER`].
+fn ms_or_forever(d: Duration) -> Option<i64> {
+    (d < FOREVER).then(|| ms(d))
 }
 
 /// Escapes LIKE's wildcards so that a key prefix matches literally.
@@ -227,29 +385,42 @@ impl Backend for PostgresBackend {
         let ns: Vec<&str> = keys.iter().map(|k| k.namespace()).collect();
         let tenants: Vec<&str> = keys.iter().map(|k| k.tenant()).collect();
         let ids: Vec<&str> = keys.iter().map(|k| k.id()).collect();
-        let live = if stale {
-            "s.stale_until"
-        } else {
-            "s.expires_at"
-        };
+        let live = if stale { SERVABLE } else { FRESH };
+        let touch = ms(TOUCH_EVERY);
         let sql = if self.count_hits {
             format!(
-                "UPDATE cache_store s SET hits = s.hits + 1
+                "UPDATE cache_store s SET hits = s.hits + 1, last_used_at = now()
                    FROM unnest($1::text[], $2::text[], $3::text[]) AS k(namespace, tenant, key)
                   WHERE s.namespace = k.namespace AND s.tenant = k.tenant AND s.key = k.key
-                    AND {live} > now()
+                    AND {live}
               RETURNING s.namespace, s.tenant, s.key, {COLUMNS}"
             )
         } else {
+            // The touch is a data-modifying CTE: it runs in the read's round trip and
+            // writes only rows whose last use is older than TOUCH_EVERY. Its condition
+            // is on `t`, so a concurrent reader that waited for the row lock re-checks
+            // it on the new row version and skips the row.
             format!(
-                "SELECT s.namespace, s.tenant, s.key, {COLUMNS}
-                   FROM cache_store s
-                   JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(namespace, tenant, key)
-                     ON s.namespace = k.namespace AND s.tenant = k.tenant AND s.key = k.key
-                  WHERE {live} > now()"
+                "WITH hit AS (
+                    SELECT s.namespace, s.tenant, s.key, {COLUMNS}, s.last_used_at AS used
+                      FROM cache_store s
+                      JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(namespace, tenant, key)
+                        ON s.namespace = k.namespace AND s.tenant = k.tenant AND s.key = k.key
+                     WHERE {live}),
+                 touched AS (
+                    UPDATE cache_store t SET last_used_at = now()
+                      FROM hit
+                     WHERE t.namespace = hit.namespace AND t.tenant = hit.tenant
+                       AND t.key = hit.key AND hit.used < now() - $4::int8 * interval '1 millisecond'
+                       AND t.last_used_at < now() - $4::int8 * interval '1 millisecond')
+                 SELECT * FROM hit"
             )
         };
-        let rows = self.query(&sql, &[&ns, &tenants, &ids]).await?;
+        let rows = if self.count_hits {
+            self.query(&sql, &[&ns, &tenants, &ids]).await?
+        } else {
+            self.query(&sql, &[&ns, &tenants, &ids, &touch]).await?
+        };
         let mut found: HashMap<(String, String, String), Entry> = HashMap::new();
         for r in &rows {
             let shifted = ShiftedRow(r);
@@ -295,7 +466,7 @@ impl Backend for PostgresBackend {
             .collect::<Result<Vec<String>, _>>()
             .map_err(|_| KvError::Protocol("value is not UTF-8 JSON".into()))?;
         let tags = pick(&|_, e| e.tags.join("\n"));
-        let ttl: Vec<i64> = idx.iter().map(|&i| ms(items[i].1.ttl)).collect();
+        let ttl: Vec<Option<i64>> = idx.iter().map(|&i| ms_or_forever(items[i].1.ttl)).collect();
         let grace: Vec<i64> = idx.iter().map(|&i| ms(items[i].1.grace)).collect();
         let compute: Vec<i32> = idx
             .iter()
@@ -315,7 +486,7 @@ impl Backend for PostgresBackend {
              ON CONFLICT (namespace, tenant, key) DO UPDATE
                 SET value = EXCLUDED.value, tags = EXCLUDED.tags, created_at = now(),
                     expires_at = EXCLUDED.expires_at, stale_until = EXCLUDED.stale_until,
-                    compute_ms = EXCLUDED.compute_ms, hits = 0",
+                    compute_ms = EXCLUDED.compute_ms, hits = 0, last_used_at = now()",
             &[&ns, &tenants, &ids, &values, &tags, &ttl, &grace, &compute],
         )
         .await?;
@@ -341,7 +512,7 @@ impl Backend for PostgresBackend {
                      ON CONFLICT (namespace, tenant, key) DO UPDATE
                         SET value = EXCLUDED.value, tags = EXCLUDED.tags, created_at = now(),
                             expires_at = EXCLUDED.expires_at, stale_until = EXCLUDED.stale_until,
-                            compute_ms = EXCLUDED.compute_ms, hits = 0
+                            compute_ms = EXCLUDED.compute_ms, hits = 0, last_used_at = now()
                       WHERE s.expires_at <= now()",
                     &[
                         &key.namespace(),
@@ -349,7 +520,7 @@ impl Backend for PostgresBackend {
                         &key.id(),
                         &value,
                         &tags,
-                        &ms(entry.ttl),
+                        &ms_or_forever(entry.ttl),
                         &ms(entry.grace),
                         &(entry.compute_ms.min(i32::MAX as u32) as i32),
                     ],
@@ -430,9 +601,10 @@ impl Backend for PostgresBackend {
         let rows = self
             .query(
                 "SELECT namespace,
-                        count(*) FILTER (WHERE expires_at > now()),
+                        count(*) FILTER (WHERE expires_at IS NULL OR expires_at > now()),
                         count(*) FILTER (WHERE expires_at <= now()),
-                        coalesce(sum(pg_column_size(value)) FILTER (WHERE expires_at > now()), 0)::int8
+                        coalesce(sum(pg_column_size(value))
+                                 FILTER (WHERE expires_at IS NULL OR expires_at > now()), 0)::int8
                    FROM cache_store GROUP BY namespace",
                 &[],
             )
@@ -475,7 +647,7 @@ impl ShiftedRow<'_> {
         let compute: i32 = r.get(6);
         Entry {
             value: value.into_bytes().into(),
-            ttl: Duration::from_millis(ttl.max(0) as u64),
+            ttl: ttl_of(ttl),
             grace: Duration::from_millis(grace.max(0) as u64),
             compute_ms: compute.max(0) as u32,
             tags: r.get(7),

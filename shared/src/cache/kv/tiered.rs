@@ -6,12 +6,16 @@
 //!   and skipped: the next tier answers.
 //! - Backfill: a key found in tier `i` is written to every tier above `i` that
 //!   answered "miss", with the entry's REMAINING lifetime, never a fresh TTL: a
-//!   value never outlives its first expiry by moving up.
+//!   value never outlives its first expiry by moving up. Where the namespace gives
+//!   per-tier lifetimes ([`Ttls::tier_cap`]), the tier's own lifetime caps it: an
+//!   embedding kept forever in Postgres comes back into Redis for an hour.
 //! - Write and delete go to every tier concurrently; a write succeeds if one tier
-//!   took it (degraded), a delete only if every tier did.
+//!   took it (degraded), a delete only if every tier did. Each tier is written for
+//!   the value's TTL capped by the tier's lifetime, as for a backfill.
 //! - Conditional write: the lowest tier that answers arbitrates (Postgres when
 //!   present: the most durable), and the winner's value is written above it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -20,7 +24,7 @@ use serde::Serialize;
 use super::backend::{Backend, Entry, Invalidated, Memo, Tier};
 use super::key::{Key, Scope};
 use super::stats::{Count, CounterSource, Recorder, Stats, TierStats};
-use super::KvError;
+use super::{KvError, Ttls};
 
 /// A value found by a read, with the tier (position) that held it.
 #[derive(Clone, Debug)]
@@ -63,6 +67,7 @@ impl InvalidateReport {
 
 pub struct Tiered {
     tiers: Vec<Arc<dyn Backend>>,
+    ttls: Ttls,
     pub(crate) rec: Arc<Recorder>,
 }
 
@@ -82,13 +87,52 @@ fn namespaces<'a>(keys: impl IntoIterator<Item = &'a Key>) -> Vec<&'a str> {
 }
 
 impl Tiered {
-    pub fn new(tiers: Vec<Arc<dyn Backend>>) -> Self {
+    /// `ttls` decides how long each tier keeps a namespace's values.
+    pub fn new(tiers: Vec<Arc<dyn Backend>>, ttls: Ttls) -> Self {
         let rec = Arc::new(Recorder::new(tiers.len()));
-        Tiered { tiers, rec }
+        Tiered { tiers, ttls, rec }
     }
 
     pub fn tiers(&self) -> &[Arc<dyn Backend>] {
         &self.tiers
+    }
+
+    pub fn ttls(&self) -> &Ttls {
+        &self.ttls
+    }
+
+    /// `entry` as the tier at `position` keeps it: its remaining TTL capped by the
+    /// tier's lifetime for the key's namespace. Borrowed when nothing changes (the
+    /// common case: namespaces without per-tier lifetimes).
+    fn for_tier<'e>(&self, position: usize, key: &Key, entry: &'e Entry) -> Cow<'e, Entry> {
+        match self
+            .ttls
+            .tier_cap(key.namespace(), self.tiers[position].tier())
+        {
+            Some(cap) if cap < entry.ttl => {
+                let mut e = entry.clone();
+                e.ttl = cap;
+                Cow::Owned(e)
+            }
+            _ => Cow::Borrowed(entry),
+        }
+    }
+
+    /// Writes `items` to the tier at `position`, each capped for that tier.
+    async fn set_on(&self, position: usize, items: &[(&Key, &Entry)]) -> Result<(), KvError> {
+        let capped: Vec<Cow<'_, Entry>> = items
+            .iter()
+            .map(|(k, e)| self.for_tier(position, k, e))
+            .collect();
+        if capped.iter().all(|c| matches!(c, Cow::Borrowed(_))) {
+            return self.tiers[position].set_many(items).await;
+        }
+        let refs: Vec<(&Key, &Entry)> = items
+            .iter()
+            .zip(&capped)
+            .map(|((k, _), e)| (*k, e.as_ref()))
+            .collect();
+        self.tiers[position].set_many(&refs).await
     }
 
     /// The running totals of the counters, readable from anywhere.
@@ -216,7 +260,7 @@ impl Tiered {
                 })
                 .collect();
             (!items.is_empty()).then_some(async move {
-                if let Err(e) = self.tiers[pos].set_many(&items).await {
+                if let Err(e) = self.set_on(pos, &items).await {
                     self.fail(pos, &namespaces(items.iter().map(|i| i.0)), "backfill", &e);
                 }
             })
@@ -229,7 +273,7 @@ impl Tiered {
         if items.is_empty() {
             return Ok(());
         }
-        let results = join_all(self.tiers.iter().map(|t| t.set_many(items))).await;
+        let results = join_all((0..self.tiers.len()).map(|pos| self.set_on(pos, items))).await;
         let mut last_err = None;
         let mut stored = false;
         for (pos, r) in results.into_iter().enumerate() {
@@ -290,7 +334,8 @@ impl Tiered {
         let mut decided = None;
         let mut last_err = None;
         for pos in (0..self.tiers.len()).rev() {
-            match self.tiers[pos].set_if_absent(key, entry).await {
+            let entry = self.for_tier(pos, key, entry);
+            match self.tiers[pos].set_if_absent(key, &entry).await {
                 Ok(r) => {
                     decided = Some((pos, r));
                     break;
@@ -309,10 +354,10 @@ impl Tiered {
             self.rec.caller(key.namespace(), Count::Set, 1);
         }
         let winner = outcome.clone().unwrap_or_else(|| entry.clone());
-        let above = self.tiers[..pos].iter().enumerate().map(|(p, t)| {
+        let above = (0..pos).map(|p| {
             let winner = &winner;
             async move {
-                if let Err(e) = t.set_many(&[(key, winner)]).await {
+                if let Err(e) = self.set_on(p, &[(key, winner)]).await {
                     self.fail(p, &[key.namespace()], "set", &e);
                 }
             }
