@@ -14,4 +14,4 @@ pip_ensure "$ROOT/.local/venv" opencv-python-headless numpy
 # land in target/release): minutes less to build, and no faster than production.
 cargo build -q --profile bench -p facesvg --bin facesvg-render
 cargo build -q --profile bench -p render-bench
-target/release/render-bench "$@"
+"${CARGO_TARGET_DIR:-target}/release/render-bench" "$@"
