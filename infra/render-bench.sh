@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The renderer side by side with OpenCV and potrace on the same maps (synthetic
-# 512²–4096² and the test faces). Installs potrace (apt) and OpenCV (PyPI, into
-# .local/venv) if missing. Optional arguments: map sizes, e.g. `1024 2048`.
+# The renderer side by side with OpenCV and potrace on the same maps (the test
+# faces; synthetic, heavy, blob and ragged maps 512²–4096²). Installs potrace (apt) and OpenCV (PyPI, into
+# .local/venv) if missing. Optional arguments: map sizes, e.g. `1024 2048`, and
+# `--only blobs,ragged` (families: faces, synthetic, heavy, blobs, ragged).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
