@@ -12,8 +12,9 @@
 #              for einstein, a 1 MiB and a 4 MiB PNG and an 8 MiB direct upload; the
 #              process step against decode + render; a miss end to end; SHA-256 next
 #              to `openssl speed sha256`
-#   render     the renderer next to OpenCV and potrace on the test faces, synthetic
-#              maps and heavy maps 1024²-4096²: time, SVG bytes, heap per pixel
+#   render     the renderer next to OpenCV and potrace on the test faces, synthetic,
+#              heavy, blob and ragged maps 1024²-4096²: time, SVG bytes (and next to
+#              potrace's), IoU, gap, overlap, heap per edge
 #   statistics each statement behind /cache/stats, /daily, /top, /recent and
 #              Retry-After at 1 M task rows and 10 M metric rows over 100 tenants:
 #              median and p99 before migration 0006 (its indexes and view taken back

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The renderer side by side with OpenCV and potrace on the same maps (synthetic
-# 512²–4096² and the test faces). Installs potrace (apt) and OpenCV (PyPI, into
-# .local/venv) if missing. Optional arguments: map sizes, e.g. `1024 2048`.
+# The renderer side by side with OpenCV and potrace on the same maps (the test
+# faces; synthetic, heavy, blob and ragged maps 512²–4096²). Installs potrace (apt) and OpenCV (PyPI, into
+# .local/venv) if missing. Optional arguments: map sizes, e.g. `1024 2048`, and
+# `--only blobs,ragged` (families: faces, synthetic, heavy, blobs, ragged).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -14,4 +15,4 @@ pip_ensure "$ROOT/.local/venv" opencv-python-headless numpy
 # land in target/release): minutes less to build, and no faster than production.
 cargo build -q --profile bench -p facesvg --bin facesvg-render
 cargo build -q --profile bench -p render-bench
-target/release/render-bench "$@"
+"${CARGO_TARGET_DIR:-target}/release/render-bench" "$@"

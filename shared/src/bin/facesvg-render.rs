@@ -3,18 +3,22 @@
 //!   facesvg-render render --image FACE --landmarks PTS [--segmentation MAP.png] [--scheme lapa]
 //!                  [--show-landmarks] [--opacity 0.5] [--crop landmarks|face|none]
 //!                  [--svg OUT.svg] [--json OUT.json]
-//!   facesvg-render synth [--kind heavy] --size N [--seed S] --out MAP.png
+//!   facesvg-render synth [--kind heavy|blobs|ragged] --size N [--seed S] --out MAP.png
 //!   facesvg-render synth --kind checker|stripes|sieve --width W --height H --out MAP.png
 //!   facesvg-render time --map MAP.png [--runs N] [--svg OUT.svg] [--unlimited]
 //!
 //! `render` applies the service's own validation and limits, the render budget
 //! included. `time` prints one JSON line (median milliseconds over the runs, SVG
 //! bytes, peak resident memory, the most heap a render held beyond its inputs (the
-//! SVG included), and the budget's verdict); it renders within the
+//! SVG included) and tracing alone held, the map's border edges, and the budget's
+//! verdict); it renders within the
 //! service's budget unless `--unlimited`. `synth` makes a face-like map, or with
 //! `--kind heavy` the same face made as hard as maps get (1-px strokes, islands of
-//! 1–3 px, mosaics where six labels meet). The other kinds are hostile shapes: labels alternating on every pixel, 1-px stripes, and a
-//! region pierced by a hole at every other pixel.
+//! 1–3 px, mosaics where six labels meet); `blobs` a mosaic of wavy blobs with holes,
+//! islands, curved strokes and specks (a parser's map at camera resolution); `ragged`
+//! cells whose borders are noise. The other kinds are hostile shapes: labels
+//! alternating on every pixel, 1-px stripes, and a region pierced by a hole at every
+//! other pixel.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -24,6 +28,8 @@ use facesvg::input::{image, segmentation, CropMode, LabelMap, Landmarks, RenderP
 use facesvg::labels::LabelScheme;
 use facesvg::limits::Limits;
 use facesvg::limits::RenderBudget;
+use facesvg::render::budget::count_edges;
+use facesvg::render::trace::{self, Rings};
 use facesvg::render::{render_within, synthetic, RenderInput};
 
 // `time` reports what a render itself allocates at most (its inputs excluded).
@@ -139,7 +145,8 @@ fn cmd_render(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), St
 }
 
 fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
-    if let Some(kind) = opts.get("kind").filter(|k| *k != "face" && *k != "heavy") {
+    const SQUARE: [&str; 4] = ["face", "heavy", "blobs", "ragged"];
+    if let Some(kind) = opts.get("kind").filter(|k| !SQUARE.contains(&k.as_str())) {
         let dim = |name: &str| -> Result<u32, String> {
             need(opts, name)?
                 .parse::<u32>()
@@ -160,7 +167,7 @@ fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
             .collect();
         if !["checker", "stripes", "sieve"].contains(&kind.as_str()) {
             return Err(format!(
-                "--kind {kind:?}: one of face, heavy, checker, stripes, sieve"
+                "--kind {kind:?}: one of face, heavy, blobs, ragged, checker, stripes, sieve"
             ));
         }
         return write_grey_png(need(opts, "out")?, w, h, &labels);
@@ -178,6 +185,8 @@ fn cmd_synth(opts: &HashMap<String, String>) -> Result<(), String> {
         .unwrap_or(1);
     let map = match opts.get("kind").map(String::as_str) {
         Some("heavy") => synthetic::heavy_map(n, seed),
+        Some("blobs") => synthetic::blob_map(n, seed),
+        Some("ragged") => synthetic::ragged_map(n, seed),
         _ => synthetic::face_map(n, seed),
     };
     write_grey_png(need(opts, "out")?, n, n, &map.labels)
@@ -263,6 +272,24 @@ fn cmd_time(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), Stri
         }
     }
     times.sort_by(f64::total_cmp);
+    // Tracing and simplifying alone, the rings discarded as they come: the heap of
+    // the trace stage, next to the whole render's.
+    struct Discard;
+    impl Rings for Discard {
+        fn ring(
+            &mut self,
+            _: u8,
+            _: &[facesvg::render::simplify::P],
+        ) -> Result<(), facesvg::limits::BudgetError> {
+            Ok(())
+        }
+    }
+    let mark = facesvg::heap::mark();
+    let _ = trace::trace_into(&map, &budget, &mut Discard);
+    let trace_peak = facesvg::heap::peak_since(mark);
+    let edges = count_edges(&map, &RenderBudget::UNLIMITED)
+        .map(|c| c.edges)
+        .unwrap_or(0);
     let peak_kib = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -273,7 +300,7 @@ fn cmd_time(opts: &HashMap<String, String>, flags: &[String]) -> Result<(), Stri
         .unwrap_or(0);
     println!(
         "{}",
-        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib, "render_peak_heap_bytes": render_peak, "verdict": verdict})
+        serde_json::json!({"map": path, "width": w, "height": h, "median_ms": times[times.len() / 2], "svg_bytes": svg_bytes, "peak_rss_kib": peak_kib, "render_peak_heap_bytes": render_peak, "trace_peak_heap_bytes": trace_peak, "edges": edges, "verdict": verdict})
     );
     Ok(())
 }

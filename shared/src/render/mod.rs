@@ -462,55 +462,116 @@ fn write_ring(out: &mut impl Write, ring: &[simplify::P]) -> std::fmt::Result {
     let Some(&(x0, y0)) = ring.first() else {
         return Ok(());
     };
-    out.write_char('M')?;
-    push_half(out, x0, false)?;
-    push_half(out, y0, true)?;
+    let mut text = Staged::new(out);
+    text.byte(b'M')?;
+    text.half(x0, false)?;
+    text.half(y0, true)?;
     let mut prev = (x0, y0);
-    let mut last_cmd = 'M';
+    let mut last_cmd = b'M';
     for &(x, y) in &ring[1..] {
         let (dx, dy) = (x - prev.0, y - prev.1);
         let cmd = if dy == 0 {
-            'h'
+            b'h'
         } else if dx == 0 {
-            'v'
+            b'v'
         } else {
-            'l'
+            b'l'
         };
-        let repeat = cmd == last_cmd && cmd == 'l';
+        let repeat = cmd == last_cmd && cmd == b'l';
         if !repeat {
-            out.write_char(cmd)?;
+            text.byte(cmd)?;
         }
         match cmd {
-            'h' => push_half(out, dx, false)?,
-            'v' => push_half(out, dy, false)?,
+            b'h' => text.half(dx, false)?,
+            b'v' => text.half(dy, false)?,
             _ => {
-                push_half(out, dx, repeat)?;
-                push_half(out, dy, true)?;
+                text.half(dx, repeat)?;
+                text.half(dy, true)?;
             }
         }
         last_cmd = cmd;
         prev = (x, y);
     }
-    out.write_char('z')
+    text.byte(b'z')?;
+    text.flush()
 }
 
-/// Appends `v / 2` as the shortest SVG number, with a separator if one is needed.
-fn push_half(out: &mut impl Write, v: i64, separate: bool) -> std::fmt::Result {
-    let negative = v < 0;
-    let a = v.unsigned_abs();
-    if separate && !negative {
-        out.write_char(' ')?;
+/// Path text gathered on the stack and handed on a few hundred bytes at a time:
+/// a number costs a few byte stores rather than a trip through `fmt`.
+struct Staged<'w, W: Write> {
+    out: &'w mut W,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl<'w, W: Write> Staged<'w, W> {
+    /// The longest number: a separator, a sign, 19 digits and `.5`.
+    const NUMBER: usize = 23;
+
+    fn new(out: &'w mut W) -> Self {
+        Staged {
+            out,
+            buf: [0; 256],
+            len: 0,
+        }
     }
-    if negative {
-        out.write_char('-')?;
+
+    fn flush(&mut self) -> std::fmt::Result {
+        // Only ASCII is ever staged.
+        let text = std::str::from_utf8(&self.buf[..self.len]).map_err(|_| std::fmt::Error)?;
+        self.out.write_str(text)?;
+        self.len = 0;
+        Ok(())
     }
-    let whole = a / 2;
-    if a.is_multiple_of(2) {
-        write!(out, "{whole}")
-    } else if whole == 0 {
-        out.write_str(".5")
-    } else {
-        write!(out, "{whole}.5")
+
+    #[inline]
+    fn byte(&mut self, b: u8) -> std::fmt::Result {
+        if self.len == self.buf.len() {
+            self.flush()?;
+        }
+        self.buf[self.len] = b;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Appends `v / 2` as the shortest SVG number, with a separator if one is needed.
+    #[inline]
+    fn half(&mut self, v: i64, separate: bool) -> std::fmt::Result {
+        if self.len + Self::NUMBER > self.buf.len() {
+            self.flush()?;
+        }
+        let negative = v < 0;
+        let a = v.unsigned_abs();
+        if separate && !negative {
+            self.buf[self.len] = b' ';
+            self.len += 1;
+        }
+        if negative {
+            self.buf[self.len] = b'-';
+            self.len += 1;
+        }
+        let whole = a / 2;
+        if whole > 0 || a.is_multiple_of(2) {
+            let mut digits = [0u8; 20];
+            let mut n = whole;
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            let count = digits.len() - i;
+            self.buf[self.len..self.len + count].copy_from_slice(&digits[i..]);
+            self.len += count;
+        }
+        if !a.is_multiple_of(2) {
+            self.buf[self.len..self.len + 2].copy_from_slice(b".5");
+            self.len += 2;
+        }
+        Ok(())
     }
 }
 

@@ -26,6 +26,12 @@ pub trait Chain {
     /// How many vertices, first and last included.
     fn vertices(&self) -> usize;
     fn at(&self, i: usize) -> P;
+    /// The constraints around vertex `i`: read through `sides`, unless the chain
+    /// knows them already (the tracer does, inside a chain).
+    #[inline]
+    fn group(&self, i: usize, sides: &impl Sides) -> Group {
+        group_of(sides, self.at(i))
+    }
 }
 
 impl Chain for [P] {
@@ -69,7 +75,8 @@ pub type Group = u8;
 /// The pixels around a vertex, as offsets of their top-left corners.
 const AROUND: [P; 4] = [(-1, -1), (0, -1), (-1, 0), (0, 0)];
 
-fn group_of(sides: &impl Sides, (x, y): P) -> Group {
+/// The constraints of the four pixels around vertex (x, y), read through `sides`.
+pub fn group_of(sides: &impl Sides, (x, y): P) -> Group {
     let mut g = 0;
     for (k, (dx, dy)) in AROUND.into_iter().enumerate() {
         if let Some(right) = sides.side(x + dx, y + dy) {
@@ -197,7 +204,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
     let last = 2 * (n - 1);
     // Pixel-centre constraints around each vertex, computed once.
     groups.clear();
-    groups.extend((0..n).map(|i| group_of(sides, vertices.at(i))));
+    groups.extend((0..n).map(|i| vertices.group(i, sides)));
     clock.tick(u32::try_from(n).unwrap_or(u32::MAX))?;
 
     out.push(dense(0));

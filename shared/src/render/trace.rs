@@ -41,14 +41,6 @@ enum Dir {
 }
 
 impl Dir {
-    fn turn(self, quarter_turns: u8) -> Dir {
-        match (self as u8 + quarter_turns) % 4 {
-            0 => Dir::R,
-            1 => Dir::D,
-            2 => Dir::L,
-            _ => Dir::U,
-        }
-    }
     fn step(self, (x, y): (i64, i64)) -> (i64, i64) {
         match self {
             Dir::R => (x + 1, y),
@@ -98,7 +90,81 @@ struct Grid<'a> {
     labels: &'a [u8],
 }
 
+/// Of the pixels around a vertex, the one on the right of the edge leaving it in
+/// each direction (the edge's pixel) and the one on its left (across the edge), as
+/// indices into a [`Grid::block`].
+const RIGHT_OF: [usize; 4] = [3, 2, 0, 1];
+const LEFT_OF: [usize; 4] = [1, 3, 2, 0];
+
+/// For a walk arriving in direction `d` at a vertex whose pixels of the walk's label
+/// are the mask `m`, the direction it leaves in: the first of right, straight, left
+/// with an edge of the label (its pixel on the right, another label on its left),
+/// or 4 where there is none (a mask the walk cannot arrive at).
+const NEXT: [[u8; 16]; 4] = {
+    let mut t = [[4u8; 16]; 4];
+    let mut d = 0;
+    while d < 4 {
+        let mut m = 0;
+        while m < 16 {
+            let mut k = 0;
+            while k < 3 {
+                // Right turn, straight on, left turn.
+                let nd = (d + [1, 0, 3][k]) % 4;
+                let (r, l) = (1 << RIGHT_OF[nd], 1 << LEFT_OF[nd]);
+                if m & r != 0 && m & l == 0 {
+                    t[d][m] = nd as u8;
+                    break;
+                }
+                k += 1;
+            }
+            m += 1;
+        }
+        d += 1;
+    }
+    t
+};
+
+/// What the walk keeps of each unit edge besides its start: the label across it (9
+/// bits: 0–255, or [`OUTSIDE`]), which pixels around its start vertex have the
+/// loop's label (4 bits: top-left, top-right, bottom-left, bottom-right, the order of `simplify`'s groups), and whether that vertex is a pinch point.
+type Across = u16;
+const ACROSS_LABEL: Across = 0x1FF;
+const MASK_SHIFT: u32 = 9;
+const PINCH: Across = 1 << 13;
+
+fn across_label(a: Across) -> u16 {
+    a & ACROSS_LABEL
+}
+
+/// Two diagonal pixels of one label, each of the other two pixels of another (the
+/// two others of one label or of two): the borders of three or four regions pass
+/// through the vertex, and every one of them must cut its chain there, whether or
+/// not the label across changes along its own loop. A cut seen from one side only
+/// simplifies one shared border two ways: slivers of gap and overlap.
+fn is_pinch([tl, tr, bl, br]: [u16; 4]) -> bool {
+    (tl == br && tr != tl && bl != tl) || (tr == bl && tl != tr && br != tr)
+}
+
 impl Grid<'_> {
+    /// The labels of the four pixels around vertex (x, y), top-left, top-right,
+    /// bottom-left, bottom-right; [`OUTSIDE`] beyond the image.
+    #[inline]
+    fn block(&self, x: i64, y: i64) -> [u16; 4] {
+        if x >= 1 && y >= 1 && x < self.w && y < self.h {
+            let i = ((y - 1) * self.w + x - 1) as usize;
+            let w = self.w as usize;
+            [
+                u16::from(self.labels[i]),
+                u16::from(self.labels[i + 1]),
+                u16::from(self.labels[i + w]),
+                u16::from(self.labels[i + w + 1]),
+            ]
+        } else {
+            let at = |x: i64, y: i64| self.label(x, y).map_or(OUTSIDE, u16::from);
+            [at(x - 1, y - 1), at(x, y - 1), at(x - 1, y), at(x, y)]
+        }
+    }
+
     fn label(&self, x: i64, y: i64) -> Option<u8> {
         if x < 0 || y < 0 || x >= self.w || y >= self.h {
             None
@@ -119,47 +185,6 @@ impl Grid<'_> {
         }
     }
 
-    /// Whether an edge of `label` leaves vertex `v` in direction `d`.
-    fn has_edge(&self, label: u8, v: (i64, i64), d: Dir) -> bool {
-        let ((px, py), side) = Self::interior(v, d);
-        if self.label(px, py) != Some(label) {
-            return false;
-        }
-        let (nx, ny) = match side {
-            TOP => (px, py - 1),
-            RIGHT => (px + 1, py),
-            BOTTOM => (px, py + 1),
-            _ => (px - 1, py),
-        };
-        self.label(nx, ny) != Some(label)
-    }
-}
-
-impl Grid<'_> {
-    /// Label across the edge leaving `v` in direction `d` (the left-hand pixel).
-    fn across(&self, v: (i64, i64), d: Dir) -> u16 {
-        let ((px, py), side) = Self::interior(v, d);
-        let (nx, ny) = match side {
-            TOP => (px, py - 1),
-            RIGHT => (px + 1, py),
-            BOTTOM => (px, py + 1),
-            _ => (px - 1, py),
-        };
-        self.label(nx, ny).map_or(OUTSIDE, u16::from)
-    }
-
-    /// Two diagonal pixels of one label and two of another meet at `v`.
-    fn is_saddle(&self, (x, y): (i64, i64)) -> bool {
-        match (
-            self.label(x - 1, y - 1),
-            self.label(x, y - 1),
-            self.label(x - 1, y),
-            self.label(x, y),
-        ) {
-            (Some(a), Some(b), Some(c), Some(d)) => a == d && b == c && a != b,
-            _ => false,
-        }
-    }
 }
 
 /// Constraint pixels of a chain between `right` and `left` labels.
@@ -475,7 +500,7 @@ struct Scratch {
     /// The loop being simplified, as (start vertex, label across) per unit edge;
     /// narrow, because one loop of a large map can run to millions of edges. Its
     /// chains are simplified in place, through [`Window`]s.
-    edges: Vec<(V, u16)>,
+    edges: Vec<(V, Across)>,
     /// One byte of constraints per vertex of the chain being simplified.
     groups: Vec<simplify::Group>,
     /// The simplified loop, handed to [`Rings`] and then reused.
@@ -503,20 +528,36 @@ fn wide((x, y): V) -> P {
 }
 
 /// Walks the loop of `label` from the edge (`start`, `dir`), clearing the sides it
-/// passes, and leaves its unit edges, as (start vertex, label across), in `edges`.
+/// passes, and leaves its unit edges, as (start vertex, [`Across`]), in `edges`.
 /// A loop is refused before its edges outgrow the budget (and `edges`' capacity).
+///
+/// Each vertex is read once, as the block of four pixels around it: which of them
+/// have the label decides the way on ([`NEXT`]), the pixel left of the way on is the
+/// label across, and the block tells a pinch point.
 fn follow(
     grid: &Grid<'_>,
     sides: &mut [u8],
     (label, start, dir): (u8, (i64, i64), Dir),
-    edges: &mut Vec<(V, u16)>,
+    edges: &mut Vec<(V, Across)>,
     budget: &RenderBudget,
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
     let w = grid.w;
+    let l = u16::from(label);
+    let mask = |b: [u16; 4]| -> usize {
+        usize::from(b[0] == l)
+            | usize::from(b[1] == l) << 1
+            | usize::from(b[2] == l) << 2
+            | usize::from(b[3] == l) << 3
+    };
+    let keep = |b: [u16; 4], m: usize, d: Dir| -> Across {
+        b[LEFT_OF[d as usize]] | (m as Across) << MASK_SHIFT | if is_pinch(b) { PINCH } else { 0 }
+    };
     edges.clear();
     let mut v = start;
     let mut d = dir;
+    let b = grid.block(v.0, v.1);
+    let mut kept = keep(b, mask(b), d);
     loop {
         let ((px, py), side) = Grid::interior(v, d);
         sides[(py * w + px) as usize] &= !side;
@@ -525,42 +566,96 @@ fn follow(
         }
         clock.tick(1)?;
         // Vertices lie within 0..=width and 0..=height, both u32.
-        edges.push(((v.0 as u32, v.1 as u32), grid.across(v, d)));
+        edges.push(((v.0 as u32, v.1 as u32), kept));
         v = d.step(v);
+        let b = grid.block(v.0, v.1);
+        let m = mask(b);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then left.
-        let next = [d.turn(1), d, d.turn(3)]
-            .into_iter()
-            .find(|&nd| grid.has_edge(label, v, nd))
-            .expect("a boundary vertex always has an outgoing edge of the same label");
-        d = next;
+        d = match NEXT[d as usize][m] {
+            0 => Dir::R,
+            1 => Dir::D,
+            2 => Dir::L,
+            3 => Dir::U,
+            _ => unreachable!("a boundary vertex always has an outgoing edge of the same label"),
+        };
         if v == start && d == dir {
             return Ok(());
+        }
+        kept = keep(b, m, d);
+    }
+}
+
+/// The constraints of a vertex inside a chain, from the pixels of the loop's label
+/// around it (`mask`): inside a chain only the loop's label and the one across are
+/// around a vertex (any third would make it a junction or a pinch point, where the
+/// chain ends), so every pixel in the image constrains, on the loop's label's side.
+/// `None` on the image's edge, where pixels beyond it do not constrain.
+#[inline]
+fn inner_group(v: V, a: Across, grid: &Grid<'_>, label_right: bool) -> Option<simplify::Group> {
+    let (x, y) = v;
+    if x == 0 || y == 0 || i64::from(x) >= grid.w || i64::from(y) >= grid.h {
+        return None;
+    }
+    let m = (a >> MASK_SHIFT) as u8 & 0xF;
+    let right = if label_right { m } else { !m & 0xF };
+    Some(GROUP_OF_RIGHT[usize::from(right)])
+}
+
+/// Every pixel constraining, those in the mask on the right: the [`simplify::Group`].
+const GROUP_OF_RIGHT: [simplify::Group; 16] = {
+    let mut t = [0; 16];
+    let mut m = 0;
+    while m < 16 {
+        let mut k = 0;
+        while k < 4 {
+            t[m] |= (1 | (((m >> k) & 1) as u8) << 1) << (2 * k);
+            k += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// Forwards or backwards, a chain's vertices and their constraints.
+struct Window<'e, 'g> {
+    edges: &'e [(V, Across)],
+    grid: &'g Grid<'g>,
+    backwards: bool,
+    /// The loop's label is on the chain's right (it runs the loop's way).
+    label_right: bool,
+}
+
+impl Window<'_, '_> {
+    #[inline]
+    fn index(&self, i: usize) -> usize {
+        if self.backwards {
+            self.edges.len() - 1 - i
+        } else {
+            i
         }
     }
 }
 
-/// A chain's vertices (its edges' starts) read in place, first to last...
-struct Forwards<'e>(&'e [(V, u16)]);
-/// ...or last to first.
-struct Backwards<'e>(&'e [(V, u16)]);
-
-impl Chain for Forwards<'_> {
+impl Chain for Window<'_, '_> {
     fn vertices(&self) -> usize {
-        self.0.len()
+        self.edges.len()
     }
     #[inline]
     fn at(&self, i: usize) -> P {
-        wide(self.0[i].0)
-    }
-}
-
-impl Chain for Backwards<'_> {
-    fn vertices(&self) -> usize {
-        self.0.len()
+        wide(self.edges[self.index(i)].0)
     }
     #[inline]
-    fn at(&self, i: usize) -> P {
-        wide(self.0[self.0.len() - 1 - i].0)
+    fn group(&self, i: usize, sides: &impl Sides) -> simplify::Group {
+        // The chain's ends are junctions: their pixels are read.
+        let (v, a) = self.edges[self.index(i)];
+        let inner = i > 0 && i + 1 < self.edges.len();
+        match inner.then(|| inner_group(v, a, self.grid, self.label_right)).flatten() {
+            Some(g) => {
+                debug_assert_eq!(g, simplify::group_of(sides, wide(v)), "vertex {v:?}");
+                g
+            }
+            None => simplify::group_of(sides, wide(v)),
+        }
     }
 }
 
@@ -570,35 +665,37 @@ impl Chain for Backwards<'_> {
 fn simplify_chain(
     grid: &Grid<'_>,
     (label, across): (u16, u16),
-    vertices: &[(V, u16)],
+    vertices: &[(V, Across)],
     (groups, ring): (&mut Vec<simplify::Group>, &mut Vec<P>),
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
-    if label < across {
-        let sides = ChainSides {
-            grid,
-            right: label,
-            left: across,
-        };
-        simplify::simplify_within(&Forwards(vertices), &sides, groups, ring, clock)
+    let flipped = label > across;
+    let (right, left) = if flipped {
+        (across, label)
     } else {
-        let sides = ChainSides {
-            grid,
-            right: across,
-            left: label,
-        };
+        (label, across)
+    };
+    let sides = ChainSides { grid, right, left };
+    let window = Window {
+        edges: vertices,
+        grid,
+        backwards: flipped,
+        label_right: !flipped,
+    };
+    let from = ring.len();
+    simplify::simplify_within(&window, &sides, groups, ring, clock)?;
+    if flipped {
         // Simplified in its canonical orientation, then turned round in place.
-        let from = ring.len();
-        simplify::simplify_within(&Backwards(vertices), &sides, groups, ring, clock)?;
         ring[from..].reverse();
-        Ok(())
     }
+    Ok(())
 }
 
-/// Cuts a loop into chains at junctions, simplifies each in canonical orientation,
-/// and joins them back into one ring (doubled coordinates) in `scratch.ring`. The
-/// loop's edges are turned round to start where its first chain does, and its first
-/// vertex repeated at the end, so that every chain is one run of them.
+/// Cuts a loop into chains at junctions and pinch points, simplifies each in
+/// canonical orientation, and joins them back into one ring (doubled coordinates)
+/// in `scratch.ring`. The loop's edges are turned round to start where its first
+/// chain does, and its first vertex repeated at the end, so that every chain is one
+/// run of them.
 fn simplify_loop(
     grid: &Grid<'_>,
     label: u16,
@@ -619,13 +716,14 @@ fn simplify_loop(
         *ring = Vec::new();
         ring.reserve_exact(m + 1);
     }
-    let is_break = |edges: &[(V, u16)], i: usize| {
-        edges[(i + m - 1) % m].1 != edges[i].1 || grid.is_saddle(wide(edges[i].0))
+    let is_break = |edges: &[(V, Across)], i: usize| {
+        let (prev, this) = (edges[(i + m - 1) % m].1, edges[i].1);
+        across_label(prev) != across_label(this) || this & PINCH != 0
     };
     let Some(first) = (0..m).find(|&i| is_break(edges, i)) else {
         // One neighbour all around: a closed chain. It starts (and ends) at its
         // smallest vertex: the first such in its canonical orientation.
-        let across = edges[0].1;
+        let across = across_label(edges[0].1);
         let flipped = label > across;
         let key = |&i: &usize| (edges[i].0 .1, edges[i].0 .0);
         let start = if flipped {
@@ -636,23 +734,10 @@ fn simplify_loop(
         .unwrap_or(0);
         edges.rotate_left(start);
         edges.push(edges[0]);
-        let (right, left) = if flipped {
-            (across, label)
-        } else {
-            (label, across)
-        };
-        let sides = ChainSides { grid, right, left };
-        if flipped {
-            simplify::simplify_within(&Backwards(edges), &sides, groups, ring, clock)?;
-        } else {
-            simplify::simplify_within(&Forwards(edges), &sides, groups, ring, clock)?;
-        }
+        simplify_chain(grid, (label, across), edges, (groups, ring), clock)?;
         // The last point is the first again. The ring starts at the smallest vertex
         // in the canonical orientation, and runs the loop's way.
         ring.pop();
-        if flipped {
-            ring.reverse();
-        }
         return Ok(());
     };
     edges.rotate_left(first);
@@ -668,7 +753,7 @@ fn simplify_loop(
         }
         simplify_chain(
             grid,
-            (label, edges[i].1),
+            (label, across_label(edges[i].1)),
             &edges[i..=j],
             (&mut *groups, &mut *ring),
             clock,
