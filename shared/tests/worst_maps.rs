@@ -326,10 +326,29 @@ fn template() -> serde_yaml::Value {
 fn a_batch_of_the_worst_maps_fits_the_process_functions_memory() {
     // The process function as deployed: its memory size, and every setting of the
     // template that is a plain value (the rest keep their defaults).
+    // The memory size is a parameter (the size profiles set it): every value it
+    // allows must hold, since the batch's budget follows the memory.
     let t = template();
-    let memory_mb = t["Resources"]["ProcessFunction"]["Properties"]["MemorySize"]
-        .as_u64()
-        .expect("process's MemorySize");
+    let size = &t["Resources"]["ProcessFunction"]["Properties"]["MemorySize"];
+    let sizes: Vec<u64> = match size {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "!Ref" => {
+            let name = tagged.value.as_str().expect("a parameter's name");
+            t["Parameters"][name]["AllowedValues"]
+                .as_sequence()
+                .expect("the memory parameter lists its allowed values")
+                .iter()
+                .map(|v| v.as_u64().expect("a memory size"))
+                .collect()
+        }
+        v => vec![v.as_u64().expect("process's MemorySize")],
+    };
+    assert!(!sizes.is_empty());
+    for memory_mb in sizes {
+        fits_in(&t, memory_mb);
+    }
+}
+
+fn fits_in(t: &serde_yaml::Value, memory_mb: u64) {
     let env = t["Globals"]["Function"]["Environment"]["Variables"].clone();
     let config = Config::from_lookup(|name| {
         if name == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE" {
