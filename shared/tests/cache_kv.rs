@@ -5,8 +5,6 @@
 //! where nothing listens). A missing service fails the test loudly.
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,51 +12,17 @@ use std::time::Duration;
 use facesvg::cache::kv::*;
 use facesvg::db::Db as Pool;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn redis_url() -> String {
-    env("REDIS_URL", "redis://127.0.0.1:6379/")
-}
+#[path = "common/kv.rs"]
+mod kv_support;
+use kv_support::{free_port, redis_url, OwnRedis};
 
 fn fresh_prefix() -> String {
-    format!("{{kvtest-{}}}", &Uuid::new_v4().simple().to_string()[..12])
+    kv_support::fresh_prefix("kvtest")
 }
 
-/// A fresh, migrated database; returns its pool and URL.
 async fn fresh_db() -> (Pool, String) {
-    let admin = env(
-        "FACESVG_TEST_PG",
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    );
-    let name = format!(
-        "facesvg_test_kv_{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres at {admin} is required (run infra/stack.sh up): {e}"));
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    let url = admin
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/{name}"))
-        .expect("database URL");
-    let (mut db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect test db");
-    tokio::spawn(conn);
-    facesvg::migrate::run(&mut db).await.expect("migrations");
-    (
-        facesvg::app::pg_pool(&url, None, 8, Duration::from_secs(5)).expect("pool"),
-        url,
-    )
+    kv_support::fresh_db("kv").await
 }
 
 fn memory() -> Arc<MemoryBackend> {
@@ -409,60 +373,7 @@ async fn backfill_carries_the_remaining_ttl() {
 
 /// A private redis-server on a free port, for exclusive command statistics or a
 /// server the test can stop.
-struct OwnRedis {
-    child: Child,
-    url: String,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 impl OwnRedis {
-    async fn start() -> OwnRedis {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("kvtest-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is required on PATH (infra/stack.sh installs it)");
-        // Owned before the wait, so that a failed start still stops the server.
-        let own = OwnRedis {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-            _dir: tempdir::Dir(dir),
-        };
-        let client = ::redis::Client::open(own.url.as_str()).unwrap();
-        for _ in 0..100 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = ::redis::cmd("PING").query_async(&mut c).await;
-                if pong.is_ok() {
-                    return own;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private redis-server on {port} did not start");
-    }
-
     async fn calls(&self) -> HashMap<String, u64> {
         let client = ::redis::Client::open(self.url.as_str()).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -479,21 +390,6 @@ impl OwnRedis {
             })
             .collect()
     }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn delta(after: &HashMap<String, u64>, before: &HashMap<String, u64>, cmd: &str) -> u64 {

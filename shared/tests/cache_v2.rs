@@ -5,118 +5,23 @@
 //! private `redis-server` that the test stops, a Postgres port where nothing
 //! listens. A missing service fails the test loudly.
 
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use facesvg::cache::kv::v2::{content_hash, raw_key, Crawled, CRAWLED, EMBEDDINGS, PHASHES};
 use facesvg::cache::kv::*;
 use facesvg::db::Db as Pool;
-use uuid::Uuid;
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
+#[path = "common/kv.rs"]
+mod kv_support;
+use kv_support::{free_port, redis_url, OwnRedis};
 
 fn fresh_prefix() -> String {
-    format!("v2test-{}", &Uuid::new_v4().simple().to_string()[..12])
+    kv_support::fresh_prefix("v2test")
 }
 
-/// A fresh, migrated database.
 async fn fresh_db() -> Pool {
-    let admin = env(
-        "FACESVG_TEST_PG",
-        "postgres://postgres@127.0.0.1:5432/postgres",
-    );
-    let name = format!(
-        "facesvg_test_v2_{}",
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("Postgres at {admin} is required (run infra/stack.sh up): {e}"));
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    let url = admin
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/{name}"))
-        .expect("database URL");
-    let (mut db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect test db");
-    tokio::spawn(conn);
-    facesvg::migrate::run(&mut db).await.expect("migrations");
-    facesvg::app::pg_pool(&url, None, 8, Duration::from_secs(5)).expect("pool")
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private redis-server, so that a test can stop it.
-struct OwnRedis {
-    child: Child,
-    url: String,
-    dir: std::path::PathBuf,
-}
-
-impl OwnRedis {
-    async fn start() -> OwnRedis {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("v2test-redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is required on PATH (infra/stack.sh installs it)");
-        let own = OwnRedis {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-            dir,
-        };
-        let client = ::redis::Client::open(own.url.as_str()).unwrap();
-        for _ in 0..100 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = ::redis::cmd("PING").query_async(&mut c).await;
-                if pong.is_ok() {
-                    return own;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private redis-server on {port} did not start");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    kv_support::fresh_db("v2").await.0
 }
 
 fn memory() -> Arc<MemoryBackend> {
@@ -153,7 +58,7 @@ impl Stack {
     }
 
     async fn new() -> Stack {
-        Stack::on(&env("REDIS_URL", "redis://127.0.0.1:6379/")).await
+        Stack::on(&redis_url()).await
     }
 
     /// One instance: its own memory tier over the shared Redis and Postgres.

@@ -245,7 +245,10 @@ pub fn ragged_map(n: u32, seed: u64) -> LabelMap {
         for px in 0..size {
             let x = px as f64 + 0.5 + rng.range(-3.0, 3.0);
             let y = py as f64 + 0.5 + rng.range(-3.0, 3.0);
-            let (gx, gy) = ((x / CELL as f64).floor() as i64, (y / CELL as f64).floor() as i64);
+            let (gx, gy) = (
+                (x / CELL as f64).floor() as i64,
+                (y / CELL as f64).floor() as i64,
+            );
             let mut best = (f64::MAX, 0u8);
             for cy in gy - 1..=gy + 1 {
                 for cx in gx - 1..=gx + 1 {

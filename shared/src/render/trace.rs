@@ -184,7 +184,6 @@ impl Grid<'_> {
             Dir::U => ((x, y - 1), LEFT),
         }
     }
-
 }
 
 /// Constraint pixels of a chain between `right` and `left` labels.
@@ -649,7 +648,10 @@ impl Chain for Window<'_, '_> {
         // The chain's ends are junctions: their pixels are read.
         let (v, a) = self.edges[self.index(i)];
         let inner = i > 0 && i + 1 < self.edges.len();
-        match inner.then(|| inner_group(v, a, self.grid, self.label_right)).flatten() {
+        match inner
+            .then(|| inner_group(v, a, self.grid, self.label_right))
+            .flatten()
+        {
             Some(g) => {
                 debug_assert_eq!(g, simplify::group_of(sides, wide(v)), "vertex {v:?}");
                 g
