@@ -272,6 +272,12 @@ pub mod ranges {
     pub const RECENT_LIMIT: (i64, RangeInclusive<i64>) = (20, 1..=100);
     /// `limit` of `/cache/top`.
     pub const TOP_LIMIT: (i64, RangeInclusive<i64>) = (10, 1..=100);
+    /// `minutes` of `/admin/metrics`: the per-minute series and the stage
+    /// percentiles. Twelve hours at most: one row per minute in the answer, and
+    /// raw `processing_metrics` rows (kept 14 days) are what it reads.
+    pub const METRICS_MINUTES: (i64, RangeInclusive<i64>) = (60, 1..=720);
+    /// `days` of `/admin/metrics`: the requests per day and tier.
+    pub const METRICS_DAYS: (i64, RangeInclusive<i64>) = (7, 1..=90);
 }
 
 /// What the read routes carry in one answer.

@@ -1,5 +1,5 @@
 //! Static pages served by the status function: the OpenAPI description, a browsable
-//! API page and the result viewer. Being assets, they are answered before any tenant
+//! API page, the result viewer and the operator's dashboard. Being assets, they are answered before any tenant
 //! check; they carry no data of any tenant.
 //!
 //! The pages are compiled in (`include_str!`) and work offline: each is one HTML
@@ -25,6 +25,9 @@ const DOCS_JS: &str = include_str!("assets/docs.js");
 const VIEWER_HTML: &str = include_str!("assets/viewer.html");
 const VIEWER_CSS: &str = include_str!("assets/viewer.css");
 const VIEWER_JS: &str = include_str!("assets/viewer.js");
+const DASHBOARD_HTML: &str = include_str!("assets/dashboard.html");
+const DASHBOARD_CSS: &str = include_str!("assets/dashboard.css");
+const DASHBOARD_JS: &str = include_str!("assets/dashboard.js");
 
 /// Where a page's inlined style and script go in its HTML template.
 const STYLE_SLOT: &str = "/*STYLE*/";
@@ -73,6 +76,13 @@ pub fn viewer_page() -> &'static Page {
     PAGE.get_or_init(|| Page::assemble(VIEWER_HTML, &[BASE_CSS, VIEWER_CSS], VIEWER_JS))
 }
 
+/// The operator's dashboard (`GET /dashboard`): its charts are drawn by its own
+/// script from the admin routes it calls.
+pub fn dashboard_page() -> &'static Page {
+    static PAGE: OnceLock<Page> = OnceLock::new();
+    PAGE.get_or_init(|| Page::assemble(DASHBOARD_HTML, &[BASE_CSS, DASHBOARD_CSS], DASHBOARD_JS))
+}
+
 /// The asset for `path`, if it is one. `path` may carry a stage or local prefix
 /// (`/dev/docs`); task routes never match, whatever their last segment.
 pub fn static_route(method: &Method, path: &str) -> Option<Response<Body>> {
@@ -97,8 +107,12 @@ pub fn static_route(method: &Method, path: &str) -> Option<Response<Body>> {
                 None,
             ))
         }
-        "viewer" => {
-            let page = viewer_page();
+        "viewer" | "dashboard" => {
+            let page = if name == "viewer" {
+                viewer_page()
+            } else {
+                dashboard_page()
+            };
             Some(respond(
                 "text/html; charset=utf-8",
                 page.html.clone(),

@@ -69,9 +69,11 @@ pub enum Handler {
     Health,
     HealthDetail,
     AdminCacheStats,
+    AdminMetrics,
     OpenApi,
     Docs,
     Viewer,
+    Dashboard,
 }
 
 /// One route. `path` is the gateway's template: a `{name}` segment matches one
@@ -126,10 +128,14 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/api/v1/health" => Status::HealthDetail, Admin),
     // The general cache's counters and entries across the fleet, for operators.
     route!("GET" "/api/v1/admin/cache/stats" => Status::AdminCacheStats, Admin),
-    // Static pages without tenant data (the viewer's API calls are authorised).
+    // The dashboard's short-window series across the fleet, for operators.
+    route!("GET" "/api/v1/admin/metrics" => Status::AdminMetrics, Admin),
+    // Static pages without tenant data (the viewer's and the dashboard's API calls
+    // are authorised).
     route!("GET" "/openapi.json" => Status::OpenApi, Public),
     route!("GET" "/docs" => Status::Docs, Public),
     route!("GET" "/viewer" => Status::Viewer, Public),
+    route!("GET" "/dashboard" => Status::Dashboard, Public),
 ];
 
 /// Whether `path` fits the route template `template`.

@@ -5,7 +5,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 use tracing::instrument;
 
-use super::{QueueError, TaskQueue};
+use super::{Depth, QueueError, TaskQueue};
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -54,5 +54,30 @@ impl TaskQueue for SqsQueue {
             .await
             .map_err(|e| QueueError::Backend(crate::telemetry::error_chain(&e)))?;
         Ok(())
+    }
+
+    #[instrument(skip_all, err)]
+    async fn depth(&self) -> Result<Depth, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| QueueError::Backend(crate::telemetry::error_chain(&e)))?;
+        let attrs = out.attributes();
+        let count = |name: QueueAttributeName| -> Result<i64, QueueError> {
+            attrs
+                .and_then(|a| a.get(&name))
+                .ok_or_else(|| QueueError::Backend(format!("no {name} in the answer")))?
+                .parse()
+                .map_err(|_| QueueError::Backend(format!("{name} is not a number")))
+        };
+        Ok(Depth {
+            visible: count(QueueAttributeName::ApproximateNumberOfMessages)?,
+            in_flight: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+        })
     }
 }

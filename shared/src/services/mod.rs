@@ -4,6 +4,7 @@
 //! policy.
 
 pub mod cache_stats;
+pub mod dashboard;
 pub mod health;
 pub mod links;
 pub mod poll;

@@ -70,6 +70,35 @@ const REQUEST_TOTALS: &str = "SELECT tier, sum(requests)::int8 FROM request_coun
                      WHERE tenant = $1 AND day > (now() AT TIME ZONE 'UTC')::date - $2::int
                      GROUP BY tier";
 
+/// The fleet's requests per UTC day and tier over the last `$1` days (the
+/// dashboard). `request_counts` is keyed by tenant first, so this reads the whole
+/// table: it holds one row per tenant, day and tier, pruned after `DAILY_KEEP`.
+const FLEET_REQUESTS_BY_DAY: &str = "SELECT day, tier, sum(requests)::int8 FROM request_counts
+                     WHERE day > (now() AT TIME ZONE 'UTC')::date - $1::int
+                     GROUP BY day, tier ORDER BY day";
+/// The fleet's renders and failures per minute over the last `$1` minutes, this
+/// one included, every minute present (zero when nothing finished in it).
+const FLEET_PER_MINUTE: &str = "SELECT s.minute, COALESCE(c.renders, 0)::int8, COALESCE(c.failures, 0)::int8
+                     FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                                          date_trunc('minute', now()), interval '1 minute') AS s(minute)
+                     LEFT JOIN (
+                         SELECT date_trunc('minute', recorded_at) AS minute,
+                                count(*) FILTER (WHERE metric_name = 'processing_ms') AS renders,
+                                count(*) FILTER (WHERE metric_name = 'failure_ms') AS failures
+                         FROM processing_metrics
+                         WHERE metric_name IN ('processing_ms', 'failure_ms')
+                           AND recorded_at >= date_trunc('minute', now()) - make_interval(mins => $1 - 1)
+                         GROUP BY 1
+                     ) c USING (minute)
+                     ORDER BY s.minute";
+/// p50 and p95 of each metric in `$2` over the fleet's last `$1` minutes.
+const FLEET_PERCENTILES: &str = "SELECT metric_name, count(*),
+                            percentile_cont(0.5) WITHIN GROUP (ORDER BY value),
+                            percentile_cont(0.95) WITHIN GROUP (ORDER BY value)
+                     FROM processing_metrics
+                     WHERE metric_name = ANY($2) AND recorded_at >= now() - make_interval(mins => $1)
+                     GROUP BY metric_name";
+
 /// A tenant's latest tasks (`$1` tenant, `$2` limit).
 fn recent_sql() -> String {
     format!(
@@ -305,6 +334,126 @@ impl TaskStore {
                         min: r.try_get(3)?,
                         max: r.try_get(4)?,
                         p95: r.try_get(5)?,
+                    },
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// One UTC day of the fleet's requests, per tier.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct FleetDay {
+    pub date: chrono::NaiveDate,
+    pub l0: i64,
+    pub redis: i64,
+    pub postgres: i64,
+    pub miss: i64,
+}
+
+/// One minute of the fleet's finished tasks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FleetMinute {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    pub renders: i64,
+    pub failures: i64,
+}
+
+/// A timing's median and 95th percentile over a window, and how many it saw.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    pub count: i64,
+    pub p50: f64,
+    pub p95: f64,
+}
+
+impl TaskStore {
+    /// The fleet's requests per UTC day and tier over the `days` days up to
+    /// today, oldest first, as folded into Postgres (days without requests absent).
+    #[instrument(skip_all, fields(days = days), err)]
+    pub async fn fleet_requests_by_day(&self, days: u32) -> Result<Vec<FleetDay>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let rows = client
+                .query(FLEET_REQUESTS_BY_DAY, &[&(days as i32)])
+                .await?;
+            let mut out: Vec<FleetDay> = Vec::new();
+            for r in &rows {
+                let date: chrono::NaiveDate = r.try_get(0)?;
+                let tier: String = r.try_get(1)?;
+                let n: i64 = r.try_get(2)?;
+                if out.last().is_none_or(|d| d.date != date) {
+                    out.push(FleetDay {
+                        date,
+                        ..FleetDay::default()
+                    });
+                }
+                let Some(day) = out.last_mut() else { continue };
+                match tier.as_str() {
+                    "l0" => day.l0 += n,
+                    "redis" => day.redis += n,
+                    "postgres" => day.postgres += n,
+                    _ => day.miss += n,
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The fleet's renders and failures in each of the last `minutes` minutes,
+    /// oldest first.
+    #[instrument(skip_all, fields(minutes = minutes), err)]
+    pub async fn fleet_per_minute(&self, minutes: u32) -> Result<Vec<FleetMinute>, StoreError> {
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let rows = client
+                .query(FLEET_PER_MINUTE, &[&(minutes as i32)])
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(FleetMinute {
+                        minute: r.try_get(0)?,
+                        renders: r.try_get(1)?,
+                        failures: r.try_get(2)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// p50 and p95 of each stage, and of the whole render (`total`), over the
+    /// fleet's last `minutes` minutes; stages not measured in it are absent.
+    #[instrument(skip_all, fields(minutes = minutes), err)]
+    pub async fn fleet_stage_percentiles(
+        &self,
+        minutes: u32,
+    ) -> Result<std::collections::BTreeMap<&'static str, Percentiles>, StoreError> {
+        let mut names: Vec<&str> = Stage::ALL.iter().map(|s| s.metric()).collect();
+        names.push(super::metrics::SUCCESS_METRIC);
+        self.bounded(async move {
+            let client = self.pool.conn().await?;
+            let rows = client
+                .query(FLEET_PERCENTILES, &[&(minutes as i32), &names])
+                .await?;
+            let mut out = std::collections::BTreeMap::new();
+            for r in &rows {
+                let name: String = r.try_get(0)?;
+                let key = match Stage::from_metric(&name) {
+                    Some(stage) => stage.name(),
+                    None if name == super::metrics::SUCCESS_METRIC => "total",
+                    None => continue,
+                };
+                out.insert(
+                    key,
+                    Percentiles {
+                        count: r.try_get(1)?,
+                        p50: r.try_get(2)?,
+                        p95: r.try_get(3)?,
                     },
                 );
             }

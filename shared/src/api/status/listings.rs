@@ -133,6 +133,20 @@ pub(super) async fn fleet_cache_stats(app: &App) -> Result<Response<Body>, ApiEr
     Ok(resp)
 }
 
+/// `GET /api/v1/admin/metrics`: the dashboard's series across the fleet (see
+/// [`crate::services::dashboard`]). Never cached: the page polls it for now.
+pub(super) async fn fleet_metrics(
+    app: &App,
+    minutes: u32,
+    days: u32,
+) -> Result<Response<Body>, ApiError> {
+    let metrics =
+        crate::services::dashboard::metrics(&app.tasks, app.queue.as_ref(), minutes, days).await?;
+    let mut resp = super::super::json_body(StatusCode::OK, &metrics);
+    caching::open(&mut resp, None);
+    Ok(resp)
+}
+
 pub(super) async fn recent(
     app: &App,
     tenant: &str,

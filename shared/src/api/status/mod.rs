@@ -53,7 +53,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
         }
     };
     match route.handler {
-        Handler::OpenApi | Handler::Docs | Handler::Viewer => {
+        Handler::OpenApi | Handler::Docs | Handler::Viewer | Handler::Dashboard => {
             super::docs::static_route(req.method(), &path)
                 .ok_or_else(|| ApiError::NotFound(format!("no route for GET {path}")))
         }
@@ -71,6 +71,16 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
                 return Err(ApiError::Forbidden);
             }
             let resp = listings::fleet_cache_stats(app).await?;
+            Ok(super::served(resp, &caller.tenant, None))
+        }
+        Handler::AdminMetrics => {
+            let caller = auth::caller(&app.config, req)?;
+            if !caller.admin {
+                return Err(ApiError::Forbidden);
+            }
+            let minutes = query_number(req, "minutes", crate::policy::ranges::METRICS_MINUTES)?;
+            let days = query_number(req, "days", crate::policy::ranges::METRICS_DAYS)?;
+            let resp = listings::fleet_metrics(app, minutes as u32, days as u32).await?;
             Ok(super::served(resp, &caller.tenant, None))
         }
         handler => {
