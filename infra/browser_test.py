@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The viewer in a real headless Chromium, against the running local API.
+"""The viewer and the dashboard in a real headless Chromium, against the running local API.
 
 Opens $FACESVG_URL/viewer (default http://127.0.0.1:8080, started by infra/run.sh),
 picks the einstein test face, its landmarks and label map, submits, and checks what a
@@ -8,9 +8,16 @@ region paths laid over the photo where the crop box says, the landmark dots, a r
 toggled off and on, the opacity slider, the download, and a second submit answered from
 the cache. The docs page must render every route of the description. Any console error
 (a blocked inline script, a CSP violation) or any request to another origin fails the
-run. Saves a screenshot of the viewer to the path given as the argument.
+run. Saves a screenshot of the viewer to the path given as the first argument.
 
-    infra/browser_test.sh docs/viewer.png
+Then, after that traffic and a few more cache hits, the dashboard as an admin: every
+chart must have drawn data points (the per-minute chart one bar per series and minute
+of the window, the stage chart a p50 and a p95 per stage measured, the queue chart one
+sample per poll, which a refresh adds to), the renders of the window must count the
+viewer's render, and the same no-console-error, no-other-origin rules hold. Saves its
+screenshot to the second argument, if given.
+
+    infra/browser_test.sh docs/viewer.png docs/dashboard.png
 """
 import json
 import os
@@ -52,9 +59,10 @@ def log(message):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail(f"usage: {sys.argv[0]} SCREENSHOT.png")
+    if len(sys.argv) not in (2, 3):
+        fail(f"usage: {sys.argv[0]} VIEWER.png [DASHBOARD.png]")
     shot = Path(sys.argv[1]).resolve()
+    dashboard_shot = Path(sys.argv[2]).resolve() if len(sys.argv) == 3 else None
     base = os.environ.get("FACESVG_URL", "http://127.0.0.1:8080").rstrip("/")
     origin = urllib.parse.urlsplit(base)._replace(path="", query="", fragment="").geturl()
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -172,11 +180,79 @@ def main():
         check(page.locator("#overlay svg path.region").count() == len(EXPECTED), "cached result not shown")
         log(f"second submit answered from the cache ({again.value.json().get('cache_tier')})")
 
+        if dashboard_shot:
+            check_dashboard(browser, base, tenant, guard, problems, dashboard_shot)
+
         browser.close()
 
     check(not foreign, f"requests to other origins: {foreign}")
     check(not problems, "; ".join(problems))
     log(f"passed: {len(EXPECTED)} regions, 68 dots, toggles, opacity, download; screenshot {shot}")
+
+
+def check_dashboard(browser, base, tenant, guard, problems, shot):
+    """The dashboard after the viewer's traffic, as an operator (the admin scope)."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 1000},
+        device_scale_factor=1,
+        extra_http_headers={"X-Tenant": tenant, "X-Admin": "true"},
+    )
+    api = context.request
+    face = {
+        "image": {"name": "face.jpg", "mimeType": "image/jpeg", "buffer": FACE.with_suffix(".jpg").read_bytes()},
+        "landmarks": {"name": "face.pts", "mimeType": "text/plain", "buffer": FACE.with_suffix(".pts").read_bytes()},
+    }
+    # More hits: each instance sends its counts at most once a second, with a request.
+    for _ in range(3):
+        time.sleep(1.1)
+        r = api.post(f"{base}/api/v1/frontal/crop/submit", multipart=face)
+        check(r.status in (200, 202), f"a dashboard submit answered {r.status}: {r.text()}")
+    # The sweep (every minute in AWS) folds the request counts the dashboard reads.
+    r = api.post(f"{base}/api/v1/cache/cleanup")
+    check(r.status == 200, f"the admin sweep answered {r.status}: {r.text()}")
+
+    page = context.new_page()
+    page.on("console", lambda m: problems.append(f"dashboard console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"dashboard page error: {e}"))
+    page.route("**/*", guard)
+    page.goto(f"{base}/dashboard")
+    page.wait_for_selector("body[data-state=ready], body[data-state=error]", timeout=30_000)
+    if page.get_attribute("body", "data-state") == "error":
+        fail(f"the dashboard reports: {page.text_content('#message')}")
+
+    def points(chart):
+        return page.eval_on_selector_all(
+            f"#{chart} svg .point", "ps => ps.map(p => Number(p.getAttribute('data-value')))"
+        )
+
+    window = int(page.input_value("#minutes"))
+    drawn = {c: points(c) for c in ("chart-ratio", "chart-tiers", "chart-stages", "chart-queue", "chart-minutes")}
+    for chart, values in drawn.items():
+        check(values, f"{chart} drew no data points")
+        check(all(v == v and v >= 0 for v in values), f"{chart} drew odd values: {values}")
+    check(len(drawn["chart-minutes"]) == 2 * window, f"{len(drawn['chart-minutes'])} per-minute bars for a {window}-minute window")
+    renders = page.evaluate(
+        "fetch('api/v1/admin/metrics?minutes=' + document.getElementById('minutes').value)"
+        ".then(r => r.json()).then(m => m.per_minute.reduce((a, x) => a + x.renders, 0))"
+    )
+    check(renders >= 1, f"no render in the window after the viewer's: {renders}")
+    check(len(drawn["chart-stages"]) >= 2 * 7, f"stage chart: {len(drawn['chart-stages'])} bars, expected p50 and p95 of 7")
+    check(all(0 <= r <= 100 for r in drawn["chart-ratio"]), f"hit ratios {drawn['chart-ratio']}")
+    check(page.text_content("#health") == "ok", f"health shows {page.text_content('#health')}")
+    # A refresh takes another queue sample: the chart grows by one point per series.
+    before = len(drawn["chart-queue"])
+    page.click("#refresh")
+    page.wait_for_function(
+        f"document.querySelectorAll('#chart-queue svg .point').length > {before}", timeout=30_000
+    )
+    page.wait_for_timeout(300)  # the last bar's layout before the picture
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    log(
+        "dashboard: " + ", ".join(f"{c.removeprefix('chart-')} {len(v)} points" for c, v in drawn.items())
+        + f"; {renders} render(s) in the last {window} min; screenshot {shot}"
+    )
+    context.close()
 
 
 if __name__ == "__main__":

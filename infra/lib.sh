@@ -6,6 +6,12 @@
 #   apt_install PKG...        installs the Debian packages that are missing
 #   pip_ensure VENV NAME...   installs NAME's pinned version (infra/requirements.txt)
 #                             into VENV unless that version is installed
+#   watch_paths SCOPE         what `infra/run.sh --watch` watches for SCOPE (`shared`
+#                             or a function): its sources and manifests
+#   watch_snapshot PATH...    one line that changes when a file under PATH is added,
+#                             removed, or modified (path, mtime, size: no file is read)
+#   watch_affected SCOPE...   the functions a change in the scopes rebuilds (`shared`
+#                             rebuilds all four)
 #
 # Messages go through `log`, which each script defines with its own tag.
 
@@ -51,4 +57,33 @@ pip_ensure() {
   [ ${#todo[@]} -eq 0 ] && return 0
   log "installing ${todo[*]} into ${venv#"$INFRA_DIR/../"}"
   "$venv/bin/pip" install -q --disable-pip-version-check "${todo[@]}"
+}
+
+watch_paths() {
+  case "$1" in
+    # The library is compiled into every function, and the migrations into it.
+    shared) printf '%s\n' shared/src shared/Cargo.toml migrations Cargo.toml Cargo.lock ;;
+    *) printf '%s\n' "functions/$1/src" "functions/$1/Cargo.toml" ;;
+  esac
+}
+
+watch_snapshot() {
+  # A path that does not exist (yet) is simply empty: creating it is a change.
+  { find "$@" -type f -printf '%p %T@ %s\n' 2>/dev/null || true; } | LC_ALL=C sort | cksum
+}
+
+watch_affected() {
+  local scope fn out=()
+  for scope in "$@"; do
+    if [ "$scope" = shared ]; then
+      printf '%s\n' "${FUNCTIONS[@]}"
+      return 0
+    fi
+  done
+  for fn in "${FUNCTIONS[@]}"; do
+    for scope in "$@"; do
+      if [ "$scope" = "$fn" ]; then out+=("$fn"); fi
+    done
+  done
+  [ ${#out[@]} -eq 0 ] || printf '%s\n' "${out[@]}"
 }

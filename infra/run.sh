@@ -15,6 +15,13 @@
 #   --max-concurrency N    invocations one process serves at once
 #                          (AWS_LAMBDA_MAX_CONCURRENCY, as Lambda Managed Instances; default 1)
 #   --no-demo              skip the sample requests (serve at once)
+#   --watch                rebuild and restart a function when its sources change:
+#                          every 1 s, a listing (path, mtime, size) of shared/src,
+#                          migrations, the manifests and functions/*/src is compared;
+#                          a change is built with `cargo build` once the files are
+#                          quiet for a poll, and only the functions whose binary
+#                          changed are restarted (shared/ concerns all four). A
+#                          failed build prints its errors and keeps the old processes
 #
 # Environment: FACESVG_GATEWAY_PORT (8080), FACESVG_LAMBDA_PORT (9000),
 # FACESVG_GATEWAY_ARGS for more gateway options (see infra/local_gateway.py --help),
@@ -32,15 +39,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 GATEWAY_PORT=${FACESVG_GATEWAY_PORT:-8080}
 LAMBDA_PORT=${FACESVG_LAMBDA_PORT:-9000}
-SMOKE=false RELEASE=false DEMO=true INSTANCES=2 MAX_CONCURRENCY=1
+SMOKE=false RELEASE=false DEMO=true WATCH=false INSTANCES=2 MAX_CONCURRENCY=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=true ;;
     --release) RELEASE=true ;;
     --no-demo) DEMO=false ;;
+    --watch) WATCH=true ;;
     --instances) INSTANCES=$2; shift ;;
     --max-concurrency) MAX_CONCURRENCY=$2; shift ;;
-    *) echo "usage: $0 [--smoke] [--release] [--instances N] [--max-concurrency N] [--no-demo]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--smoke] [--release] [--instances N] [--max-concurrency N] [--no-demo] [--watch]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -70,18 +78,31 @@ if [ -n "${FACESVG_RUN_ENV:-}" ]; then
 fi
 
 if $RELEASE; then
+  BUILT="$TARGET/release"
+else
+  BUILT="$TARGET/debug"
+fi
+# Watch mode: what was built last, per scope (see watch_paths in infra/lib.sh).
+declare -A SEEN=()
+snapshot_all() {
+  local scope
+  # shellcheck disable=SC2046
+  for scope in shared "${FUNCTIONS[@]}"; do SEEN[$scope]=$(watch_snapshot $(watch_paths "$scope")); done
+}
+$WATCH && snapshot_all   # before the build: an edit made during it is seen
+
+if $RELEASE; then
   log "building the functions (release, under nice)"
   nice -n 19 cargo build -q --release -j 2 -p submit -p process -p status -p cache-cleanup
-  BIN="$TARGET/release"
 else
   log "building the functions"
   cargo build -q -j 2 --workspace --bins
-  BIN="$TARGET/debug"
 fi
 # A private copy: other builds in the same target dir replace its binaries, and a
 # restarted instance must run the code this run was started with.
 mkdir -p "$RUN/bin"
-for fn in "${FUNCTIONS[@]}"; do cp "$BIN/$fn" "$RUN/bin/$fn.new" && mv -f "$RUN/bin/$fn.new" "$RUN/bin/$fn"; done
+install_bin() { cp "$BUILT/$1" "$RUN/bin/$1.new" && mv -f "$RUN/bin/$1.new" "$RUN/bin/$1"; }
+for fn in "${FUNCTIONS[@]}"; do install_bin "$fn"; done
 BIN="$RUN/bin"
 
 pids=()
@@ -213,6 +234,67 @@ if $SMOKE; then
   log "smoke run passed"
   exit 0
 fi
-log "viewer: $URL/viewer · API docs: $URL/docs"
+log "viewer: $URL/viewer · dashboard: $URL/dashboard · API docs: $URL/docs"
 log "serving on $URL (Ctrl-C to stop); logs in ${RUN#"$ROOT/"}/{watch,gateway,submit,status,process,cache-cleanup}.log"
-wait
+$WATCH || wait
+
+# Restarting an instance is ending it: its supervisor starts it again a second later,
+# from the binary now in $RUN/bin.
+restart_function() {
+  local fn=$1 pidfile
+  for pidfile in "$RUN/pids/$fn".*; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+}
+
+rebuild() { # scopes that changed
+  local fns packages=() fn restarted=()
+  mapfile -t fns < <(watch_affected "$@")
+  for fn in "${fns[@]}"; do packages+=(-p "$fn"); done
+  log "watch: ${*} changed; building ${fns[*]}"
+  local out
+  if $RELEASE; then
+    out=$(nice -n 19 cargo build -q --release -j 2 "${packages[@]}" 2>&1) || {
+      printf '%s\n' "$out" >&2; log "watch: build FAILED; the running functions are unchanged"; return 0; }
+  else
+    out=$(cargo build -q -j 2 "${packages[@]}" 2>&1) || {
+      printf '%s\n' "$out" >&2; log "watch: build FAILED; the running functions are unchanged"; return 0; }
+  fi
+  [ -z "$out" ] || printf '%s\n' "$out" >&2   # warnings
+  for fn in "${fns[@]}"; do
+    cmp -s "$BUILT/$fn" "$RUN/bin/$fn" && continue
+    install_bin "$fn"
+    restart_function "$fn"
+    restarted+=("$fn")
+  done
+  if [ ${#restarted[@]} -eq 0 ]; then
+    log "watch: built; no binary changed, nothing restarted"
+  else
+    log "watch: restarted ${restarted[*]}"
+  fi
+}
+
+log "watch: polling the sources every second"
+while :; do
+  sleep 1
+  changed=() scope=""
+  for scope in shared "${FUNCTIONS[@]}"; do
+    # shellcheck disable=SC2046
+    [ "$(watch_snapshot $(watch_paths "$scope"))" = "${SEEN[$scope]}" ] || changed+=("$scope")
+  done
+  [ ${#changed[@]} -eq 0 ] && continue
+  # An editor or a checkout writes several files: build once they are quiet.
+  while :; do
+    before=$(watch_snapshot shared/src migrations Cargo.toml Cargo.lock functions)
+    sleep 1
+    [ "$(watch_snapshot shared/src migrations Cargo.toml Cargo.lock functions)" = "$before" ] && break
+  done
+  changed=()
+  for scope in shared "${FUNCTIONS[@]}"; do
+    # shellcheck disable=SC2046
+    now=$(watch_snapshot $(watch_paths "$scope"))
+    [ "$now" = "${SEEN[$scope]}" ] || changed+=("$scope")
+    SEEN[$scope]=$now
+  done
+  [ ${#changed[@]} -eq 0 ] || rebuild "${changed[@]}"
+done

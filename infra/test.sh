@@ -29,6 +29,12 @@ if env -u AWS_ENDPOINT_URL SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=testing AWS_SEC
 else
   lint_failed=$((lint_failed + 1))
 fi
+# infra/run.sh --watch: its change detection and what a change rebuilds (no build).
+if infra/watch_test.sh; then
+  lint_passed=$((lint_passed + 1))
+else
+  lint_failed=$((lint_failed + 1))
+fi
 
 # One job at a time: two cores, and the tests themselves run in parallel.
 mkdir -p .local
@@ -64,8 +70,9 @@ smoke_failed=0
 infra/run.sh --smoke || smoke_failed=1
 
 # The running API from outside: Schemathesis against its OpenAPI description (no 5xx,
-# no answer that breaks the schema), and the viewer in headless Chromium (a fixture
-# face submitted, its regions drawn over the photo; the screenshot is docs/viewer.png),
+# no answer that breaks the schema), the viewer in headless Chromium (a fixture face
+# submitted, its regions drawn over the photo; the screenshot is docs/viewer.png) and
+# then the dashboard (every chart drawn with data; docs/dashboard.png),
 # and HTTP caching (ETags, Cache-Control, a 304 that reads nothing from S3).
 LIVE_PORT=${FACESVG_LIVE_PORT:-8380}
 LIVE_URL="http://127.0.0.1:$LIVE_PORT"
@@ -75,7 +82,7 @@ live=$!
 trap 'kill -- "-$live" 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do curl -sf -o /dev/null "$LIVE_URL/health" && break; sleep 1; done
 live_passed=0 live_failed=0
-for check in "infra/schemathesis.sh" "infra/browser_test.sh docs/viewer.png" \
+for check in "infra/schemathesis.sh" "infra/browser_test.sh docs/viewer.png docs/dashboard.png" \
   "$ROOT/.local/venv/bin/python infra/http_cache_check.py"; do
   if FACESVG_URL=$LIVE_URL $check; then
     live_passed=$((live_passed + 1))

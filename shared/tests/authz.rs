@@ -159,6 +159,12 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
             "GET",
             [401, 401, 401, 403, 403, 200],
         ),
+        (
+            "/api/v1/admin/metrics?minutes=5",
+            "GET",
+            [401, 401, 401, 403, 403, 200],
+        ),
+        ("/dashboard", "GET", [200, 200, 200, 200, 200, 200]),
     ];
     for (route, method, expected) in &matrix {
         for (caller, want) in CALLERS.iter().zip(expected) {
