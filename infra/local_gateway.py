@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The local stand-in for API Gateway, Lambda's invoke limits, the SQS event source
-mapping and the EventBridge schedule, in front of the functions that `cargo lambda
-watch` runs.
+mapping and the EventBridge schedule, in front of the functions (processes started by
+infra/run.sh that poll cargo lambda's runtime API emulator).
 
 - HTTP on 127.0.0.1:PORT: each route of ROUTES becomes an API Gateway HTTP API
   (payload 2.0) event for its function, with the JWT authorizer's claims filled in as

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: brings the local stack up (installing what is missing), then the
 # unit tests and the integration tests against real Postgres, Redis, S3 and SQS, then
-# one request end to end through the local gateway and the functions under cargo lambda.
+# one request end to end through the local gateway and the functions (processes
+# against cargo lambda's runtime API emulator).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -65,7 +66,7 @@ lint_passed=$((lint_passed + ${#FUZZ_TARGETS[@]} - fuzz_failed))
   exit 1
 }
 
-# The system end to end: functions under cargo lambda, gateway, queue, S3.
+# The system end to end: the functions, the runtime API emulator, gateway, queue, S3.
 smoke_failed=0
 infra/run.sh --smoke || smoke_failed=1
 
