@@ -369,6 +369,7 @@ const STATUS: &str = "/api/v1/frontal/crop/status/{task_id}";
 const RESULT: &str = "/api/v1/frontal/crop/result/{task_id}.svg";
 const STATS: &str = "/api/v1/cache/stats";
 const ADMIN_STATS: &str = "/api/v1/admin/cache/stats";
+const ADMIN_METRICS: &str = "/api/v1/admin/metrics";
 const RECENT: &str = "/api/v1/cache/recent";
 const DAILY: &str = "/api/v1/cache/daily";
 const TOP: &str = "/api/v1/cache/top";
@@ -409,7 +410,7 @@ async fn every_route_answers_as_described() {
     let t = TestApp::spawn().await;
 
     // Pages and the description itself.
-    for route in ["/openapi.json", "/docs", "/viewer"] {
+    for route in ["/openapi.json", "/docs", "/viewer", "/dashboard"] {
         let r = t.get_as(None, route).await;
         assert_eq!(r.status, 200, "{route}: {}", r.body);
         spec.check("get", route, &r);
@@ -724,8 +725,8 @@ async fn every_route_answers_as_described() {
     spec.check("post", INVALIDATE, &r);
 
     // The general cache across the fleet: admin, tenant without the scope, nobody.
-    let admin_stats = |tenant: Option<&'static str>, admin: bool| {
-        let mut event = common::http_event("GET", ADMIN_STATS, tenant, None, b"");
+    let admin_get = |target: &str, tenant: Option<&'static str>, admin: bool| {
+        let mut event = common::http_event("GET", target, tenant, None, b"");
         if !admin && tenant.is_some() {
             event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
         }
@@ -738,9 +739,24 @@ async fn every_route_answers_as_described() {
         (Some("tenant-a"), false, 403),
         (None, false, 401),
     ] {
-        let r = admin_stats(tenant, admin).await;
+        let r = admin_get(ADMIN_STATS, tenant, admin).await;
         assert_eq!(r.status, status, "{}", r.body);
         spec.check("get", ADMIN_STATS, &r);
+    }
+
+    // The dashboard's series, after the traffic above; a window out of range.
+    for (target, tenant, admin, status) in [
+        (format!("{ADMIN_METRICS}?minutes=30&days=3"), Some("ops"), true, 200),
+        (ADMIN_METRICS.to_owned(), Some("tenant-a"), false, 403),
+        (ADMIN_METRICS.to_owned(), None, false, 401),
+        (format!("{ADMIN_METRICS}?minutes=721"), Some("ops"), true, 400),
+    ] {
+        let r = admin_get(&target, tenant, admin).await;
+        assert_eq!(r.status, status, "{target}: {}", r.body);
+        spec.check("get", ADMIN_METRICS, &r);
+        if status == 200 {
+            assert!(!r.json()["stages"].as_object().unwrap().is_empty(), "{}", r.body);
+        }
     }
 
     // Every operation of the description was exercised.
@@ -1066,7 +1082,7 @@ async fn every_documented_form_field_is_accepted() {
 #[tokio::test]
 async fn pages_are_self_contained_and_their_policy_admits_them() {
     let t = TestApp::spawn().await;
-    for route in ["/docs", "/viewer"] {
+    for route in ["/docs", "/viewer", "/dashboard"] {
         let r = t.get_as(None, route).await;
         assert_eq!(r.status, 200);
         let html = &r.body;
@@ -1104,5 +1120,6 @@ async fn pages_are_self_contained_and_their_policy_admits_them() {
     )
     .is_none());
     assert!(docs::static_route(&lambda_http::http::Method::GET, "/dev/viewer").is_some());
+    assert!(docs::static_route(&lambda_http::http::Method::GET, "/dev/dashboard").is_some());
     assert!(docs::static_route(&lambda_http::http::Method::GET, "/favicon.ico").is_none());
 }

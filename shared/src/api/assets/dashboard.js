@@ -10,7 +10,8 @@
   const POLL_MS = 10 * 1000;
   const MAX_SAMPLES = 360;
   const W = 560, H = 220, PAD = { l: 44, r: 10, t: 10, b: 34 };
-  const SVGNS = "http://www.w3.org/2000/svg";
+  // The parser put the page's <svg> elements in the SVG namespace; the page names no URL.
+  const SVGNS = document.querySelector("figure.chart svg").namespaceURI;
   const TIERS = [["l0", "in-process"], ["redis", "redis"], ["postgres", "postgres"], ["miss", "miss"]];
   const STAGES = ["decode", "trace", "simplify", "svg", "s3_put", "commit", "total"];
 
