@@ -9,7 +9,7 @@
   const TOKEN_KEY = "facesvg.token";
   const POLL_MS = 10 * 1000;
   const MAX_SAMPLES = 360;
-  const W = 560, H = 220, PAD = { l: 44, r: 10, t: 10, b: 34 };
+  const W = 560, H = 220, PAD = { l: 44, r: 24, t: 10, b: 34 };
   // The parser put the page's <svg> elements in the SVG namespace; the page names no URL.
   const SVGNS = document.querySelector("figure.chart svg").namespaceURI;
   const TIERS = [["l0", "in-process"], ["redis", "redis"], ["postgres", "postgres"], ["miss", "miss"]];
@@ -75,8 +75,8 @@
 
   function fmt(v) {
     if (v >= 1000) return `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k`;
-    if (v >= 10 || Number.isInteger(v)) return String(Math.round(v));
-    return v.toFixed(1);
+    if (Number.isInteger(v)) return String(v);
+    return String(Number(v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)));
   }
 
   // Axes, grid and y labels; returns the scales.
@@ -94,8 +94,10 @@
 
   function xLabels(svg, labels, xAt) {
     const step = Math.max(1, Math.ceil(labels.length / 8));
+    const last = labels.length - 1;
     labels.forEach((label, i) => {
-      if (i % step === 0 || i === labels.length - 1) {
+      // The last label too, unless it would sit on the one before it.
+      if (i % step === 0 || (i === last && last % step >= step / 2)) {
         svg.append(el("text", { x: xAt(i), y: H - PAD.b + 16, "text-anchor": "middle" }, label));
       }
     });
