@@ -37,7 +37,10 @@ async fn metrics_follow_the_traffic_across_tenants() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["cache-control"], "no-store");
     let m = r.json();
-    assert_eq!((m["minutes"].as_i64(), m["days"].as_i64()), (Some(3), Some(2)));
+    assert_eq!(
+        (m["minutes"].as_i64(), m["days"].as_i64()),
+        (Some(3), Some(2))
+    );
     assert_eq!(m["per_minute"].as_array().unwrap().len(), 3, "{m}");
     assert_eq!(sum(&m["per_minute"], "renders"), 0);
     assert_eq!(m["requests"], json!([]));
@@ -61,7 +64,9 @@ async fn metrics_follow_the_traffic_across_tenants() {
     let queued = t.submit_as(Some("tenant-b"), &Form::takeo()).await;
     assert_eq!(queued.status, 202, "{}", queued.body);
 
-    let m = metrics_as(&t, Some("ops"), true, "?minutes=10").await.json();
+    let m = metrics_as(&t, Some("ops"), true, "?minutes=10")
+        .await
+        .json();
     assert_eq!(m["days"], 7, "the default window");
     assert_eq!(m["per_minute"].as_array().unwrap().len(), 10);
     assert_eq!(sum(&m["per_minute"], "renders"), 2, "{m}");
@@ -72,7 +77,10 @@ async fn metrics_follow_the_traffic_across_tenants() {
         .iter()
         .map(|r| r["minute"].as_str().unwrap())
         .collect();
-    assert!(minutes.windows(2).all(|w| w[0] < w[1]), "oldest first: {minutes:?}");
+    assert!(
+        minutes.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {minutes:?}"
+    );
 
     // Both tenants' requests, one day: two misses, one hit.
     let days = m["requests"].as_array().unwrap();
@@ -89,7 +97,9 @@ async fn metrics_follow_the_traffic_across_tenants() {
 
     // Every stage the worker measures, and the whole render, two tasks each.
     let stages = m["stages"].as_object().unwrap();
-    for stage in ["decode", "trace", "simplify", "svg", "s3_put", "commit", "total"] {
+    for stage in [
+        "decode", "trace", "simplify", "svg", "s3_put", "commit", "total",
+    ] {
         let s = &stages[stage];
         assert_eq!(s["count"], 2, "{stage}: {s}");
         let (p50, p95) = (s["p50"].as_f64().unwrap(), s["p95"].as_f64().unwrap());

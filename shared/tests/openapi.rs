@@ -746,16 +746,30 @@ async fn every_route_answers_as_described() {
 
     // The dashboard's series, after the traffic above; a window out of range.
     for (target, tenant, admin, status) in [
-        (format!("{ADMIN_METRICS}?minutes=30&days=3"), Some("ops"), true, 200),
+        (
+            format!("{ADMIN_METRICS}?minutes=30&days=3"),
+            Some("ops"),
+            true,
+            200,
+        ),
         (ADMIN_METRICS.to_owned(), Some("tenant-a"), false, 403),
         (ADMIN_METRICS.to_owned(), None, false, 401),
-        (format!("{ADMIN_METRICS}?minutes=721"), Some("ops"), true, 400),
+        (
+            format!("{ADMIN_METRICS}?minutes=721"),
+            Some("ops"),
+            true,
+            400,
+        ),
     ] {
         let r = admin_get(&target, tenant, admin).await;
         assert_eq!(r.status, status, "{target}: {}", r.body);
         spec.check("get", ADMIN_METRICS, &r);
         if status == 200 {
-            assert!(!r.json()["stages"].as_object().unwrap().is_empty(), "{}", r.body);
+            assert!(
+                !r.json()["stages"].as_object().unwrap().is_empty(),
+                "{}",
+                r.body
+            );
         }
     }
 

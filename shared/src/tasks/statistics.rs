@@ -410,9 +410,7 @@ impl TaskStore {
     pub async fn fleet_per_minute(&self, minutes: u32) -> Result<Vec<FleetMinute>, StoreError> {
         self.bounded(async move {
             let client = self.pool.conn().await?;
-            let rows = client
-                .query(FLEET_PER_MINUTE, &[&(minutes as i32)])
-                .await?;
+            let rows = client.query(FLEET_PER_MINUTE, &[&(minutes as i32)]).await?;
             rows.iter()
                 .map(|r| {
                     Ok(FleetMinute {
