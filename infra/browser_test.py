@@ -242,9 +242,11 @@ def check_dashboard(browser, base, tenant, guard, problems, shot):
     # A refresh takes another queue sample: the chart grows by one point per series.
     before = len(drawn["chart-queue"])
     page.click("#refresh")
-    page.wait_for_function(
-        f"document.querySelectorAll('#chart-queue svg .point').length > {before}", timeout=30_000
-    )
+    for _ in range(300):
+        if page.locator("#chart-queue svg .point").count() > before:
+            break
+        page.wait_for_timeout(100)
+    check(page.locator("#chart-queue svg .point").count() > before, "a refresh added no queue sample")
     page.wait_for_timeout(300)  # the last bar's layout before the picture
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
