@@ -22,6 +22,7 @@ mod delete;
 mod event;
 mod folds;
 mod limits;
+pub mod purge;
 mod relay;
 mod retention;
 
