@@ -114,6 +114,24 @@ impl PurgeReport {
         self.errors.push(format!("{tier}: {error}"));
     }
 
+    /// Adds the counts of a later call over the same scope (an operator's loop).
+    pub fn absorb(&mut self, later: PurgeReport) {
+        for (mine, theirs) in [
+            (&mut self.postgres, later.postgres),
+            (&mut self.redis, later.redis),
+            (&mut self.s3, later.s3),
+            (&mut self.memory, later.memory),
+        ] {
+            for (k, n) in theirs {
+                Self::add(mine, k, n);
+            }
+        }
+        self.complete = later.complete;
+        self.open_tasks_kept = later.open_tasks_kept;
+        self.failed = later.failed;
+        self.errors.extend(later.errors);
+    }
+
     /// Rows, keys and objects deleted in all.
     pub fn total(&self) -> u64 {
         [&self.postgres, &self.redis, &self.s3]
