@@ -194,7 +194,7 @@ async fn redis_answers(app: &App) -> Result<(), PurgeError> {
 }
 
 /// The general cache's tiers above Postgres (Postgres rows are deleted in batches).
-fn kv_tiers_above_postgres(app: &App) -> impl Iterator<Item = &std::sync::Arc<dyn Backend>> {
+fn kv_tiers_above_postgres(app: &App) -> impl Iterator<Item = &std::sync::Arc<dyn Backend>> + '_ {
     app.kv.tiers().iter().filter(|t| t.tier() != Tier::Postgres)
 }
 
@@ -363,7 +363,8 @@ async fn delete_tenant_steps(
         }
     }
     let kv_prefix = redis.prefix().to_owned();
-    let patterns: [(&'static str, String, Box<dyn Fn(&str) -> bool + Sync>); 3] = [
+    type Wanted<'a> = Box<dyn Fn(&str) -> bool + Send + Sync + 'a>;
+    let patterns: [(&'static str, String, Wanted<'_>); 3] = [
         (
             "outcome_keys",
             redis.outcome_pattern(Some(tenant)),
