@@ -132,10 +132,6 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn rows(&self) -> usize {
-        self.postgres.values().map(Vec::len).sum()
-    }
-
     fn counts(&self) -> String {
         let tables: Vec<String> = self
             .postgres
