@@ -226,7 +226,11 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
             "DELETE",
             [401, 401, 401, 403, 403, 200],
         ),
-        ("/api/v1/tenant/data", "DELETE", [401, 401, 401, 200, 200, 200]),
+        (
+            "/api/v1/tenant/data",
+            "DELETE",
+            [401, 401, 401, 200, 200, 200],
+        ),
         (
             "/api/v1/admin/cache/clear",
             "POST",
@@ -238,7 +242,11 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
             // Until the admin deletes it, A's task is A's alone and untouched.
             let before = call(&t, TenantA, "GET", &status, None).await.status;
             let r = call(&t, *caller, method, route, None).await;
-            assert_eq!(r.status, *want, "{method} {route} as {caller:?}: {}", r.body);
+            assert_eq!(
+                r.status, *want,
+                "{method} {route} as {caller:?}: {}",
+                r.body
+            );
             assert!(!r.body.contains(&task), "{route} as {caller:?}: {}", r.body);
             let after = call(&t, TenantA, "GET", &status, None).await.status;
             if r.status != 200 {

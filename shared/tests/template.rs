@@ -1499,7 +1499,10 @@ fn no_function_may_list_the_bucket_beyond_the_health_prefix() {
                 .iter()
                 .map(|(family, _)| format!("{family}/*"))
                 .collect();
-            assert_eq!(listed, families, "{holder} may list beyond the tenant prefixes");
+            assert_eq!(
+                listed, families,
+                "{holder} may list beyond the tenant prefixes"
+            );
         } else {
             assert_eq!(
                 s["Condition"]["StringEquals"]["s3:prefix"].as_str(),

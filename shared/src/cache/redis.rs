@@ -525,7 +525,11 @@ impl RedisTier {
                     let k = key.clone();
                     let n: u64 = self
                         .call(|mut c| async move {
-                            redis::cmd("HDEL").arg(&k).arg(&fields).query_async(&mut c).await
+                            redis::cmd("HDEL")
+                                .arg(&k)
+                                .arg(&fields)
+                                .query_async(&mut c)
+                                .await
                         })
                         .await?;
                     dropped += n;

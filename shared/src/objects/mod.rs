@@ -162,11 +162,25 @@ mod tests {
     fn a_tenants_prefixes_hold_its_keys_and_no_other_tenants() {
         let id = Uuid::new_v4();
         let prefixes = tenant_prefixes("acme");
-        for key in [svg_key("acme", id), input_key("acme", id), upload_key("acme", id)] {
-            assert!(prefixes.iter().any(|(_, p)| key.starts_with(p.as_str())), "{key}");
+        for key in [
+            svg_key("acme", id),
+            input_key("acme", id),
+            upload_key("acme", id),
+        ] {
+            assert!(
+                prefixes.iter().any(|(_, p)| key.starts_with(p.as_str())),
+                "{key}"
+            );
         }
-        for key in [svg_key("acme-2", id), svg_key("acm", id), upload_key("acme.x", id)] {
-            assert!(!prefixes.iter().any(|(_, p)| key.starts_with(p.as_str())), "{key}");
+        for key in [
+            svg_key("acme-2", id),
+            svg_key("acm", id),
+            upload_key("acme.x", id),
+        ] {
+            assert!(
+                !prefixes.iter().any(|(_, p)| key.starts_with(p.as_str())),
+                "{key}"
+            );
         }
         assert_eq!(svg_task(&svg_key("acme", id)), Some(id));
         assert_eq!(svg_task(&input_key("acme", id)), None);

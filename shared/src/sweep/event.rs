@@ -25,7 +25,7 @@ pub enum CleanupEvent {
     /// CloudFormation's migration custom resource ([`crate::deploy`]).
     CustomResource(Value),
     /// A route of the function (`POST /api/v1/cache/cleanup` and the others of
-    /// `api::maintenance`; API Gateway payload 2.0).
+    /// `sweep::http`; API Gateway payload 2.0).
     Http(Box<crate::api::event::HttpEvent>),
     /// An API Gateway event that does not decode: answered 500, as any route would.
     UnreadableHttp(String),
@@ -128,10 +128,8 @@ pub async fn handle_event(app: &App, event: Value) -> Result<Value, CleanupError
             crate::api::ApiError::Internal(format!("unreadable request: {e}")).into_response()
         ))),
         CleanupEvent::Http(req) => {
-            let response = crate::api::observe(req.0, async |req| {
-                crate::api::maintenance::answer(app, req).await
-            })
-            .await;
+            let response =
+                crate::api::observe(req.0, async |req| super::http::answer(app, req).await).await;
             Ok(json!(crate::api::event::HttpAnswer::from(response)))
         }
     }

@@ -21,6 +21,7 @@
 mod delete;
 mod event;
 mod folds;
+pub mod http;
 mod limits;
 pub mod purge;
 mod relay;

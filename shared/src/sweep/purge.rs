@@ -282,7 +282,10 @@ pub async fn clear_all(app: &App, until: Instant) -> Result<PurgeReport, PurgeEr
     if !r.failed.contains(&"redis") {
         let redis = &app.outcomes.redis;
         let pattern = crate::cache::kv::redis::entry_pattern(redis.prefix());
-        match redis.delete_matching(&pattern, &|_: &str| true, until).await {
+        match redis
+            .delete_matching(&pattern, &|_: &str| true, until)
+            .await
+        {
             Ok((n, finished)) => {
                 PurgeReport::add(&mut r.redis, "cache_entries", n);
                 done &= finished;

@@ -1,4 +1,4 @@
-//! The routes of the cache-cleanup function: the admin's sweep, the admin's clear
+//! The HTTP routes of the cache-cleanup function: the admin's sweep, the admin's clear
 //! of every cached result, and the deletion of a tenant's data (by the tenant, or
 //! by the admin naming it). They translate; `sweep` and `sweep::purge` decide.
 
@@ -6,14 +6,19 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
-use super::{auth, json_body, json_response, route_path, ApiError};
+use crate::api::{auth, json_body, json_response, route_path, ApiError};
 use crate::app::App;
 use crate::input::InputError;
 use crate::sweep::purge;
 
+/// A deletion that could not go on: the caller calls again.
+fn unavailable(e: purge::PurgeError) -> ApiError {
+    ApiError::Unavailable(e.to_string())
+}
+
 /// Answers an HTTP request sent to cache-cleanup.
 pub async fn answer(app: &App, req: Request) -> Response<Body> {
-    let deadline = super::invocation_deadline(&req);
+    let deadline = crate::api::invocation_deadline(&req);
     match crate::deadline::scope(deadline, route(app, &req, deadline)).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
@@ -25,7 +30,7 @@ async fn route(
     req: &Request,
     deadline: Option<std::time::Instant>,
 ) -> Result<Response<Body>, ApiError> {
-    use super::routes::{self, Found, Function, Handler};
+    use crate::api::routes::{self, Found, Function, Handler};
     let path = route_path(req).to_owned();
     let route = match routes::find(req.method().as_str(), &path) {
         Found::Route(r) if r.function == Function::CacheCleanup => r,
@@ -57,14 +62,19 @@ async fn route(
         }
         Handler::CacheClear => {
             no_body(req)?;
-            json_body(StatusCode::OK, &purge::clear_all(app, until).await?)
+            json_body(
+                StatusCode::OK,
+                &purge::clear_all(app, until).await.map_err(unavailable)?,
+            )
         }
         // The caller's own tenant, and no other: the route takes no name.
         Handler::DeleteOwnData => {
             no_body(req)?;
             json_body(
                 StatusCode::OK,
-                &purge::delete_tenant(app, &caller.tenant, until).await?,
+                &purge::delete_tenant(app, &caller.tenant, until)
+                    .await
+                    .map_err(unavailable)?,
             )
         }
         Handler::DeleteTenantData => {
@@ -80,7 +90,9 @@ async fn route(
             }
             json_body(
                 StatusCode::OK,
-                &purge::delete_tenant(app, tenant, until).await?,
+                &purge::delete_tenant(app, tenant, until)
+                    .await
+                    .map_err(unavailable)?,
             )
         }
         other => {
@@ -89,7 +101,7 @@ async fn route(
             )))
         }
     };
-    Ok(super::served(resp, &caller.tenant, None))
+    Ok(crate::api::served(resp, &caller.tenant, None))
 }
 
 /// These routes act on what the route names: a body would be a request they
