@@ -392,7 +392,7 @@ async fn delete_tenant_steps(
         }
         match redis.delete_matching(pattern, wanted.as_ref(), until).await {
             Ok((n, finished)) => {
-                PurgeReport::add(&mut r.redis, *family, n);
+                PurgeReport::add(&mut r.redis, family, n);
                 done &= finished;
             }
             Err(CacheError::Disabled) => {}
