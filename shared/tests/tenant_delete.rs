@@ -109,7 +109,7 @@ async fn redis_value(t: &TestApp, key: &str) -> String {
                 .unwrap();
             format!("hash {v:?}")
         }
-        other => format!("{other}"),
+        other => other.to_string(),
     }
 }
 
@@ -399,7 +399,9 @@ async fn a_tenants_deletion_removes_all_of_its_data_and_nothing_of_the_others() 
         .all(|h| !hashes(B).contains(h) && !hashes(C).contains(h)));
 
     // Refusals: nothing of anyone moves.
-    let refusals: [(&str, &str, Option<&str>, bool, &[u8], u16); 6] = [
+    /// (method, path, caller, admin scope, body, status)
+    type Refusal<'a> = (&'a str, &'a str, Option<&'a str>, bool, &'a [u8], u16);
+    let refusals: [Refusal; 6] = [
         // A tenant cannot name another tenant: not on its own route (no body) …
         (
             "DELETE",
