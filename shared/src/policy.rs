@@ -90,6 +90,20 @@ pub mod sweep {
     pub const CACHE_LIMIT_BATCH: i64 = 1000;
 }
 
+/// How much an operator's clear or a tenant's deletion (`sweep::purge`) does per call.
+pub mod purge {
+    use std::time::Duration;
+
+    /// Rows per delete statement (task rows, metrics, counts, `cache_store`).
+    pub const ROW_BATCH: i64 = 500;
+    /// Keys asked of Redis per `SCAN`/`HSCAN` page, and objects per S3 listing.
+    pub const SCAN_COUNT: u32 = 1000;
+    /// The work of one call over HTTP: API Gateway cuts a request off at 30 s,
+    /// so a call stops starting batches after this and answers `complete: false`
+    /// (the caller calls again; each call resumes where the data is).
+    pub const HTTP_BUDGET: Duration = Duration::from_secs(20);
+}
+
 /// What a failing cache tier costs (`cache::breaker`, used by the Redis link both
 /// caches share and by the general-purpose cache's Postgres tier).
 pub mod tiers {

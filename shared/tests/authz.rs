@@ -75,7 +75,12 @@ async fn call(
         None => (None, Vec::new()),
     };
     let e = event(caller, method, target, ct.as_deref(), &body);
-    if target.ends_with("/cleanup") {
+    let maintenance = matches!(
+        facesvg::api::routes::find(method, target.split('?').next().unwrap_or(target)),
+        facesvg::api::routes::Found::Route(r)
+            if r.function == facesvg::api::routes::Function::CacheCleanup
+    );
+    if maintenance {
         let out = facesvg::sweep::handle_event(&t.app, e)
             .await
             .expect("handled");
@@ -218,4 +223,43 @@ async fn every_route_answers_every_caller_as_its_rights_say() {
         .unwrap()
         .iter()
         .all(|x| x["task_id"] != json!(task)));
+
+    // Deleting on request, last (each call deletes what its caller may): a tenant
+    // names no other tenant, the admin's routes need the admin scope.
+    let deletions: Vec<(&str, &str, [u16; 6])> = vec![
+        (
+            "/api/v1/admin/tenants/tenant-a/data",
+            "DELETE",
+            [401, 401, 401, 403, 403, 200],
+        ),
+        (
+            "/api/v1/tenant/data",
+            "DELETE",
+            [401, 401, 401, 200, 200, 200],
+        ),
+        (
+            "/api/v1/admin/cache/clear",
+            "POST",
+            [401, 401, 401, 403, 403, 200],
+        ),
+    ];
+    for (route, method, expected) in &deletions {
+        for (caller, want) in CALLERS.iter().zip(expected) {
+            // Until the admin deletes it, A's task is A's alone and untouched.
+            let before = call(&t, TenantA, "GET", &status, None).await.status;
+            let r = call(&t, *caller, method, route, None).await;
+            assert_eq!(
+                r.status, *want,
+                "{method} {route} as {caller:?}: {}",
+                r.body
+            );
+            assert!(!r.body.contains(&task), "{route} as {caller:?}: {}", r.body);
+            let after = call(&t, TenantA, "GET", &status, None).await.status;
+            if r.status != 200 {
+                assert_eq!(after, before, "a refused {route} as {caller:?} touched A");
+            }
+        }
+    }
+    let gone = call(&t, TenantA, "GET", &status, None).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
 }

@@ -377,7 +377,19 @@ const CLEANUP: &str = "/api/v1/cache/cleanup";
 
 /// `POST /api/v1/cache/cleanup` as API Gateway delivers it to the cache-cleanup function.
 async fn cleanup(t: &TestApp, tenant: Option<&str>, admin: bool) -> Resp {
-    let mut event = common::http_event("POST", CLEANUP, tenant, None, b"");
+    maintenance(t, "POST", CLEANUP, tenant, admin, b"").await
+}
+
+/// A route of the cache-cleanup function, as API Gateway delivers it.
+async fn maintenance(
+    t: &TestApp,
+    method: &str,
+    target: &str,
+    tenant: Option<&str>,
+    admin: bool,
+    body: &[u8],
+) -> Resp {
+    let mut event = common::http_event(method, target, tenant, None, body);
     if !admin && tenant.is_some() {
         event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
     }
@@ -771,6 +783,54 @@ async fn every_route_answers_as_described() {
                 r.body
             );
         }
+    }
+
+    // Deleting on request: refusals first, then a tenant's data (by the admin and
+    // by the tenant itself), then the admin's clear.
+    const CLEAR: &str = "/api/v1/admin/cache/clear";
+    const OWN: &str = "/api/v1/tenant/data";
+    const TENANT: &str = "/api/v1/admin/tenants/{tenant}/data";
+    const OF_B: &str = "/api/v1/admin/tenants/tenant-b/data";
+    for (method, route, target, tenant, admin, body, status) in [
+        ("post", CLEAR, CLEAR, Some("tenant-a"), false, "", 403),
+        ("post", CLEAR, CLEAR, None, false, "", 401),
+        ("post", CLEAR, CLEAR, Some("ops"), true, "{}", 400),
+        ("delete", OWN, OWN, None, false, "", 401),
+        (
+            "delete",
+            OWN,
+            OWN,
+            Some("tenant-a"),
+            false,
+            r#"{"tenant": "tenant-b"}"#,
+            400,
+        ),
+        ("delete", TENANT, OF_B, Some("tenant-a"), false, "", 403),
+        ("delete", TENANT, OF_B, None, false, "", 401),
+        (
+            "delete",
+            TENANT,
+            "/api/v1/admin/tenants/not%20a%20tenant/data",
+            Some("ops"),
+            true,
+            "",
+            400,
+        ),
+        ("delete", TENANT, OF_B, Some("ops"), true, "", 200),
+        ("delete", OWN, OWN, Some("tenant-a"), false, "", 200),
+        ("post", CLEAR, CLEAR, Some("ops"), true, "", 200),
+    ] {
+        let r = maintenance(
+            &t,
+            &method.to_uppercase(),
+            target,
+            tenant,
+            admin,
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, status, "{method} {target}: {}", r.body);
+        spec.check(method, route, &r);
     }
 
     // Every operation of the description was exercised.

@@ -13,6 +13,16 @@ pub struct Caller {
     pub admin: bool,
 }
 
+/// Whether `name` is a tenant a claim may carry: 1 to 128 characters of
+/// `[A-Za-z0-9-_.@]` (no separator of any key, path or pattern).
+pub fn is_tenant(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}
+
 pub fn caller(config: &Config, req: &Request) -> Result<Caller, ApiError> {
     if config.auth_mode == AuthMode::None {
         return Ok(Caller {
@@ -32,12 +42,7 @@ pub fn caller(config: &Config, req: &Request) -> Result<Caller, ApiError> {
         .claims
         .get(&config.tenant_claim)
         .ok_or(ApiError::Unauthorized)?;
-    let valid = !tenant.is_empty()
-        && tenant.len() <= 128
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
-    if !valid {
+    if !is_tenant(tenant) {
         return Err(ApiError::Unauthorized);
     }
     // API Gateway passes scopes as a list; some issuers put them in a `scope` claim.

@@ -66,6 +66,9 @@ pub enum Handler {
     Top,
     Invalidate,
     Cleanup,
+    CacheClear,
+    DeleteOwnData,
+    DeleteTenantData,
     Health,
     HealthDetail,
     AdminCacheStats,
@@ -122,6 +125,10 @@ pub const ROUTES: &[Route] = &[
     route!("GET" "/api/v1/cache/top" => Status::Top, Tenant),
     route!("POST" "/api/v1/cache/invalidate" => Status::Invalidate, Tenant),
     route!("POST" "/api/v1/cache/cleanup" => CacheCleanup::Cleanup, Admin),
+    // Deleting on request (`sweep::purge`): every cached result; a tenant's data.
+    route!("POST" "/api/v1/admin/cache/clear" => CacheCleanup::CacheClear, Admin),
+    route!("DELETE" "/api/v1/tenant/data" => CacheCleanup::DeleteOwnData, Tenant),
+    route!("DELETE" "/api/v1/admin/tenants/{tenant}/data" => CacheCleanup::DeleteTenantData, Admin),
     // Public: the verdict alone, kept a few seconds per instance.
     route!("GET" "/health" => Status::Health, Public),
     // Each backend's check, behind the authorizer.

@@ -9,6 +9,8 @@
 //! facesvg-cache keys NAMESPACE [TENANT] [--limit N]
 //! facesvg-cache invalidate --tenant T [--namespace N] | --namespace N | --tag TAG
 //! facesvg-cache clear-expired [--batch N] [--max-batches N]
+//! facesvg-cache clear                 # every cached result (sweep::purge::clear_all)
+//! facesvg-cache delete-tenant TENANT  # everything of one tenant (sweep::purge::delete_tenant)
 //! ```
 //!
 //! `REDIS_URL=none` runs on Postgres alone.
@@ -25,6 +27,7 @@ const USAGE: &str =
     "usage: facesvg-cache stats | get KEY | delete KEY | keys NAMESPACE [TENANT] [--limit N]
        | invalidate (--tenant T [--namespace N] | --namespace N | --tag TAG)
        | clear-expired [--batch N] [--max-batches N]
+       | clear | delete-tenant TENANT
 KEY is namespace:tenant:id as stored (see `keys`).";
 
 #[tokio::main(flavor = "current_thread")]
@@ -91,6 +94,17 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
             .await
             .map_err(|e| e.to_string())?;
         return Ok(json!(stats));
+    }
+    if cmd == "clear" || cmd == "delete-tenant" {
+        let tenant = match (cmd, positional(rest).first()) {
+            ("clear", None) => None,
+            ("delete-tenant", Some(t)) if facesvg::api::auth::is_tenant(t) => Some(t.to_string()),
+            _ => return Err(USAGE.into()),
+        };
+        let app = facesvg::app::App::from_config(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        return purge(&app, tenant.as_deref()).await;
     }
     let pool = facesvg::app::pg_pool(&config.database_url, None, 2, config.db_connect_timeout)
         .map_err(|e| e.to_string())?;
@@ -175,4 +189,31 @@ async fn run(args: &[String]) -> Result<serde_json::Value, String> {
         }
         _ => Err(USAGE.into()),
     }
+}
+
+/// Calls the clear or a tenant's deletion until it is complete, a minute a call,
+/// and answers the summed counts; a call whose tier failed ends it with an error.
+async fn purge(app: &facesvg::app::App, tenant: Option<&str>) -> Result<serde_json::Value, String> {
+    use facesvg::sweep::purge;
+    let mut total: Option<purge::PurgeReport> = None;
+    for _ in 0..10_000 {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        let report = match tenant {
+            Some(t) => purge::delete_tenant(app, t, until).await,
+            None => purge::clear_all(app, until).await,
+        }
+        .map_err(|e| e.to_string())?;
+        let (complete, failed) = (report.complete, report.errors.clone());
+        match total.as_mut() {
+            Some(sum) => sum.absorb(report),
+            None => total = Some(report),
+        }
+        if !failed.is_empty() {
+            return Err(format!("a tier failed: {failed:?}; run it again"));
+        }
+        if complete {
+            break;
+        }
+    }
+    Ok(json!(total))
 }

@@ -57,6 +57,29 @@ impl MemoryTier {
         self.lock().bytes
     }
 
+    /// Drops every entry of `tenant`; returns how many there were.
+    pub fn remove_tenant(&self, tenant: &str) -> usize {
+        let mut inner = self.lock();
+        let doomed: Vec<(String, String)> = inner
+            .by_hash
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .cloned()
+            .collect();
+        for key in &doomed {
+            remove_entry(&mut inner, key);
+        }
+        doomed.len()
+    }
+
+    /// Drops every entry; returns how many there were.
+    pub fn clear(&self) -> usize {
+        let mut inner = self.lock();
+        let n = inner.by_hash.len();
+        *inner = Inner::default();
+        n
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock aborts the process (panic = "abort"), so
         // a poisoned lock can only be seen in tests; its data is still consistent.

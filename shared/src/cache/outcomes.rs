@@ -330,6 +330,19 @@ impl OutcomeCache {
         self.redis.remove(tenant, input_hash, task_id).await
     }
 
+    /// Forgets tasks whose rows were deleted, in every tier above Postgres, in one
+    /// Redis round trip; returns the Redis keys that existed (0 without Redis).
+    /// Other instances' L0 entries expire on their own within `L0_TTL_SECS`.
+    pub async fn forget_many(&self, rows: &[(&str, &str, Uuid)]) -> Result<u64, CacheError> {
+        for (tenant, hash, id) in rows {
+            let _ = self.l0.remove(tenant, hash, *id).await;
+        }
+        match self.redis.remove_many(rows).await {
+            Err(CacheError::Disabled) => Ok(0),
+            other => other,
+        }
+    }
+
     /// Counts a request of `tenant` in its statistics, and a hit on its task (which
     /// the sweep folds into Postgres). Counts are kept in the instance and sent in
     /// one round trip when [`COUNT_BATCH`] have gathered, when the last were sent

@@ -369,6 +369,180 @@ impl RedisTier {
         self.finish_fold(self.kv_counts_folding_key(), batch).await
     }
 
+    /// The `SCAN` pattern of the by-hash outcome keys: `tenant`'s, or every tenant's.
+    pub fn outcome_pattern(&self, tenant: Option<&str>) -> String {
+        match tenant {
+            Some(t) => format!("{}:r:{}:*", self.prefix, glob_escape(t)),
+            None => format!("{}:r:*", self.prefix),
+        }
+    }
+
+    /// Whether `key` (matched by [`Self::outcome_pattern`]) is `tenant`'s own: an
+    /// input hash never holds `:`, so a longer tenant sharing the prefix is not.
+    pub fn is_outcome_of(&self, key: &str, tenant: &str) -> bool {
+        key.strip_prefix(&self.hash_key(tenant, ""))
+            .is_some_and(|hash| !hash.is_empty() && !hash.contains(':'))
+    }
+
+    /// The `SCAN` pattern of every by-task outcome key.
+    pub fn task_pattern(&self) -> String {
+        format!("{}:t:*", self.prefix)
+    }
+
+    /// The `SCAN` pattern of `tenant`'s daily statistics, and whether a key it
+    /// matched is one of them (`…:stats:{tenant}:{yyyymmdd}`).
+    pub fn stats_pattern(&self, tenant: &str) -> String {
+        format!("{}:stats:{}:*", self.prefix, glob_escape(tenant))
+    }
+
+    pub fn is_stats_of(&self, key: &str, tenant: &str) -> bool {
+        key.strip_prefix(&format!("{}:stats:{}:", self.prefix, tenant))
+            .is_some_and(|day| day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// Deletes both outcome keys of each `(tenant, input hash, task id)` and its
+    /// pending hit counts, in one round trip. Returns the keys that existed.
+    #[instrument(skip_all, fields(tasks = rows.len()))]
+    pub async fn remove_many(&self, rows: &[(&str, &str, Uuid)]) -> Result<u64, CacheError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<String> = rows
+            .iter()
+            .flat_map(|(t, h, id)| [self.hash_key(t, h), self.task_key(*id)])
+            .collect();
+        let ids: Vec<String> = rows.iter().map(|r| r.2.to_string()).collect();
+        let (hits, folding) = (self.hits_key(), self.hits_folding_key());
+        let (deleted,): (u64,) = self
+            .call(|mut c| async move {
+                redis::pipe()
+                    .cmd("DEL")
+                    .arg(&keys)
+                    .cmd("HDEL")
+                    .arg(&hits)
+                    .arg(&ids)
+                    .ignore()
+                    .cmd("HDEL")
+                    .arg(&folding)
+                    .arg(&ids)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(deleted)
+    }
+
+    /// Deletes the by-task outcome keys of `ids`; returns those that existed.
+    #[instrument(skip_all, fields(tasks = ids.len()))]
+    pub async fn remove_task_keys(&self, ids: &[Uuid]) -> Result<u64, CacheError> {
+        let keys: Vec<String> = ids.iter().map(|id| self.task_key(*id)).collect();
+        self.delete_keys(&keys).await
+    }
+
+    /// Deletes `keys`; returns those that existed.
+    #[instrument(skip_all, fields(keys = keys.len()))]
+    pub async fn delete_keys(&self, keys: &[String]) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let keys = keys.to_vec();
+        self.call(|mut c| async move { redis::cmd("DEL").arg(&keys).query_async(&mut c).await })
+            .await
+    }
+
+    /// `SCAN`s for `pattern` and deletes the keys `wanted` accepts, page by page,
+    /// until the scan ends or `until` passes. Returns the keys deleted and whether
+    /// the scan ended. A scan that stops early is started afresh by the next call:
+    /// what it deleted is gone, so each call makes progress.
+    #[instrument(skip_all, fields(%pattern))]
+    pub async fn delete_matching(
+        &self,
+        pattern: &str,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+        until: std::time::Instant,
+    ) -> Result<(u64, bool), CacheError> {
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let p = pattern.to_owned();
+            let (next, keys): (u64, Vec<String>) = self
+                .call(|mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&p)
+                        .arg("COUNT")
+                        .arg(crate::policy::purge::SCAN_COUNT)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let mine: Vec<String> = keys.into_iter().filter(|k| wanted(k)).collect();
+            deleted += self.delete_keys(&mine).await?;
+            if next == 0 {
+                return Ok((deleted, true));
+            }
+            if std::time::Instant::now() >= until {
+                return Ok((deleted, false));
+            }
+            cursor = next;
+        }
+    }
+
+    /// Drops `tenant`'s request counts not yet folded into Postgres (the pending
+    /// hash and a batch being folded), so that no fold adds them back once its
+    /// rows are deleted. Returns the fields dropped.
+    #[instrument(skip_all, fields(%tenant))]
+    pub async fn forget_request_counts(&self, tenant: &str) -> Result<u64, CacheError> {
+        let mut dropped = 0;
+        for key in [self.requests_key(), self.requests_folding_key()] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (k, pattern) = (key.clone(), format!("*|{}", glob_escape(tenant)));
+                let (next, flat): (u64, Vec<String>) = self
+                    .call(|mut c| async move {
+                        redis::cmd("HSCAN")
+                            .arg(&k)
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(crate::policy::purge::SCAN_COUNT)
+                            .query_async(&mut c)
+                            .await
+                    })
+                    .await?;
+                let fields: Vec<String> = flat
+                    .chunks(2)
+                    .filter(|p| {
+                        p.len() == 2
+                            && parse_request_field(&p[0], &p[1]).is_some_and(|c| c.tenant == tenant)
+                    })
+                    .map(|p| p[0].clone())
+                    .collect();
+                if !fields.is_empty() {
+                    let k = key.clone();
+                    let n: u64 = self
+                        .call(|mut c| async move {
+                            redis::cmd("HDEL")
+                                .arg(&k)
+                                .arg(&fields)
+                                .query_async(&mut c)
+                                .await
+                        })
+                        .await?;
+                    dropped += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Redis's own figures (`INFO memory` and `INFO stats`): memory used and the
     /// keyspace's hits and misses since the server started. Server-wide: every
     /// user of this Redis counts in them.
@@ -425,6 +599,18 @@ impl RedisTier {
             .filter_map(|b| Uuid::parse_str(&b).ok())
             .collect())
     }
+}
+
+/// `s` as a literal in a `SCAN`/`HSCAN` pattern.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Hit counters taken from Redis for folding into Postgres.

@@ -34,6 +34,17 @@ pub trait ObjectStore: Send + Sync {
     async fn presign_get(&self, key: &str, ttl: Duration) -> Result<String, ObjectError>;
     async fn ping(&self) -> Result<(), ObjectError>;
 
+    /// Up to `max` keys under `prefix` that sort after `after`, in key order (a
+    /// tenant's deletion walks its prefixes with it, see `sweep::purge`).
+    async fn list(
+        &self,
+        _prefix: &str,
+        _after: Option<&str>,
+        _max: i32,
+    ) -> Result<Vec<String>, ObjectError> {
+        Err(ObjectError::Unsupported)
+    }
+
     /// Like [`ObjectStore::get`], refusing (before reading the body) an object over
     /// `limit` bytes. Stores that cannot tell a size first read and then check.
     async fn get_bounded(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, ObjectError> {
@@ -78,6 +89,23 @@ pub fn svg_key(tenant: &str, task_id: Uuid) -> String {
 /// Where a task's inputs wait when they are too large for a queue message.
 pub fn input_key(tenant: &str, task_id: Uuid) -> String {
     format!("inputs/{}/{}.json", tenant_segment(tenant), task_id)
+}
+
+/// Every prefix that holds objects of `tenant` alone (`results/`, `inputs/`,
+/// `uploads/`), named by the family it belongs to.
+pub fn tenant_prefixes(tenant: &str) -> [(&'static str, String); 3] {
+    let seg = tenant_segment(tenant);
+    [
+        ("results", format!("results/{seg}/")),
+        ("inputs", format!("inputs/{seg}/")),
+        ("uploads", format!("uploads/{seg}/")),
+    ]
+}
+
+/// The task an SVG key names (`results/{tenant}/{task_id}.svg`), if it is one.
+pub fn svg_task(key: &str) -> Option<Uuid> {
+    let file = key.strip_prefix("results/")?.rsplit_once('/')?.1;
+    Uuid::parse_str(file.strip_suffix(".svg")?).ok()
 }
 
 /// Tenants come from verified claims, but keys must be safe whatever they contain,
@@ -128,5 +156,33 @@ mod tests {
             assert!(seen.insert(s), "{t:?} shares a segment");
         }
         assert!(!seen.contains("acme"));
+    }
+
+    #[test]
+    fn a_tenants_prefixes_hold_its_keys_and_no_other_tenants() {
+        let id = Uuid::new_v4();
+        let prefixes = tenant_prefixes("acme");
+        for key in [
+            svg_key("acme", id),
+            input_key("acme", id),
+            upload_key("acme", id),
+        ] {
+            assert!(
+                prefixes.iter().any(|(_, p)| key.starts_with(p.as_str())),
+                "{key}"
+            );
+        }
+        for key in [
+            svg_key("acme-2", id),
+            svg_key("acm", id),
+            upload_key("acme.x", id),
+        ] {
+            assert!(
+                !prefixes.iter().any(|(_, p)| key.starts_with(p.as_str())),
+                "{key}"
+            );
+        }
+        assert_eq!(svg_task(&svg_key("acme", id)), Some(id));
+        assert_eq!(svg_task(&input_key("acme", id)), None);
     }
 }

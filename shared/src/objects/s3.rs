@@ -216,6 +216,30 @@ impl ObjectStore for S3Store {
         ))
     }
 
+    #[instrument(skip_all, fields(bucket = %self.bucket, %prefix, max = max), err)]
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        max: i32,
+    ) -> Result<Vec<String>, ObjectError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(after.map(str::to_owned))
+            .max_keys(max.clamp(1, 1000))
+            .send()
+            .await
+            .map_err(|e| sdk_error(&e))?;
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect())
+    }
+
     /// Lists the [`super::HEALTH_PREFIX`] (nothing is ever written there): S3
     /// answered, the bucket exists, and we may call it. Not HeadBucket: that needs
     /// `s3:ListBucket` on the whole bucket, which would let status list every

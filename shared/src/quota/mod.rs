@@ -38,6 +38,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Renders, Kind::Uploads, Kind::Invalidations];
+
     /// The bucket's name in keys and rows, and the limit named to the caller.
     pub fn as_str(self) -> &'static str {
         match self {

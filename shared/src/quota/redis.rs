@@ -27,6 +27,19 @@ redis.call('SET', KEYS[1], nxt, 'PX', nxt - now)
 return 0
 "#;
 
+/// The key of `tenant`'s `bucket` under `prefix` (the stack's, plus `:q`).
+fn bucket_key(prefix: &str, bucket: &str, tenant: &str) -> String {
+    format!("{prefix}:{bucket}:{tenant}")
+}
+
+/// Every bucket key of `tenant` under the stack's `prefix`, one per [`super::Kind`].
+pub fn tenant_keys(prefix: &str, tenant: &str) -> Vec<String> {
+    super::Kind::ALL
+        .iter()
+        .map(|k| bucket_key(&format!("{prefix}:q"), k.as_str(), tenant))
+        .collect()
+}
+
 pub struct RedisBuckets {
     link: Arc<RedisLink>,
     prefix: String,
@@ -50,7 +63,7 @@ impl RedisBuckets {
         bucket: &str,
         rate: &Rate,
     ) -> Result<Option<Duration>, LinkError> {
-        let key = format!("{}:{}:{}", self.prefix, bucket, tenant);
+        let key = bucket_key(&self.prefix, bucket, tenant);
         let interval = rate.interval().as_millis().max(1) as u64;
         let tolerance = rate.tolerance().as_millis() as u64;
         let script = &self.take;

@@ -1,7 +1,6 @@
 //! What cache-cleanup is sent, decoded once, and what each event runs: the relay
 //! job, the scheduled sweep, the migrations' custom resource, the admin route.
 
-use lambda_http::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -25,7 +24,8 @@ pub enum CleanupEvent {
     Sweep,
     /// CloudFormation's migration custom resource ([`crate::deploy`]).
     CustomResource(Value),
-    /// The admin route (`POST /api/v1/cache/cleanup`, API Gateway payload 2.0).
+    /// A route of the function (`POST /api/v1/cache/cleanup` and the others of
+    /// `sweep::http`; API Gateway payload 2.0).
     Http(Box<crate::api::event::HttpEvent>),
     /// An API Gateway event that does not decode: answered 500, as any route would.
     UnreadableHttp(String),
@@ -129,7 +129,7 @@ pub async fn handle_event(app: &App, event: Value) -> Result<Value, CleanupError
         ))),
         CleanupEvent::Http(req) => {
             let response =
-                crate::api::observe(req.0, async |req| admin_cleanup(app, req).await).await;
+                crate::api::observe(req.0, async |req| super::http::answer(app, req).await).await;
             Ok(json!(crate::api::event::HttpAnswer::from(response)))
         }
     }
@@ -144,28 +144,5 @@ fn finished(report: SweepReport, answer: Value) -> Result<Value, StepsFailed> {
         Err(StepsFailed {
             steps: report.failed_steps,
         })
-    }
-}
-
-async fn admin_cleanup(
-    app: &App,
-    req: lambda_http::Request,
-) -> lambda_http::Response<lambda_http::Body> {
-    use crate::api::{auth, json_response, ApiError};
-    if req.method() != lambda_http::http::Method::POST {
-        return ApiError::MethodNotAllowed("use POST".into()).into_response();
-    }
-    let caller = match auth::caller(&app.config, &req) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    if !caller.admin {
-        return ApiError::Forbidden.into_response();
-    }
-    let report = run(app).await;
-    if report.is_ok() {
-        json_response(StatusCode::OK, &json!(report))
-    } else {
-        ApiError::Unavailable(format!("{:?}", report.errors)).into_response()
     }
 }

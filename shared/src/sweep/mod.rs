@@ -21,7 +21,9 @@
 mod delete;
 mod event;
 mod folds;
+pub mod http;
 mod limits;
+pub mod purge;
 mod relay;
 mod retention;
 

@@ -12,12 +12,15 @@
 //! - `statistics`: the read-only statements behind the statistics routes;
 //! - `metrics`: `processing_metrics` rows, written with the results;
 //! - `quotas`: `tenant_quotas`, tenants' token buckets when Redis is not there;
+//! - `erasure`: a tenant's rows in every table, and every finished task, deleted
+//!   on request in bounded batches;
 //! - `retention`: the rollup into `daily_metrics` and the pruning of old rows;
 //! - `stages`: the per-stage timings (no SQL of its own);
 //! - `records`: the [`TaskRecords`] trait a submit needs, with an in-memory store
 //!   for unit tests.
 
 pub mod counts;
+pub mod erasure;
 pub mod failure;
 pub mod metrics;
 pub mod quotas;

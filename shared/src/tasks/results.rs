@@ -70,11 +70,7 @@ pub enum Claim {
 /// A row the sweep deleted, with what must be deleted along with it.
 #[derive(Debug)]
 pub struct Swept {
-    pub task_id: Uuid,
-    pub tenant: String,
-    pub input_hash: String,
-    pub svg_s3_key: Option<String>,
-    pub input_s3_key: Option<String>,
+    pub task: super::erasure::Erased,
     pub reason: SweepReason,
 }
 
@@ -637,12 +633,8 @@ impl TaskStore {
             rows.iter()
                 .map(|r| {
                     Ok(Swept {
-                        task_id: r.try_get(0)?,
-                        tenant: r.try_get(1)?,
-                        input_hash: r.try_get(2)?,
-                        svg_s3_key: r.try_get(3)?,
-                        input_s3_key: r.try_get(4)?,
-                        reason: SweepReason::parse(r.try_get(5)?)?,
+                        task: super::erasure::Erased::from_row(r)?,
+                        reason: SweepReason::parse(r.try_get("reason")?)?,
                     })
                 })
                 .collect()

@@ -168,6 +168,32 @@ impl PostgresBackend {
         Ok(out)
     }
 
+    /// Deletes up to `batch` rows of `tenant` (as keys store it, escaped), or of
+    /// every tenant with `None`, whatever their expiry: a tenant's deletion and the
+    /// operator's clear (`sweep::purge`). Returns the rows deleted.
+    #[instrument(skip_all, fields(tenant = tenant.unwrap_or("*"), batch = batch))]
+    pub async fn delete_rows(&self, tenant: Option<&str>, batch: i64) -> Result<u64, KvError> {
+        let batch = batch.clamp(1, 100_000);
+        match tenant {
+            Some(t) => {
+                self.execute(
+                    "DELETE FROM cache_store WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM cache_store WHERE tenant = $1 LIMIT $2))",
+                    &[&t, &batch],
+                )
+                .await
+            }
+            None => {
+                self.execute(
+                    "DELETE FROM cache_store WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM cache_store LIMIT $1))",
+                    &[&batch],
+                )
+                .await
+            }
+        }
+    }
+
     /// Deletes the least recently used rows of `namespace` beyond `max` rows,
     /// at most `batch` rows per statement and `max_batches` statements.
     #[instrument(skip_all, fields(%namespace, max = max))]

@@ -35,6 +35,19 @@ use super::key::{tag_scope, Key, Scope};
 use super::KvError;
 use crate::cache::link::RedisLink;
 
+/// The `SCAN` pattern of every entry key under the stack's `prefix`.
+pub fn entry_pattern(prefix: &str) -> String {
+    format!("{prefix}:kv:e:*")
+}
+
+/// The tenant (as keys store it, escaped) of the entry key `key` under `prefix`.
+pub fn entry_tenant<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":kv:e:")?;
+    let mut parts = rest.splitn(3, ':');
+    let (_namespace, tenant, _id) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(tenant)
+}
+
 /// Shared Lua: `read(k, epoch)` returns `{v, pttl, grace, compute, tags}` for a
 /// valid entry, `false` for none (deleting an invalidated one on the way).
 const READ_FN: &str = r#"
