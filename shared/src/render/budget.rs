@@ -44,6 +44,15 @@ pub fn admit(sub: &Submission<'_>, limits: &Limits) -> Result<Option<LabelMap>, 
 /// byte a vertex) and room for the simplified ring (16 bytes a point, one point an
 /// edge; the hardest maps measured keep a third of that). Reserved once per render
 /// (the ring: per loop), never grown by doubling.
+///
+/// Checked against measurement: `infra/render-bench.sh` (`infra/bench.sh render`)
+/// prints the heap a real render held per border edge of the map, its `trace/e`
+/// and `render/e` columns. On the synthetic, heavy, blob and ragged maps at 1024²
+/// and 2048² they were 13.0–14.3 and 15.3–27.1 bytes an edge (the small faces'
+/// larger figures are `RENDER_FIXED_BYTES` spread over few edges); this constant
+/// and `PATH_BYTES_PER_EDGE` together allow 49, which also covers a map whose
+/// longest loop is all of its borders. Should the bench print more, these
+/// constants are what to raise.
 pub const LOOP_BYTES_PER_EDGE: u64 = 12 + 1 + 16;
 
 /// Heap per pixel while tracing: which sides of each pixel are borders.
