@@ -746,7 +746,7 @@ def fixed_month(p: dict[str, str]) -> list[tuple[str, float]]:
          az * (db_price * HOURS + 20 * PRICES["rds_gb_month"][0])),
         ("RDS Proxy", max(db_vcpu, 2) * PRICES["proxy_vcpu_hour"][0] * HOURS),
         ("SQS and Secrets Manager interface endpoints, 2 AZs", 2 * 2 * PRICES["endpoint_hour"][0] * HOURS),
-        ("3 secrets, 50 alarms, 1 dashboard", 3 * PRICES["secret_month"][0] + 50 * PRICES["alarm_month"][0]
+        ("3 secrets, 54 alarms, 1 dashboard", 3 * PRICES["secret_month"][0] + 54 * PRICES["alarm_month"][0]
          + PRICES["dashboard_month"][0]),
         ("EMF custom metrics (~110 series a day publishes)", 110 * PRICES["metric_month"][0]),
     ]
