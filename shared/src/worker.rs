@@ -328,8 +328,19 @@ async fn run_claimed(
         }
         None => {
             // Our claim was taken over (we were slow enough to look crashed) and the
-            // other worker finished first. Its SVG is the same bytes at the same key.
-            tracing::warn!(%task_id, "claim lost before completion");
+            // other worker finished first: its SVG is the same bytes at the same key.
+            // Or the row is gone (its tenant's data was deleted while we rendered):
+            // then nothing will ever point at the SVG just written, so it goes too.
+            match app.tasks.get(&owner.tenant, task_id).await {
+                Ok(None) => {
+                    if let Err(e) = app.objects.delete_many(std::slice::from_ref(&key)).await {
+                        tracing::warn!(%task_id, error = %e, "orphan SVG of an erased task kept");
+                    }
+                    tracing::info!(%task_id, "task erased while rendering");
+                }
+                Ok(Some(_)) => tracing::warn!(%task_id, "claim lost before completion"),
+                Err(e) => tracing::warn!(%task_id, error = %e, "claim lost; row not read"),
+            }
             Ok(Handled::Skipped)
         }
     }

@@ -16,6 +16,15 @@ async fn metrics_as(t: &TestApp, tenant: Option<&str>, admin: bool, query: &str)
     if !admin && tenant.is_some() {
         event["requestContext"]["authorizer"]["jwt"]["scopes"] = json!([]);
     }
+    // The queue's depth is left out when SQS is slower than its deadline, as the
+    // emulator can be on a loaded machine: ask again rather than fail on it.
+    for _ in 0..4 {
+        let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
+        let r = common::to_resp(facesvg::api::status(&t.app, req).await);
+        if r.status != 200 || !r.json()["queue"].is_null() {
+            return r;
+        }
+    }
     let req = facesvg::api::event::decode(event.to_string().as_bytes()).unwrap();
     common::to_resp(facesvg::api::status(&t.app, req).await)
 }
@@ -82,18 +91,20 @@ async fn metrics_follow_the_traffic_across_tenants() {
         "oldest first: {minutes:?}"
     );
 
-    // Both tenants' requests, one day: two misses, one hit.
-    let days = m["requests"].as_array().unwrap();
-    assert_eq!(days.len(), 1, "{m}");
-    let today = &days[0];
-    assert_eq!(today["miss"], 2, "{today}");
-    let hits = ["l0", "redis", "postgres"]
+    // Both tenants' requests: two misses, one hit (on one day, or two if the test
+    // ran across midnight UTC).
+    let days = &m["requests"];
+    assert!((1..=2).contains(&days.as_array().unwrap().len()), "{m}");
+    assert_eq!(sum(days, "miss"), 2, "{days}");
+    let hits: i64 = ["l0", "redis", "postgres"]
         .iter()
-        .map(|k| today[k].as_i64().unwrap())
-        .sum::<i64>();
-    assert_eq!(hits, 1, "{today}");
-    assert_eq!(today["total"], 3);
-    assert!((today["hit_ratio"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        .map(|k| sum(days, k))
+        .sum();
+    assert_eq!(hits, 1, "{days}");
+    assert_eq!(sum(days, "total"), 3);
+    if let [today] = days.as_array().unwrap().as_slice() {
+        assert!((today["hit_ratio"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    }
 
     // Every stage the worker measures, and the whole render, two tasks each.
     let stages = m["stages"].as_object().unwrap();

@@ -60,6 +60,13 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
             "{prefix:?} must be one non-empty hash tag, such as {DEFAULT_PREFIX:?}"
         ));
     }
+    // The prefix starts every SCAN pattern the sweep and the clears delete by: a
+    // glob character would reach other stacks' keys in a shared Redis.
+    if tag.contains(['*', '?', '[', ']', '\\']) {
+        return Err(format!(
+            "{prefix:?} must not hold glob characters (* ? [ ] \\), such as {DEFAULT_PREFIX:?}"
+        ));
+    }
     Ok(())
 }
 
@@ -165,6 +172,9 @@ mod tests {
             "{a}{b}",
             "{a{b}",
             "{facesvg",
+            "{facesvg*}",
+            "{face?svg}",
+            "{[fF]acesvg}",
         ] {
             assert!(check_prefix(bad).is_err(), "{bad} accepted");
         }

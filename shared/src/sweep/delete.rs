@@ -74,7 +74,9 @@ pub(super) async fn drop_rows(app: &App, rows: &[&Erased], objects: bool) -> Dro
                 .push(format!("redis keys of {} rows: {e}", rows.len()));
         }
     }
-    if !objects {
+    // Keys that may still name these objects keep them: a hit whose SVG is gone
+    // is worse than an object nothing points at, which the lifecycle rule removes.
+    if !objects || out.redis_failed {
         return out;
     }
     let svgs: Vec<String> = rows.iter().filter_map(|r| r.svg_s3_key.clone()).collect();

@@ -244,6 +244,11 @@ pub async fn clear_all(app: &App, until: Instant) -> Result<PurgeReport, PurgeEr
             let tier = if e.starts_with("s3") { "s3" } else { "redis" };
             r.fail(tier, e);
         }
+        if dropped.redis_failed {
+            // Further rows' keys would be lost track of: stop, the caller repeats.
+            done = false;
+            break;
+        }
         if (rows.len() as i64) < ROW_BATCH {
             break;
         }
