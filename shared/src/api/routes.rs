@@ -177,6 +177,25 @@ pub enum Found {
     Unknown,
 }
 
+/// The route of `function` for `method` and `path`, or the error its handler
+/// answers: a route of another function (which API Gateway never sends there) is
+/// as unknown as any other path.
+pub fn of_function(
+    function: Function,
+    method: &str,
+    path: &str,
+) -> Result<&'static Route, super::ApiError> {
+    match find(method, path) {
+        Found::Route(r) if r.function == function => Ok(r),
+        Found::WrongMethod => Err(super::ApiError::MethodNotAllowed(format!(
+            "no route for {method} {path}"
+        ))),
+        Found::Route(_) | Found::Unknown => Err(super::ApiError::NotFound(format!(
+            "no route for {method} {path}"
+        ))),
+    }
+}
+
 pub fn find(method: &str, path: &str) -> Found {
     let mut path_known = false;
     for route in ROUTES {

@@ -30,23 +30,9 @@ async fn route(
     req: &Request,
     deadline: Option<std::time::Instant>,
 ) -> Result<Response<Body>, ApiError> {
-    use crate::api::routes::{self, Found, Function, Handler};
+    use crate::api::routes::{self, Function, Handler};
     let path = route_path(req).to_owned();
-    let route = match routes::find(req.method().as_str(), &path) {
-        Found::Route(r) if r.function == Function::CacheCleanup => r,
-        Found::WrongMethod => {
-            return Err(ApiError::MethodNotAllowed(format!(
-                "no route for {} {path}",
-                req.method()
-            )))
-        }
-        Found::Route(_) | Found::Unknown => {
-            return Err(ApiError::NotFound(format!(
-                "no route for {} {path}",
-                req.method()
-            )))
-        }
-    };
+    let route = routes::of_function(Function::CacheCleanup, req.method().as_str(), &path)?;
     let caller = auth::caller(&app.config, req)?;
     if route.access == routes::Access::Admin && !caller.admin {
         return Err(ApiError::Forbidden);

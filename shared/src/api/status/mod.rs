@@ -35,23 +35,9 @@ async fn answer(app: &App, req: Request) -> Response<Body> {
 /// Dispatches by the route table ([`super::routes`]); a route of another function
 /// (which API Gateway never sends here) is as unknown as any other path.
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, ApiError> {
-    use super::routes::{self, Found, Function, Handler};
+    use super::routes::{self, Function, Handler};
     let path = route_path(req).to_owned();
-    let route = match routes::find(req.method().as_str(), &path) {
-        Found::Route(r) if r.function == Function::Status => r,
-        Found::WrongMethod => {
-            return Err(ApiError::MethodNotAllowed(format!(
-                "no route for {} {path}",
-                req.method()
-            )))
-        }
-        Found::Route(_) | Found::Unknown => {
-            return Err(ApiError::NotFound(format!(
-                "no route for {} {path}",
-                req.method()
-            )))
-        }
-    };
+    let route = routes::of_function(Function::Status, req.method().as_str(), &path)?;
     match route.handler {
         Handler::OpenApi | Handler::Docs | Handler::Viewer | Handler::Dashboard => {
             super::docs::static_route(req.method(), &path)
