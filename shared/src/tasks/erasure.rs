@@ -58,26 +58,14 @@ impl TenantTable {
         }
     }
 
-    /// One batch of the tenant's rows; each reads an index led by `tenant`.
-    fn delete_sql(self) -> &'static str {
-        match self {
-            TenantTable::RequestCounts => {
-                "DELETE FROM request_counts WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM request_counts WHERE tenant = $1 LIMIT $2))"
-            }
-            TenantTable::ProcessingMetrics => {
-                "DELETE FROM processing_metrics WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM processing_metrics WHERE tenant = $1 LIMIT $2))"
-            }
-            TenantTable::DailyMetrics => {
-                "DELETE FROM daily_metrics WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM daily_metrics WHERE tenant = $1 LIMIT $2))"
-            }
-            TenantTable::TenantQuotas => {
-                "DELETE FROM tenant_quotas WHERE ctid = ANY(ARRAY(
-                     SELECT ctid FROM tenant_quotas WHERE tenant = $1 LIMIT $2))"
-            }
-        }
+    /// One batch of the tenant's rows; each reads an index led by `tenant`. The
+    /// table's name is the enum's own, never a caller's.
+    fn delete_sql(self) -> String {
+        let t = self.name();
+        format!(
+            "DELETE FROM {t} WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM {t} WHERE tenant = $1 LIMIT $2))"
+        )
     }
 }
 
@@ -151,7 +139,7 @@ impl TaskStore {
         self.bounded(async move {
             let client = self.pool.conn().await?;
             Ok(client
-                .execute(table.delete_sql(), &[&tenant, &batch])
+                .execute(&table.delete_sql(), &[&tenant, &batch])
                 .await?)
         })
         .await
