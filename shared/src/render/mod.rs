@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod landmark_regions;
+pub mod shared_borders;
 pub mod simplify;
 pub mod synthetic;
 pub mod trace;

@@ -19,6 +19,7 @@
 //! points, and the shared border stays free of gaps and overlaps.
 
 use super::budget::{BudgetError, Clock, Limit, RenderBudget};
+use super::shared_borders::{ChainKey, SharedBorders};
 use super::simplify::{self, Chain, Sides, P};
 use crate::input::LabelMap;
 use crate::labels::BACKGROUND;
@@ -504,6 +505,8 @@ struct Scratch {
     groups: Vec<simplify::Group>,
     /// The simplified loop, handed to [`Rings`] and then reused.
     ring: Vec<P>,
+    /// Chains simplified for one region, kept for the region across.
+    shared: SharedBorders,
 }
 
 impl Scratch {
@@ -515,6 +518,7 @@ impl Scratch {
             edges: Vec::with_capacity(longest + 1),
             groups: Vec::with_capacity(longest + 1),
             ring: Vec::new(),
+            shared: SharedBorders::default(),
         }
     }
 }
@@ -668,7 +672,7 @@ fn simplify_chain(
     grid: &Grid<'_>,
     (label, across): (u16, u16),
     vertices: &[(V, Across)],
-    (groups, ring): (&mut Vec<simplify::Group>, &mut Vec<P>),
+    (groups, ring, shared): (&mut Vec<simplify::Group>, &mut Vec<P>, &mut SharedBorders),
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
     let flipped = label > across;
@@ -685,7 +689,28 @@ fn simplify_chain(
         label_right: !flipped,
     };
     let from = ring.len();
-    simplify::simplify_within(&window, &sides, groups, ring, clock)?;
+    let n = window.vertices();
+    let key = (n >= 2)
+        .then(|| ChainKey::new(window.at(0), window.at(1), n, (right, left)))
+        .flatten();
+    match key {
+        Some(key) if shared.take(&key, ring) => {
+            clock.tick(u32::try_from(ring.len() - from).unwrap_or(u32::MAX))?;
+            if cfg!(debug_assertions) {
+                // What sharing relies on, checked on every shared chain of every
+                // debug build's render: the region across got the same points.
+                let mut again = Vec::new();
+                simplify::simplify_within(&window, &sides, groups, &mut again, clock)?;
+                assert_eq!(&ring[from..], &again[..], "chain {key:?}");
+            }
+        }
+        _ => {
+            simplify::simplify_within(&window, &sides, groups, ring, clock)?;
+            if let Some(key) = key {
+                shared.keep(key, &ring[from..]);
+            }
+        }
+    }
     if flipped {
         // Simplified in its canonical orientation, then turned round in place.
         ring[from..].reverse();
@@ -708,6 +733,7 @@ fn simplify_loop(
         edges,
         groups,
         ring,
+        shared,
     } = scratch;
     let m = edges.len();
     // Simplification keeps fewer points than the loop has edges (a third at most on
@@ -736,7 +762,7 @@ fn simplify_loop(
         .unwrap_or(0);
         edges.rotate_left(start);
         edges.push(edges[0]);
-        simplify_chain(grid, (label, across), edges, (groups, ring), clock)?;
+        simplify_chain(grid, (label, across), edges, (groups, ring, shared), clock)?;
         // The last point is the first again. The ring starts at the smallest vertex
         // in the canonical orientation, and runs the loop's way.
         ring.pop();
@@ -757,7 +783,7 @@ fn simplify_loop(
             grid,
             (label, across_label(edges[i].1)),
             &edges[i..=j],
-            (&mut *groups, &mut *ring),
+            (&mut *groups, &mut *ring, &mut *shared),
             clock,
         )?;
         ring.pop(); // the next chain starts there

@@ -1,0 +1,177 @@
+//! Borders simplified once for the two regions they separate.
+//!
+//! The tracer walks every border between two labelled regions twice, once in each
+//! region's loop, and cuts it into the same chain both times (chains end where the
+//! label across changes and at pinch points, which both sides see alike). The
+//! simplifier is deterministic on a chain in its canonical orientation, so the
+//! second walk would compute the very points the first did: the first keeps them
+//! here and the second takes them, and simplification, most of a render's
+//! instructions on maps with long curved borders, runs once per border instead of
+//! twice. A border with the background or the image's edge is walked once and is
+//! never kept; neither are short chains, whose entries would cost more than
+//! simplifying them again.
+//!
+//! What is kept is at most what the first side's rings already emitted (and the
+//! point budget counted), and it is dropped as soon as the other side takes it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::simplify::P;
+use crate::labels::BACKGROUND;
+
+/// Chains of fewer vertices are simplified again rather than kept.
+pub const MIN_VERTICES: usize = 12;
+
+/// A chain in its canonical orientation: its first two vertices, how many it has,
+/// and the labels on its right and left. A unit edge lies in one chain of each of
+/// its two regions' loops, so its first edge names it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ChainKey {
+    first: (u32, u32),
+    second: (u32, u32),
+    vertices: u32,
+    labels: (u8, u8),
+}
+
+impl ChainKey {
+    /// `None` for a chain not worth keeping or whose parts do not fit the key.
+    pub fn new(first: P, second: P, vertices: usize, (right, left): (u16, u16)) -> Option<Self> {
+        // The background's and the outside's borders are walked from one side only.
+        let walked_once = |l: u16| l == u16::from(BACKGROUND) || l > 255;
+        if vertices < MIN_VERTICES || walked_once(right) || walked_once(left) {
+            return None;
+        }
+        let point = |(x, y): P| Some((u32::try_from(x).ok()?, u32::try_from(y).ok()?));
+        Some(ChainKey {
+            first: point(first)?,
+            second: point(second)?,
+            vertices: u32::try_from(vertices).ok()?,
+            labels: (u8::try_from(right).ok()?, u8::try_from(left).ok()?),
+        })
+    }
+}
+
+/// Simplified chains waiting for the region across. Points are stored in doubled
+/// coordinates, which are never negative on a map, at 8 bytes each.
+#[derive(Default)]
+pub struct SharedBorders {
+    waiting: HashMap<ChainKey, (u32, u32), BuildHasherDefault<MixHasher>>,
+    points: Vec<(u32, u32)>,
+}
+
+impl SharedBorders {
+    /// Appends the points the other region kept for `key` to `out`, and forgets
+    /// them; `false` (and `out` untouched) if none were kept.
+    pub fn take(&mut self, key: &ChainKey, out: &mut Vec<P>) -> bool {
+        let Some((start, len)) = self.waiting.remove(key) else {
+            return false;
+        };
+        let kept = &self.points[start as usize..(start + len) as usize];
+        out.extend(kept.iter().map(|&(x, y)| (i64::from(x), i64::from(y))));
+        if self.waiting.is_empty() {
+            // Nothing else waits: the space is reused from the start.
+            self.points.clear();
+        }
+        true
+    }
+
+    /// Keeps a chain's simplified `points` for the region across.
+    pub fn keep(&mut self, key: ChainKey, points: &[P]) {
+        let start = self.points.len();
+        let narrow = |&(x, y): &P| Some((u32::try_from(x).ok()?, u32::try_from(y).ok()?));
+        for p in points {
+            match narrow(p) {
+                Some(q) => self.points.push(q),
+                None => {
+                    // Off the map's lattice: not kept, the other side simplifies it.
+                    self.points.truncate(start);
+                    return;
+                }
+            }
+        }
+        if let (Ok(s), Ok(n)) = (u32::try_from(start), u32::try_from(points.len())) {
+            self.waiting.insert(key, (s, n));
+        } else {
+            self.points.truncate(start);
+        }
+    }
+
+    /// Chains kept and not yet taken.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+/// A multiply-and-rotate hash for small integer keys: the keys are lattice
+/// positions, not attacker-chosen strings that could be made to collide at will
+/// beyond what the map's own size bounds, and the standard SipHash would cost more
+/// than the lookups it serves.
+#[derive(Default)]
+pub struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(x: i64) -> ChainKey {
+        ChainKey::new((x, 0), (x + 1, 0), 20, (1, 2)).expect("a key")
+    }
+
+    #[test]
+    fn a_kept_chain_is_taken_once() {
+        let mut shared = SharedBorders::default();
+        shared.keep(key(1), &[(2, 0), (40, 0)]);
+        shared.keep(key(2), &[(4, 0), (40, 2)]);
+        let mut out = vec![(0, 0)];
+        assert!(shared.take(&key(2), &mut out));
+        assert_eq!(out, vec![(0, 0), (4, 0), (40, 2)]);
+        assert!(!shared.take(&key(2), &mut out), "taken twice");
+        assert!(shared.take(&key(1), &mut out));
+        assert_eq!(&out[3..], &[(2, 0), (40, 0)]);
+        assert_eq!(shared.waiting(), 0);
+        assert!(shared.points.is_empty(), "space not reused");
+    }
+
+    #[test]
+    fn short_chains_and_other_labels_are_not_keys() {
+        assert!(ChainKey::new((0, 0), (1, 0), MIN_VERTICES - 1, (1, 2)).is_none());
+        assert!(ChainKey::new((0, 0), (1, 0), 50, (1, 256)).is_none());
+        assert!(ChainKey::new((0, 0), (1, 0), 50, (0, 3)).is_none());
+        assert_ne!(
+            ChainKey::new((0, 0), (1, 0), 50, (1, 2)),
+            ChainKey::new((0, 0), (0, 1), 50, (1, 2)),
+        );
+    }
+
+    #[test]
+    fn points_off_the_lattice_are_not_kept() {
+        let mut shared = SharedBorders::default();
+        shared.keep(key(1), &[(2, 0), (-1, 0)]);
+        assert!(!shared.take(&key(1), &mut Vec::new()));
+        assert!(shared.points.is_empty());
+    }
+}
