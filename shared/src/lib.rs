@@ -41,7 +41,7 @@ pub mod worker;
 
 /// Version of the renderer's output. It is part of every cache key: bump it whenever
 /// the SVG for the same inputs would change, and old entries are never served again.
-pub const RENDERER_VERSION: &str = "facesvg-render/3";
+pub const RENDERER_VERSION: &str = "facesvg-render/4";
 
 // Re-exported so that the function binaries depend on this crate alone.
 pub use aws_lambda_events;

@@ -2,9 +2,10 @@
 //!
 //! A traced border runs along pixel edges, so a diagonal border is a staircase of
 //! one-pixel steps. This module replaces runs of it by straight segments whenever
-//! the replacement leaves every nearby pixel centre on the side it was on: the
-//! simplified outline, rasterised by sampling pixel centres (as SVG renderers do),
-//! gives back exactly the same pixels. Segment ends are taken from the border's
+//! the replacement leaves every nearby pixel centre on the side it was on, and at
+//! least a sixteenth of a pixel away from it: the simplified outline, rasterised by
+//! sampling pixel centres (as SVG renderers do, in fixed point), gives back exactly
+//! the same pixels. Segment ends are taken from the border's
 //! lattice vertices and edge midpoints; lines through edge midpoints are what lets
 //! a staircase collapse into one segment without touching any pixel centre.
 //!
@@ -65,6 +66,22 @@ pub trait Sides {
 
 /// Longest run (in dense points) one segment may cover.
 const MAX_SPAN: usize = 4096;
+
+/// How near a segment may pass a pixel centre, as the inverse of the half-side of a
+/// square around the centre (in doubled units) that must lie wholly on its side:
+/// 8 is 1/16 of a pixel. Exact arithmetic would accept a centre at any distance,
+/// down to 1/(2·length); a renderer's fixed-point edges (tiny-skia's slopes are
+/// 16.16) can move a line by 1/32 of a pixel over 2,048 rows, and a centre nearer
+/// than that would change sides. The square's test is linear: the centre's cross
+/// product must exceed the segment's L1 length over 8.
+const MARGIN: i64 = 8;
+
+/// Whether the centre at cross product `cross` from a segment of direction `d`
+/// clears it by the margin.
+#[inline]
+fn clears(cross: i64, d: P) -> bool {
+    MARGIN * cross.abs() > d.0.abs() + d.1.abs()
+}
 
 /// Pixel-centre constraints of one vertex: two bits for each of the four pixels
 /// around it (in the order of [`AROUND`]), whether it constrains the chain and
@@ -171,18 +188,53 @@ impl Cone {
 pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
     let mut out = Vec::new();
     let unlimited = &mut Clock::unlimited();
-    match simplify_within(vertices, sides, &mut Vec::new(), &mut out, unlimited) {
+    match simplify_within(
+        vertices,
+        sides,
+        &mut Scratch::default(),
+        &mut out,
+        unlimited,
+    ) {
         Ok(()) => out,
         Err(e) => unreachable!("a clock without a deadline cannot run out: {e}"),
     }
 }
 
-/// [`simplify`], appending to `out`, reusing `groups` as scratch space, and stopping
-/// when `clock` runs out.
+/// Buffers [`simplify_within`] reuses from chain to chain.
+#[derive(Default)]
+pub struct Scratch {
+    /// The constraints around each vertex of the chain.
+    groups: Vec<Group>,
+    /// The ends a segment from the anchor may reach as far as its inside goes.
+    candidates: Vec<usize>,
+}
+
+impl Scratch {
+    /// Room for chains of up to `vertices` vertices, reserved once.
+    pub fn with_capacity(vertices: usize) -> Self {
+        Scratch {
+            groups: Vec::with_capacity(vertices),
+            candidates: Vec::new(),
+        }
+    }
+}
+
+/// [`simplify`], appending to `out`, reusing `scratch`, and stopping when `clock`
+/// runs out.
+///
+/// From each anchor, a segment is grown greedily in two passes. Forwards, the
+/// constraints of the vertices strictly inside fold into a cone of directions (a
+/// few multiplications a vertex), and every end whose direction the cone admits is
+/// a candidate, until the cone is empty. Backwards, from the furthest candidate, the
+/// full test of the pixels at both ends (which knows about the joint with the
+/// previous segment) picks the first that holds. The full test is most of the cost
+/// of a candidate, and on a long curved staircase nearly every candidate is inside
+/// the cone, so testing from the far end runs it about once a segment instead of
+/// once a candidate, and reaches at least as far.
 pub fn simplify_within<C: Chain + ?Sized>(
     vertices: &C,
     sides: &impl Sides,
-    groups: &mut Vec<Group>,
+    scratch: &mut Scratch,
     out: &mut Vec<P>,
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
@@ -202,6 +254,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
         }
     };
     let last = 2 * (n - 1);
+    let Scratch { groups, candidates } = scratch;
     // Pixel-centre constraints around each vertex, computed once.
     groups.clear();
     groups.extend((0..n).map(|i| vertices.group(i, sides)));
@@ -212,32 +265,59 @@ pub fn simplify_within<C: Chain + ?Sized>(
     let mut a = 0usize;
     while a < last {
         let pa = dense(a);
-        let mut best = a + 1;
-        let mut best_vertex = if a % 2 == 1 { a + 1 } else { a };
         // Vertices strictly inside the segment constrain its direction only (a
         // cone); the few at either end get the full test, which knows about joints.
         let near_a = (a / 2, a.div_ceil(2));
         let mut cone = Cone::All;
         let mut coned = near_a.1 + 1; // next vertex to fold into the cone
+        candidates.clear();
         let mut b = a + 2;
         while b <= last && b - a <= MAX_SPAN {
             clock.tick(1)?;
             let vb = b / 2; // vertex at or just before b
             while coned < vb && coned < n {
-                for (c, right) in constraints(vertices.at(coned), groups[coned]) {
+                let v = vertices.at(coned);
+                // Each centre's margin square must stay on its side. The corner of the
+                // square nearest a segment depends on the quadrant the segment heads
+                // into: this guesses it from the way to this vertex, and where that
+                // runs along an axis, cuts with both corners across it. A segment in
+                // another quadrant is caught by the full test of its inside.
+                let w = (2 * v.0 - pa.0, 2 * v.1 - pa.1);
+                let (e0, e1) = (-w.1.signum(), w.0.signum());
+                for (c, right) in constraints(v, groups[coned]) {
                     let u = sub(c, pa);
-                    cone = cone.cut(if right { (-u.0, -u.1) } else { u });
+                    let s = if right { -MARGIN } else { MARGIN };
+                    let (ux, uy) = (u.0 * s, u.1 * s);
+                    match (e0, e1) {
+                        (0, e1) => {
+                            cone = cone.cut((ux + 1, uy + e1));
+                            cone = cone.cut((ux - 1, uy + e1));
+                        }
+                        (e0, 0) => {
+                            cone = cone.cut((ux + e0, uy + 1));
+                            cone = cone.cut((ux + e0, uy - 1));
+                        }
+                        (e0, e1) => cone = cone.cut((ux + e0, uy + e1)),
+                    }
                 }
                 coned += 1;
             }
             if matches!(cone, Cone::Empty) {
                 break;
             }
-            let pb = dense(b);
+            if cone.contains(sub(dense(b), pa)) {
+                candidates.push(b);
+            }
+            b += 1;
+        }
+        // The vertices at the ends of a segment to `b`: those at `a`, the next not
+        // folded into the cone when `b` was a candidate, and those at `b`.
+        let ok = |b: usize| {
+            let vb = b / 2;
             let ends = [
                 near_a.0,
                 near_a.1,
-                vb.max(coned.min(n - 1)),
+                vb.max((near_a.1 + 1).max(vb).min(n - 1)),
                 b.div_ceil(2).min(n - 1),
             ];
             // The ends are in chain order: skip repeats.
@@ -245,33 +325,70 @@ pub fn simplify_within<C: Chain + ?Sized>(
                 .iter()
                 .enumerate()
                 .filter(|&(k, e)| k == 0 || *e != ends[k - 1]);
-            let ok = cone.contains(sub(pb, pa))
-                && valid(
-                    prev,
-                    pa,
-                    pb,
-                    unique.map(|(_, &i)| (vertices.at(i), groups[i])),
-                );
-            if ok {
-                best = b;
-                if b.is_multiple_of(2) {
-                    best_vertex = b;
-                }
-            } else if b > best + 2 {
-                // Allow a short gap (a midpoint may fail where the next vertex works).
+            let pb = dense(b);
+            valid(
+                prev,
+                pa,
+                pb,
+                unique.map(|(_, &i)| (vertices.at(i), groups[i])),
+            ) && inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2])
+        };
+        let mut best = a + 1;
+        let mut found = None;
+        for (k, &b) in candidates.iter().enumerate().rev() {
+            clock.tick(1)?;
+            if ok(b) {
+                found = Some((k, b));
                 break;
             }
-            b += 1;
         }
-        // Lattice vertices keep corners square; take one if it reaches nearly as far.
-        if best_vertex > a && best_vertex + 2 >= best {
-            best = best_vertex;
+        if let Some((k, b)) = found {
+            best = b;
+            // Lattice vertices keep corners square: take the one just before a
+            // midpoint if it holds too.
+            if b % 2 == 1 && k > 0 && candidates[k - 1] == b - 1 && ok(b - 1) {
+                best = b - 1;
+            }
         }
         out.push(dense(best));
         prev = Some(pa);
         a = best;
     }
     Ok(())
+}
+
+/// Whether the segment `a`→`b` keeps every constraint pixel around the `inside`
+/// vertices on its side and clear of it by the margin. The cone folded them in
+/// already, but with a guess at which corner of each centre's margin square is
+/// nearest the segment, which a segment into another quadrant can prove wrong.
+fn inside_clears<C: Chain + ?Sized>(
+    vertices: &C,
+    groups: &[Group],
+    a: P,
+    b: P,
+    inside: std::ops::Range<usize>,
+) -> bool {
+    let d = sub(b, a);
+    let Some(first) = inside.clone().next() else {
+        return true;
+    };
+    // The cross product of each vertex follows from the last's: they are one unit
+    // step apart (two in doubled units).
+    let mut v = vertices.at(first);
+    let mut c = cross(d, (2 * v.0 - a.0, 2 * v.1 - a.1));
+    for i in inside {
+        let next = vertices.at(i);
+        c += 2 * cross(d, sub(next, v));
+        v = next;
+        let g = usize::from(groups[i]);
+        for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
+            let s = c + cross(d, (i64::from(ox), i64::from(oy)));
+            if (s > 0) != right || !clears(s, d) {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Whether segment `a`→`b` (after the kept segment `prev`→`a`) keeps every
@@ -295,10 +412,12 @@ fn valid(prev: Option<P>, a: P, b: P, groups: impl Iterator<Item = (P, Group)>) 
                     None => continue,
                 }
             } else {
-                match cross(d, sub(c, a)).signum() {
-                    0 => return false,
-                    s => s > 0,
+                // Beside the segment: on its side, and clear of it.
+                let s = cross(d, sub(c, a));
+                if !clears(s, d) {
+                    return false;
                 }
+                s > 0
             };
             if is_right != right {
                 return false;
@@ -341,16 +460,18 @@ mod tests {
     }
 
     #[test]
-    fn a_staircase_collapses_to_one_segment_through_edge_midpoints() {
+    fn a_staircase_collapses_to_a_few_segments() {
         // Lattice path (0,0) → (1,0) → (1,1) → (2,1) → … → (8,8): pixels (k, k) and
-        // below are on the right.
+        // below are on the right, their centres on the diagonal, so no one segment
+        // from (0,0) holds. Each anchor takes its furthest end (here a corner part
+        // way along), so 32 dense points become four segments.
         let mut v = vec![(0, 0)];
         for k in 0..8 {
             v.push((k + 1, k));
             v.push((k + 1, k + 1));
         }
         let out = simplify(&v, &Diagonal);
-        assert!(out.len() <= 4, "{out:?}");
+        assert!(out.len() <= 5, "{out:?}");
         assert_eq!(out.first(), Some(&(0, 0)));
         assert_eq!(out.last(), Some(&(16, 16)));
     }

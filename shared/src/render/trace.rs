@@ -501,8 +501,9 @@ struct Scratch {
     /// narrow, because one loop of a large map can run to millions of edges. Its
     /// chains are simplified in place, through [`Window`]s.
     edges: Vec<(V, Across)>,
-    /// One byte of constraints per vertex of the chain being simplified.
-    groups: Vec<simplify::Group>,
+    /// The simplifier's buffers: one byte of constraints per vertex of the chain
+    /// being simplified, and its candidate ends.
+    simplifier: simplify::Scratch,
     /// The simplified loop, handed to [`Rings`] and then reused.
     ring: Vec<P>,
     /// Chains simplified for one region, kept for the region across.
@@ -516,7 +517,7 @@ impl Scratch {
         Scratch {
             // One more: the loop's first vertex, repeated at its end.
             edges: Vec::with_capacity(longest + 1),
-            groups: Vec::with_capacity(longest + 1),
+            simplifier: simplify::Scratch::with_capacity(longest + 1),
             ring: Vec::new(),
             shared: SharedBorders::default(),
         }
@@ -672,7 +673,7 @@ fn simplify_chain(
     grid: &Grid<'_>,
     (label, across): (u16, u16),
     vertices: &[(V, Across)],
-    (groups, ring, shared): (&mut Vec<simplify::Group>, &mut Vec<P>, &mut SharedBorders),
+    (simplifier, ring, shared): (&mut simplify::Scratch, &mut Vec<P>, &mut SharedBorders),
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
     let flipped = label > across;
@@ -700,12 +701,12 @@ fn simplify_chain(
                 // What sharing relies on, checked on every shared chain of every
                 // debug build's render: the region across got the same points.
                 let mut again = Vec::new();
-                simplify::simplify_within(&window, &sides, groups, &mut again, clock)?;
+                simplify::simplify_within(&window, &sides, simplifier, &mut again, clock)?;
                 assert_eq!(&ring[from..], &again[..], "chain {key:?}");
             }
         }
         _ => {
-            simplify::simplify_within(&window, &sides, groups, ring, clock)?;
+            simplify::simplify_within(&window, &sides, simplifier, ring, clock)?;
             if let Some(key) = key {
                 shared.keep(key, &ring[from..]);
             }
@@ -731,7 +732,7 @@ fn simplify_loop(
 ) -> Result<(), BudgetError> {
     let Scratch {
         edges,
-        groups,
+        simplifier,
         ring,
         shared,
     } = scratch;
@@ -762,7 +763,13 @@ fn simplify_loop(
         .unwrap_or(0);
         edges.rotate_left(start);
         edges.push(edges[0]);
-        simplify_chain(grid, (label, across), edges, (groups, ring, shared), clock)?;
+        simplify_chain(
+            grid,
+            (label, across),
+            edges,
+            (simplifier, ring, shared),
+            clock,
+        )?;
         // The last point is the first again. The ring starts at the smallest vertex
         // in the canonical orientation, and runs the loop's way.
         ring.pop();
@@ -783,7 +790,7 @@ fn simplify_loop(
             grid,
             (label, across_label(edges[i].1)),
             &edges[i..=j],
-            (&mut *groups, &mut *ring, &mut *shared),
+            (&mut *simplifier, &mut *ring, &mut *shared),
             clock,
         )?;
         ring.pop(); // the next chain starts there
