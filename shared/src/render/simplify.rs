@@ -67,6 +67,11 @@ pub trait Sides {
 /// Longest run (in dense points) one segment may cover.
 const MAX_SPAN: usize = 4096;
 
+/// How many dense points past the last candidate the forward pass looks on. A
+/// chain that has turned out of the cone seldom turns back into it before the
+/// cone is empty, and looking on to the end re-read each point about twice.
+const GIVE_UP: usize = 8;
+
 /// How near a segment may pass a pixel centre, as the inverse of the half-side of a
 /// square around the centre (in doubled units) that must lie wholly on its side:
 /// 8 is 1/16 of a pixel. Exact arithmetic would accept a centre at any distance,
@@ -270,6 +275,8 @@ pub fn simplify_within<C: Chain + ?Sized>(
         let near_a = (a / 2, a.div_ceil(2));
         let mut cone = Cone::All;
         let mut coned = near_a.1 + 1; // next vertex to fold into the cone
+        let mut folded: Option<P> = None; // the last vertex folded
+        let mut guesses = 0u16; // the corners guessed, as bits of `corner_bit`
         candidates.clear();
         let mut b = a + 2;
         while b <= last && b - a <= MAX_SPAN {
@@ -284,8 +291,18 @@ pub fn simplify_within<C: Chain + ?Sized>(
                 // another quadrant is caught by the full test of its inside.
                 let w = (2 * v.0 - pa.0, 2 * v.1 - pa.1);
                 let (e0, e1) = (-w.1.signum(), w.0.signum());
-                for (c, right) in constraints(v, groups[coned]) {
-                    let u = sub(c, pa);
+                guesses |= corner_bit(e0, e1);
+                // The two pixels beside the edge from the last vertex are folded in
+                // already: each centre once, not once for each vertex around it.
+                let g = match folded {
+                    Some(p) => groups[coned] & new_beyond(sub(v, p)),
+                    None => groups[coned],
+                };
+                folded = Some(v);
+                let g = usize::from(g);
+                for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
+                    // The centre, from the anchor.
+                    let u = (w.0 + i64::from(ox), w.1 + i64::from(oy));
                     let s = if right { -MARGIN } else { MARGIN };
                     let (ux, uy) = (u.0 * s, u.1 * s);
                     match (e0, e1) {
@@ -307,6 +324,9 @@ pub fn simplify_within<C: Chain + ?Sized>(
             }
             if cone.contains(sub(dense(b), pa)) {
                 candidates.push(b);
+            } else if candidates.last().is_some_and(|&c| b > c + GIVE_UP) {
+                // The chain has turned away from every direction the cone has left.
+                break;
             }
             b += 1;
         }
@@ -324,30 +344,37 @@ pub fn simplify_within<C: Chain + ?Sized>(
             let unique = ends
                 .iter()
                 .enumerate()
-                .filter(|&(k, e)| k == 0 || *e != ends[k - 1]);
+                .filter(|&(k, e)| k == 0 || *e != ends[k - 1])
+                .map(|(_, &i)| (vertices.at(i), groups[i]));
             let pb = dense(b);
-            valid(
-                prev,
-                pa,
-                pb,
-                unique.map(|(_, &i)| (vertices.at(i), groups[i])),
-            ) && inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2])
+            valid(prev, pa, pb, unique)
+                && (guessed_right(guesses, sub(pb, pa))
+                    || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
         };
+        // The furthest candidate that holds, or the vertex just before it if that
+        // holds too: lattice vertices keep corners square (and take fewer bytes).
+        // The vertex is tried first, so a midpoint is tried only when it fails.
         let mut best = a + 1;
-        let mut found = None;
-        for (k, &b) in candidates.iter().enumerate().rev() {
+        let mut k = candidates.len();
+        while k > 0 {
+            k -= 1;
+            let b = candidates[k];
             clock.tick(1)?;
-            if ok(b) {
-                found = Some((k, b));
-                break;
+            if b % 2 == 1 && k > 0 && candidates[k - 1] == b - 1 {
+                if ok(b - 1) {
+                    best = b - 1;
+                    break;
+                }
+                if ok(b) {
+                    best = b;
+                    break;
+                }
+                k -= 1; // b - 1 is tried
+                continue;
             }
-        }
-        if let Some((k, b)) = found {
-            best = b;
-            // Lattice vertices keep corners square: take the one just before a
-            // midpoint if it holds too.
-            if b % 2 == 1 && k > 0 && candidates[k - 1] == b - 1 && ok(b - 1) {
-                best = b - 1;
+            if ok(b) {
+                best = b;
+                break;
             }
         }
         out.push(dense(best));
@@ -355,6 +382,38 @@ pub fn simplify_within<C: Chain + ?Sized>(
         a = best;
     }
     Ok(())
+}
+
+/// One bit for each corner guess (e0, e1) of the cone's folding, each of -1, 0
+/// (both) and 1.
+fn corner_bit(e0: i64, e1: i64) -> u16 {
+    1 << ((e0 + 1) * 3 + (e1 + 1))
+}
+
+/// Whether every corner in `guesses` is the nearest for a segment along `d`, so
+/// that the cone's margins hold for it exactly.
+fn guessed_right(guesses: u16, d: P) -> bool {
+    let (s0, s1) = (d.0.signum(), d.1.signum());
+    let mut right = 0u16;
+    for e0 in -1..=1 {
+        for e1 in -1..=1 {
+            if (e0 == 0 || s1 == 0 || e0 == -s1) && (e1 == 0 || s0 == 0 || e1 == s0) {
+                right |= corner_bit(e0, e1);
+            }
+        }
+    }
+    guesses & !right == 0
+}
+
+/// The constraints of a vertex reached by the unit `step`, less those of the two
+/// pixels beside the edge it came along (which the vertex before has too).
+fn new_beyond(step: P) -> Group {
+    match step {
+        (1, 0) => 0xCC,  // top-right and bottom-right
+        (-1, 0) => 0x33, // top-left and bottom-left
+        (0, 1) => 0xF0,  // bottom-left and bottom-right
+        _ => 0x0F,       // top-left and top-right
+    }
 }
 
 /// Whether the segment `a`→`b` keeps every constraint pixel around the `inside`
