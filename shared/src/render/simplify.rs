@@ -27,11 +27,12 @@ pub trait Chain {
     /// How many vertices, first and last included.
     fn vertices(&self) -> usize;
     fn at(&self, i: usize) -> P;
-    /// The constraints around vertex `i`: read through `sides`, unless the chain
-    /// knows them already (the tracer does, inside a chain).
-    #[inline]
-    fn group(&self, i: usize, sides: &impl Sides) -> Group {
-        group_of(sides, self.at(i))
+    /// The constraints around every vertex, in order, into `out` (cleared first):
+    /// read through `sides`, unless the chain knows them already (the tracer does,
+    /// inside a chain).
+    fn groups(&self, sides: &impl Sides, out: &mut Vec<Group>) {
+        out.clear();
+        out.extend((0..self.vertices()).map(|i| group_of(sides, self.at(i))));
     }
 }
 
@@ -261,8 +262,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
     let last = 2 * (n - 1);
     let Scratch { groups, candidates } = scratch;
     // Pixel-centre constraints around each vertex, computed once.
-    groups.clear();
-    groups.extend((0..n).map(|i| vertices.group(i, sides)));
+    vertices.groups(sides, groups);
     clock.tick(u32::try_from(n).unwrap_or(u32::MAX))?;
 
     out.push(dense(0));
@@ -280,7 +280,6 @@ pub fn simplify_within<C: Chain + ?Sized>(
         candidates.clear();
         let mut b = a + 2;
         while b <= last && b - a <= MAX_SPAN {
-            clock.tick(1)?;
             let vb = b / 2; // vertex at or just before b
             while coned < vb && coned < n {
                 let v = vertices.at(coned);
@@ -330,6 +329,8 @@ pub fn simplify_within<C: Chain + ?Sized>(
             }
             b += 1;
         }
+        // One step for each point looked at (at most MAX_SPAN).
+        clock.tick((b - a) as u32)?;
         // The vertices at the ends of a segment to `b`: those at `a`, the next not
         // folded into the cone when `b` was a candidate, and those at `b`.
         let ok = |b: usize| {

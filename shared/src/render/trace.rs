@@ -589,22 +589,6 @@ fn follow(
     }
 }
 
-/// The constraints of a vertex inside a chain, from the pixels of the loop's label
-/// around it (`mask`): inside a chain only the loop's label and the one across are
-/// around a vertex (any third would make it a junction or a pinch point, where the
-/// chain ends), so every pixel in the image constrains, on the loop's label's side.
-/// `None` on the image's edge, where pixels beyond it do not constrain.
-#[inline]
-fn inner_group(v: V, a: Across, grid: &Grid<'_>, label_right: bool) -> Option<simplify::Group> {
-    let (x, y) = v;
-    if x == 0 || y == 0 || i64::from(x) >= grid.w || i64::from(y) >= grid.h {
-        return None;
-    }
-    let m = (a >> MASK_SHIFT) as u8 & 0xF;
-    let right = if label_right { m } else { !m & 0xF };
-    Some(GROUP_OF_RIGHT[usize::from(right)])
-}
-
 /// Every pixel constraining, those in the mask on the right: the [`simplify::Group`].
 const GROUP_OF_RIGHT: [simplify::Group; 16] = {
     let mut t = [0; 16];
@@ -620,19 +604,17 @@ const GROUP_OF_RIGHT: [simplify::Group; 16] = {
     t
 };
 
-/// Forwards or backwards, a chain's vertices and their constraints.
-struct Window<'e, 'g> {
+/// Forwards or `BACKWARDS`, a chain's vertices and their constraints. The way is a
+/// type parameter, so the simplifier's inner loops read vertices without a branch.
+struct Window<'e, 'g, const BACKWARDS: bool> {
     edges: &'e [(V, Across)],
     grid: &'g Grid<'g>,
-    backwards: bool,
-    /// The loop's label is on the chain's right (it runs the loop's way).
-    label_right: bool,
 }
 
-impl Window<'_, '_> {
+impl<const BACKWARDS: bool> Window<'_, '_, BACKWARDS> {
     #[inline]
     fn index(&self, i: usize) -> usize {
-        if self.backwards {
+        if BACKWARDS {
             self.edges.len() - 1 - i
         } else {
             i
@@ -640,7 +622,7 @@ impl Window<'_, '_> {
     }
 }
 
-impl Chain for Window<'_, '_> {
+impl<const BACKWARDS: bool> Chain for Window<'_, '_, BACKWARDS> {
     fn vertices(&self) -> usize {
         self.edges.len()
     }
@@ -648,20 +630,37 @@ impl Chain for Window<'_, '_> {
     fn at(&self, i: usize) -> P {
         wide(self.edges[self.index(i)].0)
     }
-    #[inline]
-    fn group(&self, i: usize, sides: &impl Sides) -> simplify::Group {
-        // The chain's ends are junctions: their pixels are read.
-        let (v, a) = self.edges[self.index(i)];
-        let inner = i > 0 && i + 1 < self.edges.len();
-        match inner
-            .then(|| inner_group(v, a, self.grid, self.label_right))
-            .flatten()
-        {
-            Some(g) => {
+    fn groups(&self, sides: &impl Sides, out: &mut Vec<simplify::Group>) {
+        out.clear();
+        let n = self.edges.len();
+        // Inside a chain only the loop's label and the one across are around a
+        // vertex (a third would make it a junction or a pinch point, where chains
+        // end), so all four pixels constrain, and the walk kept which have the
+        // loop's label. At the chain's ends and on the image's edge, where some do
+        // not constrain, the pixels are read.
+        // The loop's label is on the chain's right when it runs the loop's way.
+        let flip = if BACKWARDS { 0xF } else { 0 };
+        let (w, h) = (self.grid.w, self.grid.h);
+        let group = |i: usize, &(v, a): &(V, Across)| {
+            let (x, y) = (i64::from(v.0), i64::from(v.1));
+            if i == 0 || i + 1 == n || x == 0 || y == 0 || x >= w || y >= h {
+                simplify::group_of(sides, wide(v))
+            } else {
+                let g = GROUP_OF_RIGHT[usize::from((a >> MASK_SHIFT) as u8 & 0xF ^ flip)];
                 debug_assert_eq!(g, simplify::group_of(sides, wide(v)), "vertex {v:?}");
                 g
             }
-            None => simplify::group_of(sides, wide(v)),
+        };
+        if BACKWARDS {
+            out.extend(
+                self.edges
+                    .iter()
+                    .rev()
+                    .enumerate()
+                    .map(|(i, e)| group(i, e)),
+            );
+        } else {
+            out.extend(self.edges.iter().enumerate().map(|(i, e)| group(i, e)));
         }
     }
 }
@@ -683,16 +682,38 @@ fn simplify_chain(
         (label, across)
     };
     let sides = ChainSides { grid, right, left };
-    let window = Window {
-        edges: vertices,
-        grid,
-        backwards: flipped,
-        label_right: !flipped,
-    };
+    let from = ring.len();
+    let scratch = (simplifier, &mut *ring, shared);
+    if flipped {
+        let window = Window::<true> {
+            edges: vertices,
+            grid,
+        };
+        simplify_window(&window, &sides, scratch, clock)?;
+        // Simplified in its canonical orientation, then turned round in place.
+        ring[from..].reverse();
+    } else {
+        let window = Window::<false> {
+            edges: vertices,
+            grid,
+        };
+        simplify_window(&window, &sides, scratch, clock)?;
+    }
+    Ok(())
+}
+
+/// Appends the simplified chain, in its canonical orientation, to `ring`: as the
+/// region across kept it, or simplified here (and kept for that region).
+fn simplify_window<const BACKWARDS: bool>(
+    window: &Window<'_, '_, BACKWARDS>,
+    sides: &ChainSides<'_>,
+    (simplifier, ring, shared): (&mut simplify::Scratch, &mut Vec<P>, &mut SharedBorders),
+    clock: &mut Clock,
+) -> Result<(), BudgetError> {
     let from = ring.len();
     let n = window.vertices();
     let key = (n >= 2)
-        .then(|| ChainKey::new(window.at(0), window.at(1), n, (right, left)))
+        .then(|| ChainKey::new(window.at(0), window.at(1), n, (sides.right, sides.left)))
         .flatten();
     match key {
         Some(key) if shared.take(&key, ring) => {
@@ -701,20 +722,16 @@ fn simplify_chain(
                 // What sharing relies on, checked on every shared chain of every
                 // debug build's render: the region across got the same points.
                 let mut again = Vec::new();
-                simplify::simplify_within(&window, &sides, simplifier, &mut again, clock)?;
+                simplify::simplify_within(window, sides, simplifier, &mut again, clock)?;
                 assert_eq!(&ring[from..], &again[..], "chain {key:?}");
             }
         }
         _ => {
-            simplify::simplify_within(&window, &sides, simplifier, ring, clock)?;
+            simplify::simplify_within(window, sides, simplifier, ring, clock)?;
             if let Some(key) = key {
                 shared.keep(key, &ring[from..]);
             }
         }
-    }
-    if flipped {
-        // Simplified in its canonical orientation, then turned round in place.
-        ring[from..].reverse();
     }
     Ok(())
 }
