@@ -79,7 +79,8 @@ const RENDER_FIXED_BYTES: u64 = 2 << 20;
 ///
 /// - decoding: the map and the decoder's rows;
 /// - tracing: the map, the border flags, the longest loop's working memory
-///   ([`LOOP_BYTES_PER_EDGE`]) and the path data written so far;
+///   ([`LOOP_BYTES_PER_EDGE`]), the borders kept for the region across
+///   ([`super::shared_borders::bytes_at_most`]) and the path data written so far;
 /// - writing the SVG: the map, the path data and the SVG it drains into.
 ///
 /// `tests/worst_maps.rs` measures the worst maps against it with a counting
@@ -100,6 +101,7 @@ pub fn heap_bound(budget: &RenderBudget, width: u32, height: u32) -> u64 {
                 .saturating_add(1)
                 .saturating_mul(LOOP_BYTES_PER_EDGE),
         )
+        .saturating_add(super::shared_borders::bytes_at_most(edges))
         .saturating_add(path);
     let write = path.saturating_add(svg);
     pixels

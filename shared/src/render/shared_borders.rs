@@ -11,8 +11,10 @@
 //! never kept; neither are short chains, whose entries would cost more than
 //! simplifying them again.
 //!
-//! What is kept is at most what the first side's rings already emitted (and the
-//! point budget counted), and it is dropped as soon as the other side takes it.
+//! What is kept is dropped as soon as the other side takes it, and never grows past
+//! [`MAX_KEPT_POINTS`] points in [`MAX_KEPT_CHAINS`] chains: past those, chains are
+//! simplified twice again, and the heap it holds has the bound [`bytes_at_most`]
+//! that the render budget adds up.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -22,6 +24,26 @@ use crate::labels::BACKGROUND;
 
 /// Chains of fewer vertices are simplified again rather than kept.
 pub const MIN_VERTICES: usize = 12;
+
+/// The most points kept at once (8 bytes each).
+pub const MAX_KEPT_POINTS: usize = 1 << 18;
+
+/// The most chains kept at once.
+pub const MAX_KEPT_CHAINS: usize = 1 << 15;
+
+/// Heap of one kept chain's entry, with room for the table's growth: a 32-byte
+/// bucket and its control byte, at most 8/7 of the entries in buckets, and a table
+/// that doubles (both copies held while it moves).
+const BYTES_PER_CHAIN: u64 = 3 * 33 * 8 / 7 + 1;
+
+/// The most heap kept borders hold while a map of `edges` border edges is traced:
+/// no more points than edges, no more chains than one per [`MIN_VERTICES`] edges,
+/// and points in a vector that at most doubles past its length.
+pub fn bytes_at_most(edges: u64) -> u64 {
+    let points = edges.min(MAX_KEPT_POINTS as u64);
+    let chains = (edges / MIN_VERTICES as u64).min(MAX_KEPT_CHAINS as u64);
+    points * 8 * 2 + chains * BYTES_PER_CHAIN
+}
 
 /// A chain in its canonical orientation: its first two vertices, how many it has,
 /// and the labels on its right and left. A unit edge lies in one chain of each of
@@ -76,9 +98,13 @@ impl SharedBorders {
         true
     }
 
-    /// Keeps a chain's simplified `points` for the region across.
+    /// Keeps a chain's simplified `points` for the region across, unless as many as
+    /// may be kept are waiting already.
     pub fn keep(&mut self, key: ChainKey, points: &[P]) {
         let start = self.points.len();
+        if start + points.len() > MAX_KEPT_POINTS || self.waiting.len() >= MAX_KEPT_CHAINS {
+            return;
+        }
         let narrow = |&(x, y): &P| Some((u32::try_from(x).ok()?, u32::try_from(y).ok()?));
         for p in points {
             match narrow(p) {
@@ -165,6 +191,22 @@ mod tests {
             ChainKey::new((0, 0), (1, 0), 50, (1, 2)),
             ChainKey::new((0, 0), (0, 1), 50, (1, 2)),
         );
+    }
+
+    #[test]
+    fn no_more_is_kept_than_the_bound() {
+        let mut shared = SharedBorders::default();
+        let long = vec![(2, 0); MAX_KEPT_POINTS / 2 + 1];
+        shared.keep(key(1), &long);
+        shared.keep(key(2), &long);
+        assert_eq!(shared.waiting(), 1, "the second would pass the bound");
+        assert!(shared.points.len() <= MAX_KEPT_POINTS);
+        let mut out = Vec::new();
+        assert!(shared.take(&key(1), &mut out) && !shared.take(&key(2), &mut out));
+        // Once taken, there is room again.
+        shared.keep(key(2), &long);
+        assert_eq!(shared.waiting(), 1);
+        assert!(bytes_at_most(u64::MAX) < 16 << 20);
     }
 
     #[test]
