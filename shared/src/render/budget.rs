@@ -48,7 +48,7 @@ pub fn admit(sub: &Submission<'_>, limits: &Limits) -> Result<Option<LabelMap>, 
 /// Checked against measurement: `infra/render-bench.sh` (`infra/bench.sh render`)
 /// prints the heap a real render held per border edge of the map, its `trace/e`
 /// and `render/e` columns. On the synthetic, heavy, blob and ragged maps at 1024²
-/// and 2048² they were 13.0–14.3 and 15.3–27.1 bytes an edge (the small faces'
+/// and 2048² they were 14.0–15.4 and 16.1–28.2 bytes an edge (the small faces'
 /// larger figures are `RENDER_FIXED_BYTES` spread over few edges); this constant
 /// and `PATH_BYTES_PER_EDGE` together allow 49, which also covers a map whose
 /// longest loop is all of its borders. Should the bench print more, these
