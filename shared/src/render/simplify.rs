@@ -68,9 +68,11 @@ pub trait Sides {
 /// Longest run (in dense points) one segment may cover.
 const MAX_SPAN: usize = 4096;
 
-/// How many dense points past the last candidate the forward pass looks on. A
-/// chain that has turned out of the cone seldom turns back into it before the
-/// cone is empty, and looking on to the end re-read each point about twice.
+/// How many dense points past the last candidate the forward pass looks on before
+/// it gives up, rather than on until the cone is empty. A staircase's vertices and
+/// midpoints go in and out of the cone by turns; with 8, every segment of the
+/// bench's maps reached as far as with no limit, with 4 the blob mosaic's SVG grew
+/// by 4 %.
 const GIVE_UP: usize = 8;
 
 /// How near a segment may pass a pixel centre, as the inverse of the half-side of a
@@ -211,7 +213,8 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
 pub struct Scratch {
     /// The constraints around each vertex of the chain.
     groups: Vec<Group>,
-    /// The ends a segment from the anchor may reach as far as its inside goes.
+    /// The ends a segment from the anchor may reach as far as its inside goes (at
+    /// most [`MAX_SPAN`], 32 KiB).
     candidates: Vec<usize>,
 }
 
