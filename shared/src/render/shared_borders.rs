@@ -11,13 +11,14 @@
 //! never kept; neither are short chains, whose entries would cost more than
 //! simplifying them again.
 //!
-//! What is kept is dropped as soon as the other side takes it, and never grows past
-//! [`MAX_KEPT_POINTS`] points in [`MAX_KEPT_CHAINS`] chains: past those, chains are
-//! simplified twice again, and the heap it holds has the bound [`bytes_at_most`]
-//! that the render budget adds up.
+//! Only the first of the two sides keeps a chain (the tracer tells which side it
+//! is from the border flags the other side's walk clears), and the second takes
+//! it. What is taken is dead space, compacted away when it is half of the room;
+//! no more than [`MAX_KEPT_POINTS`] points in [`MAX_KEPT_CHAINS`] chains wait at
+//! once (past those, chains are simplified twice again), and the heap it holds has
+//! the bound [`bytes_at_most`] that the render budget adds up.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::simplify::P;
 use crate::labels::BACKGROUND;
@@ -37,12 +38,13 @@ pub const MAX_KEPT_CHAINS: usize = 1 << 15;
 const BYTES_PER_CHAIN: u64 = 3 * 33 * 8 / 7 + 1;
 
 /// The most heap kept borders hold while a map of `edges` border edges is traced:
-/// no more points than edges, no more chains than one per [`MIN_VERTICES`] edges,
-/// and points in a vector that at most doubles past its length.
+/// no more points than two an edge (a segment can end at every vertex and
+/// midpoint), no more chains than one per `MIN_VERTICES - 1` edges, and points in a
+/// vector that at most doubles past its length, or is copied while compacted.
 pub fn bytes_at_most(edges: u64) -> u64 {
-    let points = edges.min(MAX_KEPT_POINTS as u64);
-    let chains = (edges / MIN_VERTICES as u64).min(MAX_KEPT_CHAINS as u64);
-    points * 8 * 2 + chains * BYTES_PER_CHAIN
+    let points = edges.saturating_mul(2).min(MAX_KEPT_POINTS as u64);
+    let chains = (edges / (MIN_VERTICES as u64 - 1)).min(MAX_KEPT_CHAINS as u64);
+    points * 8 * 3 + chains * BYTES_PER_CHAIN
 }
 
 /// A chain in its canonical orientation: its first two vertices, how many it has,
@@ -78,8 +80,12 @@ impl ChainKey {
 /// coordinates, which are never negative on a map, at 8 bytes each.
 #[derive(Default)]
 pub struct SharedBorders {
-    waiting: HashMap<ChainKey, (u32, u32), BuildHasherDefault<MixHasher>>,
+    /// Keyed with the standard (seeded) hasher: chain positions come from the
+    /// caller's map, which could otherwise be drawn to collide.
+    waiting: HashMap<ChainKey, (u32, u32)>,
     points: Vec<(u32, u32)>,
+    /// Points of chains still waiting; the rest of `points` is dead space.
+    live: usize,
 }
 
 impl SharedBorders {
@@ -91,6 +97,7 @@ impl SharedBorders {
         };
         let kept = &self.points[start as usize..(start + len) as usize];
         out.extend(kept.iter().map(|&(x, y)| (i64::from(x), i64::from(y))));
+        self.live -= len as usize;
         if self.waiting.is_empty() {
             // Nothing else waits: the space is reused from the start.
             self.points.clear();
@@ -101,10 +108,15 @@ impl SharedBorders {
     /// Keeps a chain's simplified `points` for the region across, unless as many as
     /// may be kept are waiting already.
     pub fn keep(&mut self, key: ChainKey, points: &[P]) {
-        let start = self.points.len();
-        if start + points.len() > MAX_KEPT_POINTS || self.waiting.len() >= MAX_KEPT_CHAINS {
+        if self.live + points.len() > MAX_KEPT_POINTS || self.waiting.len() >= MAX_KEPT_CHAINS {
             return;
         }
+        if self.points.len() + points.len() > MAX_KEPT_POINTS {
+            // Out of room, though the live points and these fit: move the live ones
+            // to the front of a vector of their own.
+            self.compact();
+        }
+        let start = self.points.len();
         let narrow = |&(x, y): &P| Some((u32::try_from(x).ok()?, u32::try_from(y).ok()?));
         for p in points {
             match narrow(p) {
@@ -118,44 +130,28 @@ impl SharedBorders {
         }
         if let (Ok(s), Ok(n)) = (u32::try_from(start), u32::try_from(points.len())) {
             self.waiting.insert(key, (s, n));
+            self.live += points.len();
         } else {
             self.points.truncate(start);
         }
     }
 
+    /// Moves the waiting chains' points to a vector of their own, dropping the
+    /// space of those taken.
+    fn compact(&mut self) {
+        let mut points = Vec::with_capacity(self.live);
+        for (start, len) in self.waiting.values_mut() {
+            let from = *start as usize..(*start + *len) as usize;
+            // Fewer than MAX_KEPT_POINTS: fits u32.
+            *start = points.len() as u32;
+            points.extend_from_slice(&self.points[from]);
+        }
+        self.points = points;
+    }
+
     /// Chains kept and not yet taken.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
-    }
-}
-
-/// A multiply-and-rotate hash for small integer keys: the keys are lattice
-/// positions, not attacker-chosen strings that could be made to collide at will
-/// beyond what the map's own size bounds, and the standard SipHash would cost more
-/// than the lookups it serves.
-#[derive(Default)]
-pub struct MixHasher(u64);
-
-impl Hasher for MixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 }
 
@@ -207,6 +203,23 @@ mod tests {
         shared.keep(key(2), &long);
         assert_eq!(shared.waiting(), 1);
         assert!(bytes_at_most(u64::MAX) < 16 << 20);
+    }
+
+    #[test]
+    fn taken_space_is_reused_while_others_wait() {
+        let mut shared = SharedBorders::default();
+        let chunk = vec![(2, 0); MAX_KEPT_POINTS / 4];
+        shared.keep(key(0), &[(6, 0), (8, 2)]);
+        // Far more than the room in all, a quarter waiting at a time.
+        for k in 1..20 {
+            shared.keep(key(k), &chunk);
+            assert_eq!(shared.waiting(), 2, "chain {k} not kept");
+            assert!(shared.take(&key(k), &mut Vec::new()));
+            assert!(shared.points.len() <= MAX_KEPT_POINTS);
+        }
+        let mut out = Vec::new();
+        assert!(shared.take(&key(0), &mut out));
+        assert_eq!(out, vec![(6, 0), (8, 2)], "moved intact");
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl Scratch {
 /// From each anchor, a segment is grown greedily in two passes. Forwards, the
 /// constraints of the vertices strictly inside fold into a cone of directions (a
 /// few multiplications a vertex), and every end whose direction the cone admits is
-/// a candidate, until the cone is empty. Backwards, from the furthest candidate, the
+/// a candidate, until the cone is empty (or [`GIVE_UP`] points on). Backwards, from the furthest candidate, the
 /// full test of the pixels at both ends (which knows about the joint with the
 /// previous segment) picks the first that holds. The full test is most of the cost
 /// of a candidate, and on a long curved staircase nearly every candidate is inside
@@ -363,7 +363,9 @@ pub fn simplify_within<C: Chain + ?Sized>(
         while k > 0 {
             k -= 1;
             let b = candidates[k];
-            clock.tick(1)?;
+            // A test reads the vertices at both ends, and those inside when a corner
+            // was guessed wrong: up to two tests' worth.
+            clock.tick(u32::try_from(b - a).unwrap_or(u32::MAX))?;
             if b % 2 == 1 && k > 0 && candidates[k - 1] == b - 1 {
                 if ok(b - 1) {
                     best = b - 1;

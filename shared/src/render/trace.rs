@@ -317,7 +317,7 @@ pub fn trace_into(
                     &mut clock,
                 )?;
                 let simplify_start = std::time::Instant::now();
-                simplify_loop(&grid, u16::from(label), &mut scratch, &mut clock)?;
+                simplify_loop(&grid, &sides, u16::from(label), &mut scratch, &mut clock)?;
                 simplifying += simplify_start.elapsed();
                 ring_count += 1;
                 points += scratch.ring.len() as u64;
@@ -646,7 +646,7 @@ impl<const BACKWARDS: bool> Chain for Window<'_, '_, BACKWARDS> {
             if i == 0 || i + 1 == n || x == 0 || y == 0 || x >= w || y >= h {
                 simplify::group_of(sides, wide(v))
             } else {
-                let g = GROUP_OF_RIGHT[usize::from((a >> MASK_SHIFT) as u8 & 0xF ^ flip)];
+                let g = GROUP_OF_RIGHT[usize::from(((a >> MASK_SHIFT) as u8 & 0xF) ^ flip)];
                 debug_assert_eq!(g, simplify::group_of(sides, wide(v)), "vertex {v:?}");
                 g
             }
@@ -670,12 +670,29 @@ impl<const BACKWARDS: bool> Chain for Window<'_, '_, BACKWARDS> {
 /// the loop's own orientation.
 fn simplify_chain(
     grid: &Grid<'_>,
+    border_sides: &[u8],
     (label, across): (u16, u16),
     vertices: &[(V, Across)],
     (simplifier, ring, shared): (&mut simplify::Scratch, &mut Vec<P>, &mut SharedBorders),
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
     let flipped = label > across;
+    // The region across walks this chain too, later or earlier: earlier if its walk
+    // has cleared the flag of the chain's first edge on its own pixel.
+    let first = match vertices {
+        [(v, _), (next, _), ..] => {
+            let (x, y) = (i64::from(v.0), i64::from(v.1));
+            let (pixel, side) = match (i64::from(next.0) - x, i64::from(next.1) - y) {
+                (1, 0) => ((x, y - 1), BOTTOM),
+                (0, 1) => ((x, y), LEFT),
+                (-1, 0) => ((x - 1, y), TOP),
+                _ => ((x - 1, y - 1), RIGHT),
+            };
+            let inside = pixel.0 >= 0 && pixel.1 >= 0 && pixel.0 < grid.w && pixel.1 < grid.h;
+            inside && border_sides[(pixel.1 * grid.w + pixel.0) as usize] & side != 0
+        }
+        _ => true,
+    };
     let (right, left) = if flipped {
         (across, label)
     } else {
@@ -689,7 +706,7 @@ fn simplify_chain(
             edges: vertices,
             grid,
         };
-        simplify_window(&window, &sides, scratch, clock)?;
+        simplify_window(&window, &sides, first, scratch, clock)?;
         // Simplified in its canonical orientation, then turned round in place.
         ring[from..].reverse();
     } else {
@@ -697,16 +714,18 @@ fn simplify_chain(
             edges: vertices,
             grid,
         };
-        simplify_window(&window, &sides, scratch, clock)?;
+        simplify_window(&window, &sides, first, scratch, clock)?;
     }
     Ok(())
 }
 
 /// Appends the simplified chain, in its canonical orientation, to `ring`: as the
-/// region across kept it, or simplified here (and kept for that region).
+/// region across kept it, or simplified here (and kept for that region if it is
+/// still to walk the chain: `first`).
 fn simplify_window<const BACKWARDS: bool>(
     window: &Window<'_, '_, BACKWARDS>,
     sides: &ChainSides<'_>,
+    first: bool,
     (simplifier, ring, shared): (&mut simplify::Scratch, &mut Vec<P>, &mut SharedBorders),
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
@@ -716,19 +735,20 @@ fn simplify_window<const BACKWARDS: bool>(
         .then(|| ChainKey::new(window.at(0), window.at(1), n, (sides.right, sides.left)))
         .flatten();
     match key {
-        Some(key) if shared.take(&key, ring) => {
+        Some(key) if !first && shared.take(&key, ring) => {
             clock.tick(u32::try_from(ring.len() - from).unwrap_or(u32::MAX))?;
             if cfg!(debug_assertions) {
                 // What sharing relies on, checked on every shared chain of every
                 // debug build's render: the region across got the same points.
                 let mut again = Vec::new();
-                simplify::simplify_within(window, sides, simplifier, &mut again, clock)?;
+                let unlimited = &mut Clock::unlimited();
+                simplify::simplify_within(window, sides, simplifier, &mut again, unlimited)?;
                 assert_eq!(&ring[from..], &again[..], "chain {key:?}");
             }
         }
         _ => {
             simplify::simplify_within(window, sides, simplifier, ring, clock)?;
-            if let Some(key) = key {
+            if let Some(key) = key.filter(|_| first) {
                 shared.keep(key, &ring[from..]);
             }
         }
@@ -743,6 +763,7 @@ fn simplify_window<const BACKWARDS: bool>(
 /// run of them.
 fn simplify_loop(
     grid: &Grid<'_>,
+    sides: &[u8],
     label: u16,
     scratch: &mut Scratch,
     clock: &mut Clock,
@@ -782,6 +803,7 @@ fn simplify_loop(
         edges.push(edges[0]);
         simplify_chain(
             grid,
+            sides,
             (label, across),
             edges,
             (simplifier, ring, shared),
@@ -805,6 +827,7 @@ fn simplify_loop(
         }
         simplify_chain(
             grid,
+            sides,
             (label, across_label(edges[i].1)),
             &edges[i..=j],
             (&mut *simplifier, &mut *ring, &mut *shared),
