@@ -613,15 +613,17 @@ async fn clearing_removes_every_cached_result_and_keeps_open_tasks() {
         "a refused clear deleted rows"
     );
 
-    let (status, report) = call(
-        &t,
-        "POST",
-        "/api/v1/admin/cache/clear",
-        Some("ops"),
-        true,
-        b"",
-    )
-    .await;
+    let admin_clear = || {
+        call(
+            &t,
+            "POST",
+            "/api/v1/admin/cache/clear",
+            Some("ops"),
+            true,
+            b"",
+        )
+    };
+    let (status, report) = admin_clear().await;
     assert_eq!(status, 200, "{report}");
     eprintln!("the admin's clear: {report:#}");
     assert_eq!(report["scope"], "all");
@@ -682,15 +684,7 @@ async fn clearing_removes_every_cached_result_and_keeps_open_tasks() {
     assert_eq!(t.submit_as(Some(B), &Form::einstein()).await.status, 202);
 
     // Idempotent: a second clear finds only the task finished since.
-    let (status, again) = call(
-        &t,
-        "POST",
-        "/api/v1/admin/cache/clear",
-        Some("ops"),
-        true,
-        b"",
-    )
-    .await;
+    let (status, again) = admin_clear().await;
     assert_eq!(status, 200);
     assert_eq!(again["postgres"]["task_results"], 1, "{again}");
     assert_eq!(again["open_tasks_kept"], 1, "B's new task");

@@ -42,6 +42,16 @@ enum Dir {
 }
 
 impl Dir {
+    /// The direction of a unit step.
+    fn of_step(d: (i64, i64)) -> Dir {
+        match d {
+            (1, 0) => Dir::R,
+            (0, 1) => Dir::D,
+            (-1, 0) => Dir::L,
+            _ => Dir::U,
+        }
+    }
+
     fn step(self, (x, y): (i64, i64)) -> (i64, i64) {
         match self {
             Dir::R => (x + 1, y),
@@ -681,13 +691,9 @@ fn simplify_chain(
     // has cleared the flag of the chain's first edge on its own pixel.
     let first = match vertices {
         [(v, _), (next, _), ..] => {
-            let (x, y) = (i64::from(v.0), i64::from(v.1));
-            let (pixel, side) = match (i64::from(next.0) - x, i64::from(next.1) - y) {
-                (1, 0) => ((x, y - 1), BOTTOM),
-                (0, 1) => ((x, y), LEFT),
-                (-1, 0) => ((x - 1, y), TOP),
-                _ => ((x - 1, y - 1), RIGHT),
-            };
+            // The pixel across is the interior of the same edge walked back.
+            let (v, next) = (wide(*v), wide(*next));
+            let (pixel, side) = Grid::interior(next, Dir::of_step((v.0 - next.0, v.1 - next.1)));
             let inside = pixel.0 >= 0 && pixel.1 >= 0 && pixel.0 < grid.w && pixel.1 < grid.h;
             inside && border_sides[(pixel.1 * grid.w + pixel.0) as usize] & side != 0
         }
