@@ -51,15 +51,6 @@ impl Dir {
             _ => Dir::U,
         }
     }
-
-    fn step(self, (x, y): (i64, i64)) -> (i64, i64) {
-        match self {
-            Dir::R => (x + 1, y),
-            Dir::D => (x, y + 1),
-            Dir::L => (x - 1, y),
-            Dir::U => (x, y - 1),
-        }
-    }
 }
 
 /// One region of the map: its label and pixel statistics.
@@ -403,66 +394,75 @@ fn sides_and_stats(
             continue;
         };
         let out = &mut sides[y * w..(y + 1) * w];
-        // Side bits over the labelled span, each step one branch-free loop that the
-        // compiler vectorises: a side is marked where the neighbour differs (or lies
-        // beyond the image), then background pixels are cleared.
-        let differs = |a: u8, b: u8, bit: u8| u8::from(a != b) * bit;
-        if y == 0 {
-            out[lo..hi].fill(TOP);
-        } else {
-            let up = &labels[(y - 1) * w..y * w];
-            for ((o, &c), &u) in out[lo..hi].iter_mut().zip(&row[lo..hi]).zip(&up[lo..hi]) {
-                *o = differs(c, u, TOP);
+        // Beyond the image's top and bottom every side is a border: the row itself
+        // stands in for the missing neighbour (so nothing differs), and the side is
+        // forced.
+        let (up, force_up) = match y {
+            0 => (row, TOP),
+            _ => (&labels[(y - 1) * w..y * w], 0),
+        };
+        let (down, force_down) = match y + 1 == h {
+            true => (row, BOTTOM),
+            false => (&labels[(y + 1) * w..(y + 2) * w], 0),
+        };
+        let force = force_up | force_down;
+        let bits = |c: u8, u: u8, d: u8, r: u8, l: u8| -> u8 {
+            let differs = |n: u8, bit: u8| u8::from(c != n) * bit;
+            // Background pixels have no sides.
+            (differs(u, TOP) | differs(d, BOTTOM) | differs(r, RIGHT) | differs(l, LEFT) | force)
+                & u8::from(c != BACKGROUND).wrapping_neg()
+        };
+        // The pixels with both neighbours in the row, in one branch-free loop that the
+        // compiler vectorises; then the row's ends.
+        let (inner_lo, inner_hi) = (lo.max(1), hi.min(w - 1));
+        if inner_lo < inner_hi {
+            for (((((o, &c), &u), &d), &r), &l) in out[inner_lo..inner_hi]
+                .iter_mut()
+                .zip(&row[inner_lo..inner_hi])
+                .zip(&up[inner_lo..inner_hi])
+                .zip(&down[inner_lo..inner_hi])
+                .zip(&row[inner_lo + 1..=inner_hi])
+                .zip(&row[inner_lo - 1..inner_hi - 1])
+            {
+                *o = bits(c, u, d, r, l);
             }
         }
-        if y + 1 == h {
-            out[lo..hi].iter_mut().for_each(|o| *o |= BOTTOM);
-        } else {
-            let down = &labels[(y + 1) * w..(y + 2) * w];
-            for ((o, &c), &d) in out[lo..hi].iter_mut().zip(&row[lo..hi]).zip(&down[lo..hi]) {
-                *o |= differs(c, d, BOTTOM);
-            }
+        let ends = [lo, hi - 1];
+        let ends = if lo + 1 == hi { &ends[..1] } else { &ends[..] };
+        for &x in ends.iter().filter(|&&x| x < inner_lo || x >= inner_hi) {
+            // Beyond the image's left and right, a label that differs.
+            let c = row[x];
+            let r = if x + 1 < w { row[x + 1] } else { !c };
+            let l = if x > 0 { row[x - 1] } else { !c };
+            out[x] = bits(c, up[x], down[x], r, l);
         }
-        let r_end = hi.min(w - 1);
-        for ((o, &c), &r) in out[lo..r_end]
-            .iter_mut()
-            .zip(&row[lo..r_end])
-            .zip(&row[lo + 1..=r_end])
-        {
-            *o |= differs(c, r, RIGHT);
-        }
-        if hi == w {
-            out[w - 1] |= RIGHT;
-        }
-        let l_start = lo.max(1);
-        for ((o, &c), &l) in out[l_start..hi]
-            .iter_mut()
-            .zip(&row[l_start..hi])
-            .zip(&row[l_start - 1..hi - 1])
-        {
-            *o |= differs(c, l, LEFT);
-        }
-        if lo == 0 {
-            out[0] |= LEFT;
-        }
-        for (o, &c) in out[lo..hi].iter_mut().zip(&row[lo..hi]) {
-            *o &= u8::from(c != BACKGROUND).wrapping_neg();
-        }
-        let row_edges: u64 = out[lo..hi]
-            .chunks(8)
-            .map(|c| {
-                let mut word = [0u8; 8];
-                word[..c.len()].copy_from_slice(c);
-                u64::from(u64::from_le_bytes(word).count_ones())
-            })
-            .sum();
-        // Statistics a run of one label at a time.
+        let row_edges = count_sides(&out[lo..hi]);
+        // Statistics a run of one label at a time, the run's end found eight pixels
+        // at a time.
         let mut x = lo;
         while x < hi {
             let l = row[x];
-            let run = row[x..hi].iter().position(|&c| c != l).unwrap_or(hi - x);
+            let mut end = x + 1;
+            let spread = u64::from(l) * 0x0101_0101_0101_0101;
+            while end + 8 <= hi {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&row[end..end + 8]);
+                let differ = u64::from_le_bytes(word) ^ spread;
+                if differ != 0 {
+                    end += differ.trailing_zeros() as usize / 8;
+                    break;
+                }
+                end += 8;
+            }
+            if end + 8 > hi {
+                end += row[end..hi]
+                    .iter()
+                    .position(|&c| c != l)
+                    .unwrap_or(hi - end);
+            }
+            let run = end - x;
             if l != BACKGROUND {
-                let (x0, x1) = (x as u64, (x + run) as u64);
+                let (x0, x1) = (x as u64, end as u64);
                 let s = &mut stats[usize::from(l)];
                 s.area += run as u64;
                 s.sx += (x0 + x1 - 1) * (x1 - x0) / 2;
@@ -472,12 +472,43 @@ fn sides_and_stats(
                 s.x1 = s.x1.max(x1 as u32);
                 s.y1 = s.y1.max(y as u32 + 1);
             }
-            x += run;
+            x = end;
         }
         edges += row_edges;
         budget.check(Limit::Edges, edges)?;
     }
     Ok((sides, stats, edges))
+}
+
+/// How many side bits `sides` has set (four bits a byte at most): eight bytes at a
+/// time, their bits summed within each byte, the bytes of up to 63 words added
+/// before they are summed across (63 · 4 < 256).
+fn count_sides(sides: &[u8]) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const EVEN: u64 = 0x00FF_00FF_00FF_00FF;
+    const FIVES: u64 = 0x55 * ONES;
+    const THREES: u64 = 0x33 * ONES;
+    let per_byte = |x: u64| {
+        let pairs = (x & FIVES) + ((x >> 1) & FIVES);
+        (pairs & THREES) + ((pairs >> 2) & THREES)
+    };
+    // Bytes to four 16-bit lanes, then the lanes summed into the top one.
+    let across = |bytes: u64| {
+        ((bytes & EVEN) + ((bytes >> 8) & EVEN)).wrapping_mul(0x0001_0001_0001_0001) >> 48
+    };
+    let mut total = 0;
+    for group in sides.chunks(8 * 63) {
+        let words = group.chunks_exact(8);
+        let tail = words.remainder();
+        let mut acc = 0u64;
+        for word in words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(word);
+            acc += per_byte(u64::from_le_bytes(b));
+        }
+        total += across(acc) + tail.iter().map(|&b| u64::from(b.count_ones())).sum::<u64>();
+    }
+    total
 }
 
 /// The first and one past the last non-background pixel of a row, if it has any;
@@ -556,7 +587,7 @@ fn follow(
     budget: &RenderBudget,
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
-    let w = grid.w;
+    let (w, h) = (grid.w, grid.h);
     let l = u16::from(label);
     let mask = |b: [u16; 4]| -> usize {
         usize::from(b[0] == l)
@@ -564,35 +595,61 @@ fn follow(
             | usize::from(b[2] == l) << 2
             | usize::from(b[3] == l) << 3
     };
-    let keep = |b: [u16; 4], m: usize, d: Dir| -> Across {
-        b[LEFT_OF[d as usize]] | (m as Across) << MASK_SHIFT | if is_pinch(b) { PINCH } else { 0 }
+    let keep = |b: [u16; 4], m: usize, d: usize| -> Across {
+        b[LEFT_OF[d]] | (m as Across) << MASK_SHIFT | if is_pinch(b) { PINCH } else { 0 }
     };
+    // Per direction (R, D, L, U): the step, and the edge's pixel (on its right) as
+    // an offset from the vertex, with the side of it that the edge is.
+    const STEP: [(i64, i64); 4] = [(1, 0), (0, 1), (-1, 0), (0, -1)];
+    const PIXEL: [(i64, i64, u8); 4] =
+        [(0, 0, TOP), (-1, 0, RIGHT), (-1, -1, BOTTOM), (0, -1, LEFT)];
+    // The clock is ticked for up to `CHECK_EVERY` edges ahead, and the next check
+    // falls where the loop would reach its budget, if that is sooner: one compare
+    // an edge, and a loop is still refused at the edge that would break the budget.
+    const CHECK_EVERY: usize = 256;
     edges.clear();
-    let mut v = start;
-    let mut d = dir;
-    let b = grid.block(v.0, v.1);
+    let (mut x, mut y) = start;
+    let mut d = dir as usize;
+    let b = grid.block(x, y);
     let mut kept = keep(b, mask(b), d);
+    let mut next_check = 0;
     loop {
-        let ((px, py), side) = Grid::interior(v, d);
-        sides[(py * w + px) as usize] &= !side;
-        if edges.len() as u64 >= budget.max_loop_edges {
-            return budget.check(Limit::LoopEdges, edges.len() as u64 + 1);
+        let (px, py, side) = PIXEL[d];
+        sides[((y + py) * w + x + px) as usize] &= !side;
+        if edges.len() == next_check {
+            if edges.len() as u64 >= budget.max_loop_edges {
+                return budget.check(Limit::LoopEdges, edges.len() as u64 + 1);
+            }
+            let room = (budget.max_loop_edges - edges.len() as u64).min(CHECK_EVERY as u64);
+            next_check += room as usize;
+            clock.tick(room as u32)?;
         }
-        clock.tick(1)?;
         // Vertices lie within 0..=width and 0..=height, both u32.
-        edges.push(((v.0 as u32, v.1 as u32), kept));
-        v = d.step(v);
-        let b = grid.block(v.0, v.1);
-        let m = mask(b);
-        // Right turn first (keeps regions 4-connected at saddles), then straight, then left.
-        d = match NEXT[d as usize][m] {
-            0 => Dir::R,
-            1 => Dir::D,
-            2 => Dir::L,
-            3 => Dir::U,
-            _ => unreachable!("a boundary vertex always has an outgoing edge of the same label"),
+        edges.push(((x as u32, y as u32), kept));
+        let (sx, sy) = STEP[d];
+        (x, y) = (x + sx, y + sy);
+        // The four pixels around the vertex, read at once away from the image's edge.
+        let b = if x >= 1 && y >= 1 && x < w && y < h {
+            let i = ((y - 1) * w + x - 1) as usize;
+            let wu = w as usize;
+            let block = &grid.labels[i..i + wu + 2];
+            [
+                u16::from(block[0]),
+                u16::from(block[1]),
+                u16::from(block[wu]),
+                u16::from(block[wu + 1]),
+            ]
+        } else {
+            grid.block(x, y)
         };
-        if v == start && d == dir {
+        let m = mask(b);
+        // Right turn first (keeps regions 4-connected at saddles), then straight, then
+        // left; a mask the walk cannot arrive at has no way on (4), and no step.
+        d = usize::from(NEXT[d][m]);
+        if d >= 4 {
+            unreachable!("a boundary vertex always has an outgoing edge of the same label");
+        }
+        if (x, y) == start && d == dir as usize {
             return Ok(());
         }
         kept = keep(b, m, d);
@@ -932,7 +989,8 @@ mod tests {
     #[test]
     fn pass_one_matches_the_pixel_by_pixel_reference() {
         // Widths on both sides of the eight-pixel words, rows all background, sparse
-        // and dense labels.
+        // and dense labels, and runs of one label longer than a word (mode 9: a new
+        // label every twelve pixels or so, background among them).
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = move || {
             seed ^= seed << 13;
@@ -941,26 +999,47 @@ mod tests {
             seed
         };
         let budget = RenderBudget::UNLIMITED;
-        for w in 1..=27 {
+        for w in 1..=40 {
             for h in 1..=5 {
-                for density in [0, 1, 4, 8] {
+                for density in [0, 1, 4, 8, 9] {
+                    let mut label = 1;
                     let labels: Vec<u8> = (0..w * h)
                         .map(|_| {
                             let r = next();
-                            if r % 8 < density {
+                            if density == 9 {
+                                if r % 12 == 0 {
+                                    label = ((r >> 8) % 4) as u8;
+                                }
+                                label
+                            } else if r % 8 < density {
                                 (1 + (r >> 8) % 3) as u8
                             } else {
                                 BACKGROUND
                             }
                         })
                         .collect();
-                    let (sides, stats, _) =
+                    let (sides, stats, edges) =
                         sides_and_stats(&labels, w, h, &budget, &mut Clock::unlimited()).unwrap();
                     let (want_sides, want_stats) = naive_sides_and_stats(&labels, w, h);
                     assert_eq!(sides, want_sides, "{w}×{h}: {labels:?}");
                     assert_eq!(stats, want_stats, "{w}×{h}: {labels:?}");
+                    let want_edges: u32 = want_sides.iter().map(|s| s.count_ones()).sum();
+                    assert_eq!(edges, u64::from(want_edges), "{w}×{h}: {labels:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn side_bits_are_counted_across_words_and_groups() {
+        // Past one group of 63 words with every byte at its most (four bits), and
+        // lengths that leave a tail.
+        for len in [0, 1, 7, 8, 9, 63 * 8 - 1, 63 * 8, 63 * 8 + 5, 3000] {
+            let full = vec![0xFu8; len];
+            assert_eq!(count_sides(&full), 4 * len as u64, "{len}");
+            let mixed: Vec<u8> = (0..len).map(|i| (i * 7 % 16) as u8).collect();
+            let want: u64 = mixed.iter().map(|&b| u64::from(b.count_ones())).sum();
+            assert_eq!(count_sides(&mixed), want, "{len}");
         }
     }
 
