@@ -143,14 +143,6 @@ const DECODED: Decoded = {
     d
 };
 
-/// The constraints of vertex `v` with group `g`: (pixel centre, must be right).
-fn constraints((x, y): P, g: Group) -> impl Iterator<Item = (P, bool)> {
-    let g = usize::from(g);
-    DECODED.items[g][..usize::from(DECODED.count[g])]
-        .iter()
-        .map(move |&(ox, oy, right)| ((2 * x + i64::from(ox), 2 * y + i64::from(oy)), right))
-}
-
 /// The directions a segment from the anchor may take: an open cone from `lo`
 /// turning (positive cross products) to `hi`, or every direction.
 #[derive(Clone, Copy)]
@@ -345,13 +337,16 @@ pub fn simplify_within<C: Chain + ?Sized>(
                 b.div_ceil(2).min(n - 1),
             ];
             // The ends are in chain order: skip repeats.
-            let unique = ends
-                .iter()
-                .enumerate()
-                .filter(|&(k, e)| k == 0 || *e != ends[k - 1])
-                .map(|(_, &i)| (vertices.at(i), groups[i]));
+            let mut unique = [(0usize, 0u8); 4];
+            let mut count = 0;
+            for (k, &i) in ends.iter().enumerate() {
+                if k == 0 || i != ends[k - 1] {
+                    unique[count] = (i, groups[i]);
+                    count += 1;
+                }
+            }
             let pb = dense(b);
-            valid(prev, pa, pb, unique)
+            valid(prev, pa, pb, unique[..count].iter().map(|&(i, g)| (vertices.at(i), g)))
                 && (guessed_right(guesses, sub(pb, pa))
                     || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
         };
@@ -462,23 +457,30 @@ fn valid(prev: Option<P>, a: P, b: P, groups: impl Iterator<Item = (P, Group)>) 
     let d = sub(b, a);
     let len2 = dot(d, d);
     for (v, g) in groups {
-        for (c, right) in constraints(v, g) {
-            let t = dot(sub(c, a), d);
+        // The vertex from `a`; its centres are one (doubled) unit off it.
+        let (vx, vy) = (2 * v.0 - a.0, 2 * v.1 - a.1);
+        let g = usize::from(g);
+        for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
+            let u = (vx + i64::from(ox), vy + i64::from(oy));
+            let t = dot(u, d);
             if t >= len2 {
                 continue;
             }
             let is_right = if t <= 0 {
                 match prev {
-                    Some(p) => match joint_side(p, a, b, c) {
-                        Some(r) => r,
-                        None => return false,
-                    },
+                    Some(p) => {
+                        let c = (a.0 + u.0, a.1 + u.1);
+                        match joint_side(p, a, b, c) {
+                            Some(r) => r,
+                            None => return false,
+                        }
+                    }
                     // Behind the chain's first point: the neighbouring chain's business.
                     None => continue,
                 }
             } else {
                 // Beside the segment: on its side, and clear of it.
-                let s = cross(d, sub(c, a));
+                let s = cross(d, u);
                 if !clears(s, d) {
                     return false;
                 }
