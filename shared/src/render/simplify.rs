@@ -346,9 +346,13 @@ pub fn simplify_within<C: Chain + ?Sized>(
                 }
             }
             let pb = dense(b);
-            valid(prev, pa, pb, unique[..count].iter().map(|&(i, g)| (vertices.at(i), g)))
-                && (guessed_right(guesses, sub(pb, pa))
-                    || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
+            valid(
+                prev,
+                pa,
+                pb,
+                unique[..count].iter().map(|&(i, g)| (vertices.at(i), g)),
+            ) && (guessed_right(guesses, sub(pb, pa))
+                || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
         };
         // The furthest candidate that holds, or the vertex just before it if that
         // holds too: lattice vertices keep corners square (and take fewer bytes).

@@ -293,10 +293,17 @@ pub fn trace_into(
     for y in 0..h {
         let mut x = 0;
         while x < w {
-            // Most of the map has no side left to follow: skip it eight at a time.
-            if x + 8 <= w && is_zero_word(&sides[y * w + x..y * w + x + 8]) {
-                x += 8;
-                continue;
+            // Most of the map has no side left to follow: skip it eight at a time, to
+            // the first pixel with one.
+            if x + 8 <= w {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&sides[y * w + x..y * w + x + 8]);
+                let word = u64::from_le_bytes(word);
+                if word == 0 {
+                    x += 8;
+                    continue;
+                }
+                x += word.trailing_zeros() as usize / 8;
             }
             while sides[y * w + x] != 0 {
                 let bits = sides[y * w + x];
@@ -847,7 +854,8 @@ fn simplify_loop(
         ring.reserve_exact(m + 1);
     }
     let is_break = |edges: &[(V, Across)], i: usize| {
-        let (prev, this) = (edges[(i + m - 1) % m].1, edges[i].1);
+        let before = if i == 0 { m - 1 } else { i - 1 };
+        let (prev, this) = (edges[before].1, edges[i].1);
         across_label(prev) != across_label(this) || this & PINCH != 0
     };
     let Some(first) = (0..m).find(|&i| is_break(edges, i)) else {
