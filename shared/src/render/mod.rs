@@ -552,7 +552,12 @@ impl<'w, W: Write> Staged<'w, W> {
             self.len += 1;
         }
         let whole = a / 2;
-        if whole > 0 || a.is_multiple_of(2) {
+        if whole < 10 && (whole > 0 || a.is_multiple_of(2)) {
+            // Most steps of a simplified outline are a few pixels: one digit, stored
+            // as it is.
+            self.buf[self.len] = b'0' + whole as u8;
+            self.len += 1;
+        } else if whole > 0 {
             let mut digits = [0u8; 20];
             let mut n = whole;
             let mut i = digits.len();

@@ -595,34 +595,56 @@ fn follow(
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
     let (w, h) = (grid.w, grid.h);
-    let l = u16::from(label);
-    let mask = |b: [u16; 4]| -> usize {
-        usize::from(b[0] == l)
-            | usize::from(b[1] == l) << 1
-            | usize::from(b[2] == l) << 2
-            | usize::from(b[3] == l) << 3
+    // The block of four pixels around a vertex, packed as four 16-bit lanes (in the
+    // order of `Grid::block`): the mask of the loop's label is found in all four
+    // lanes at once, and the label across is a shift.
+    const LANES: u64 = 0x0001_0001_0001_0001;
+    let pack = |b: [u16; 4]| -> u64 {
+        u64::from(b[0]) | u64::from(b[1]) << 16 | u64::from(b[2]) << 32 | u64::from(b[3]) << 48
     };
-    let keep = |b: [u16; 4], m: usize, d: usize| -> Across {
-        b[LEFT_OF[d]] | (m as Across) << MASK_SHIFT | if is_pinch(b) { PINCH } else { 0 }
+    let unpack = |p: u64| -> [u16; 4] { [0, 16, 32, 48].map(|s| (p >> s) as u16) };
+    let spread = u64::from(label) * LANES;
+    let mask = |p: u64| -> usize {
+        // Lanes hold at most 9 bits, so adding 0x7FFF carries into a lane's top bit
+        // exactly when it is not zero, and never into the next lane.
+        const TOPS: u64 = 0x8000 * LANES;
+        let set = ((p ^ spread) + 0x7FFF * LANES) & TOPS;
+        let same = !set & TOPS;
+        // The four top bits gathered into bits 48–51 (no two products meet there).
+        ((same >> 15).wrapping_mul(1 << 48 | 1 << 33 | 1 << 18 | 1 << 3) >> 48) as usize & 0xF
+    };
+    let keep = |p: u64, m: usize, d: usize| -> Across {
+        let pinch = match PINCH_BY_MASK[m] {
+            Pinch::Never => false,
+            Pinch::Always => true,
+            Pinch::IfOthersDiagonal => is_pinch(unpack(p)),
+        };
+        (p >> (16 * LEFT_OF[d])) as Across & ACROSS_LABEL
+            | (m as Across) << MASK_SHIFT
+            | if pinch { PINCH } else { 0 }
     };
     // Per direction (R, D, L, U): the step, and the edge's pixel (on its right) as
-    // an offset from the vertex, with the side of it that the edge is.
+    // an offset from the block of four pixels around the vertex (from its top-left
+    // pixel, at `i`), with the side of it that the edge is.
     const STEP: [(i64, i64); 4] = [(1, 0), (0, 1), (-1, 0), (0, -1)];
-    const PIXEL: [(i64, i64, u8); 4] =
-        [(0, 0, TOP), (-1, 0, RIGHT), (-1, -1, BOTTOM), (0, -1, LEFT)];
+    let step_i = [1, w, -1, -w];
+    let pixel = [(w + 1, TOP), (w, RIGHT), (0, BOTTOM), (1, LEFT)];
     // The clock is ticked for up to `CHECK_EVERY` edges ahead, and the next check
     // falls where the loop would reach its budget, if that is sooner: one compare
     // an edge, and a loop is still refused at the edge that would break the budget.
     const CHECK_EVERY: usize = 256;
     edges.clear();
     let (mut x, mut y) = start;
+    let mut i = (y - 1) * w + x - 1;
+    let start_i = i;
     let mut d = dir as usize;
-    let b = grid.block(x, y);
+    let b = pack(grid.block(x, y));
     let mut kept = keep(b, mask(b), d);
     let mut next_check = 0;
+    let wu = w as usize;
     loop {
-        let (px, py, side) = PIXEL[d];
-        sides[((y + py) * w + x + px) as usize] &= !side;
+        let (offset, side) = pixel[d];
+        sides[(i + offset) as usize] &= !side;
         if edges.len() == next_check {
             if edges.len() as u64 >= budget.max_loop_edges {
                 return budget.check(Limit::LoopEdges, edges.len() as u64 + 1);
@@ -635,19 +657,16 @@ fn follow(
         edges.push(((x as u32, y as u32), kept));
         let (sx, sy) = STEP[d];
         (x, y) = (x + sx, y + sy);
+        i += step_i[d];
         // The four pixels around the vertex, read at once away from the image's edge.
         let b = if x >= 1 && y >= 1 && x < w && y < h {
-            let i = ((y - 1) * w + x - 1) as usize;
-            let wu = w as usize;
-            let block = &grid.labels[i..i + wu + 2];
-            [
-                u16::from(block[0]),
-                u16::from(block[1]),
-                u16::from(block[wu]),
-                u16::from(block[wu + 1]),
-            ]
+            let block = &grid.labels[i as usize..i as usize + wu + 2];
+            u64::from(block[0])
+                | u64::from(block[1]) << 16
+                | u64::from(block[wu]) << 32
+                | u64::from(block[wu + 1]) << 48
         } else {
-            grid.block(x, y)
+            pack(grid.block(x, y))
         };
         let m = mask(b);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then
@@ -656,12 +675,34 @@ fn follow(
         if d >= 4 {
             unreachable!("a boundary vertex always has an outgoing edge of the same label");
         }
-        if (x, y) == start && d == dir as usize {
+        if i == start_i && d == dir as usize {
             return Ok(());
         }
         kept = keep(b, m, d);
     }
 }
+
+/// Whether a vertex whose pixels of the walk's label are the mask can be a pinch
+/// point ([`is_pinch`]): always when they are two diagonal pixels, never when
+/// they are two beside each other or three, and when they are one only if the two
+/// pixels beside it have one label and the one across another.
+#[derive(Clone, Copy)]
+enum Pinch {
+    Never,
+    Always,
+    IfOthersDiagonal,
+}
+
+const PINCH_BY_MASK: [Pinch; 16] = {
+    let mut t = [Pinch::Never; 16];
+    t[0b1001] = Pinch::Always;
+    t[0b0110] = Pinch::Always;
+    t[0b0001] = Pinch::IfOthersDiagonal;
+    t[0b0010] = Pinch::IfOthersDiagonal;
+    t[0b0100] = Pinch::IfOthersDiagonal;
+    t[0b1000] = Pinch::IfOthersDiagonal;
+    t
+};
 
 /// Every pixel constraining, those in the mask on the right: the [`simplify::Group`].
 const GROUP_OF_RIGHT: [simplify::Group; 16] = {
@@ -1034,6 +1075,23 @@ mod tests {
                     let want_edges: u32 = want_sides.iter().map(|s| s.count_ones()).sum();
                     assert_eq!(edges, u64::from(want_edges), "{w}×{h}: {labels:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_pinch_table_agrees_with_the_labels() {
+        // Every block of four labels from five, seen from each label in it.
+        for code in 0..5u32.pow(4) {
+            let b = [0, 1, 2, 3].map(|k| (code / 5u32.pow(k) % 5) as u16);
+            for l in b {
+                let m = (0..4).fold(0, |m, k| m | usize::from(b[k] == l) << k);
+                let by_table = match PINCH_BY_MASK[m] {
+                    Pinch::Never => false,
+                    Pinch::Always => true,
+                    Pinch::IfOthersDiagonal => is_pinch(b),
+                };
+                assert_eq!(by_table, is_pinch(b), "{b:?} seen from {l}");
             }
         }
     }
