@@ -9,7 +9,7 @@
 //! cheap pass that first exceeds a limit, never after the expensive one.
 //!
 //! The edge count is known after one pass over the pixels with no allocation beyond
-//! the map itself ([`count_edges`]), so submit refuses the worst maps before anything
+//! a few kilobytes ([`count_edges`]), so submit refuses the worst maps before anything
 //! is queued; the renderer re-checks everything (it must not trust the queue) and
 //! stops early on rings, points and output bytes.
 //!
@@ -20,6 +20,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::trace;
 use crate::input::{InputError, LabelMap, Submission};
 use crate::labels::BACKGROUND;
 use crate::limits::Limits;
@@ -180,42 +181,114 @@ pub struct Complexity {
 
 /// Counts the border edges of `map` (each labelled pixel's sides that face another
 /// label or the image's edge) and its regions, stopping at the first row that breaks
-/// the budget. No allocation; one pass over the pixels.
+/// the budget. One pass over the pixels, with the tracer's own row kernels (so the
+/// count is the tracer's by construction), through a buffer of at most
+/// [`COUNT_CHUNK`] side bytes: nothing the size of the map is allocated.
 pub fn count_edges(map: &LabelMap, budget: &RenderBudget) -> Result<Complexity, BudgetError> {
     let (w, h) = (map.width as usize, map.height as usize);
     budget.check(Limit::Pixels, (w * h) as u64)?;
     let labels = &map.labels;
     let mut present = [false; 256];
     let mut edges = 0u64;
+    let mut chunk = vec![0u8; w.min(COUNT_CHUNK)];
     for y in 0..h {
         let row = &labels[y * w..(y + 1) * w];
-        let above = (y > 0).then(|| &labels[(y - 1) * w..y * w]);
-        let below = (y + 1 < h).then(|| &labels[(y + 1) * w..(y + 2) * w]);
-        let mut row_edges = 0u32;
-        for x in 0..w {
-            let l = row[x];
-            if l == BACKGROUND {
-                continue;
-            }
-            present[usize::from(l)] = true;
-            row_edges += u32::from(above.is_none_or(|a| a[x] != l))
-                + u32::from(below.is_none_or(|b| b[x] != l))
-                + u32::from(x == 0 || row[x - 1] != l)
-                + u32::from(x + 1 == w || row[x + 1] != l);
+        let Some((lo, hi)) = trace::labelled_span(row) else {
+            continue;
+        };
+        let mut x = lo;
+        while x < hi {
+            let end = hi.min(x + COUNT_CHUNK);
+            let out = &mut chunk[..end - x];
+            trace::row_sides(labels, w, h, y, (x, end), out);
+            edges += trace::count_sides(out);
+            x = end;
         }
-        edges += u64::from(row_edges);
+        trace::for_each_run(&row[lo..hi], |l, _, _| present[usize::from(l)] = true);
         budget.check(Limit::Edges, edges)?;
     }
+    present[usize::from(BACKGROUND)] = false;
     let regions = present.iter().filter(|&&p| p).count() as u32;
     budget.check(Limit::Regions, u64::from(regions))?;
     Ok(Complexity { regions, edges })
 }
+
+/// The most side bytes [`count_edges`] holds at once: a row is counted in spans of
+/// this many pixels.
+pub const COUNT_CHUNK: usize = 4096;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     use crate::render::worst::checkerboard;
+
+    /// Each labelled pixel's sides that face another label or the image's edge,
+    /// pixel by pixel, and the labels present.
+    fn naive_count(map: &LabelMap) -> Complexity {
+        let (w, h) = (map.width as usize, map.height as usize);
+        let at = |x: usize, y: usize| map.labels[y * w + x];
+        let mut present = [false; 256];
+        let mut edges = 0;
+        for y in 0..h {
+            for x in 0..w {
+                let l = at(x, y);
+                if l == BACKGROUND {
+                    continue;
+                }
+                present[usize::from(l)] = true;
+                edges += u64::from(y == 0 || at(x, y - 1) != l)
+                    + u64::from(y + 1 == h || at(x, y + 1) != l)
+                    + u64::from(x == 0 || at(x - 1, y) != l)
+                    + u64::from(x + 1 == w || at(x + 1, y) != l);
+            }
+        }
+        let regions = present.iter().filter(|&&p| p).count() as u32;
+        Complexity { regions, edges }
+    }
+
+    #[test]
+    fn edges_are_counted_as_pixel_by_pixel_in_spans_and_long_rows() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Rows shorter than a word, across words, and across the counting span.
+        for (w, h) in [
+            (1, 1),
+            (3, 5),
+            (17, 4),
+            (COUNT_CHUNK + 37, 3),
+            (2 * COUNT_CHUNK, 2),
+        ] {
+            for change in [2, 12, 200] {
+                let mut label = 1u8;
+                let labels = (0..w * h)
+                    .map(|_| {
+                        let r = next();
+                        if r % change == 0 {
+                            label = (r >> 8) as u8 % 5;
+                        }
+                        label
+                    })
+                    .collect();
+                let map = LabelMap {
+                    width: w as u32,
+                    height: h as u32,
+                    labels,
+                };
+                let got = count_edges(&map, &RenderBudget::UNLIMITED).unwrap();
+                assert_eq!(
+                    got,
+                    naive_count(&map),
+                    "{w}×{h}, a new label every {change}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_square_has_its_perimeter_in_edges() {

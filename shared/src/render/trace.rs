@@ -401,96 +401,113 @@ fn sides_and_stats(
             continue;
         };
         let out = &mut sides[y * w..(y + 1) * w];
-        // Beyond the image's top and bottom every side is a border: the row itself
-        // stands in for the missing neighbour (so nothing differs), and the side is
-        // forced.
-        let (up, force_up) = match y {
-            0 => (row, TOP),
-            _ => (&labels[(y - 1) * w..y * w], 0),
-        };
-        let (down, force_down) = match y + 1 == h {
-            true => (row, BOTTOM),
-            false => (&labels[(y + 1) * w..(y + 2) * w], 0),
-        };
-        let force = force_up | force_down;
-        let bits = |c: u8, u: u8, d: u8, r: u8, l: u8| -> u8 {
-            let differs = |n: u8, bit: u8| u8::from(c != n) * bit;
-            // Background pixels have no sides.
-            (differs(u, TOP) | differs(d, BOTTOM) | differs(r, RIGHT) | differs(l, LEFT) | force)
-                & u8::from(c != BACKGROUND).wrapping_neg()
-        };
-        // The pixels with both neighbours in the row, in one branch-free loop that the
-        // compiler vectorises; then the row's ends.
-        let (inner_lo, inner_hi) = (lo.max(1), hi.min(w - 1));
-        if inner_lo < inner_hi {
-            for (((((o, &c), &u), &d), &r), &l) in out[inner_lo..inner_hi]
-                .iter_mut()
-                .zip(&row[inner_lo..inner_hi])
-                .zip(&up[inner_lo..inner_hi])
-                .zip(&down[inner_lo..inner_hi])
-                .zip(&row[inner_lo + 1..=inner_hi])
-                .zip(&row[inner_lo - 1..inner_hi - 1])
-            {
-                *o = bits(c, u, d, r, l);
-            }
-        }
-        let ends = [lo, hi - 1];
-        let ends = if lo + 1 == hi { &ends[..1] } else { &ends[..] };
-        for &x in ends.iter().filter(|&&x| x < inner_lo || x >= inner_hi) {
-            // Beyond the image's left and right, a label that differs.
-            let c = row[x];
-            let r = if x + 1 < w { row[x + 1] } else { !c };
-            let l = if x > 0 { row[x - 1] } else { !c };
-            out[x] = bits(c, up[x], down[x], r, l);
-        }
+        row_sides(labels, w, h, y, (lo, hi), &mut out[lo..hi]);
         let row_edges = count_sides(&out[lo..hi]);
-        // Statistics a run of one label at a time, the run's end found eight pixels
-        // at a time.
-        let mut x = lo;
-        while x < hi {
-            let l = row[x];
-            let mut end = x + 1;
-            let spread = u64::from(l) * 0x0101_0101_0101_0101;
-            while end + 8 <= hi {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(&row[end..end + 8]);
-                let differ = u64::from_le_bytes(word) ^ spread;
-                if differ != 0 {
-                    end += differ.trailing_zeros() as usize / 8;
-                    break;
-                }
-                end += 8;
-            }
-            if end + 8 > hi {
-                end += row[end..hi]
-                    .iter()
-                    .position(|&c| c != l)
-                    .unwrap_or(hi - end);
-            }
-            let run = end - x;
+        // Statistics a run of one label at a time.
+        for_each_run(&row[lo..hi], |l, x0, x1| {
             if l != BACKGROUND {
-                let (x0, x1) = (x as u64, end as u64);
+                let (x0, x1) = ((lo + x0) as u64, (lo + x1) as u64);
                 let s = &mut stats[usize::from(l)];
-                s.area += run as u64;
+                s.area += x1 - x0;
                 s.sx += (x0 + x1 - 1) * (x1 - x0) / 2;
-                s.sy += y as u64 * run as u64;
+                s.sy += y as u64 * (x1 - x0);
                 s.x0 = s.x0.min(x0 as u32);
                 s.y0 = s.y0.min(y as u32);
                 s.x1 = s.x1.max(x1 as u32);
                 s.y1 = s.y1.max(y as u32 + 1);
             }
-            x = end;
-        }
+        });
         edges += row_edges;
         budget.check(Limit::Edges, edges)?;
     }
     Ok((sides, stats, edges))
 }
 
+/// The side bits of row `y`'s pixels `lo..hi` into `out` (as long as that span):
+/// a side is marked where the neighbour differs or lies beyond the image, and
+/// background pixels have none. The pixels with both neighbours in the row go
+/// through one branch-free loop that the compiler vectorises; then the row's ends.
+pub(super) fn row_sides(
+    labels: &[u8],
+    w: usize,
+    h: usize,
+    y: usize,
+    (lo, hi): (usize, usize),
+    out: &mut [u8],
+) {
+    let row = &labels[y * w..(y + 1) * w];
+    // Beyond the image's top and bottom every side is a border: the row itself
+    // stands in for the missing neighbour (so nothing differs), and the side is
+    // forced.
+    let (up, force_up) = match y {
+        0 => (row, TOP),
+        _ => (&labels[(y - 1) * w..y * w], 0),
+    };
+    let (down, force_down) = match y + 1 == h {
+        true => (row, BOTTOM),
+        false => (&labels[(y + 1) * w..(y + 2) * w], 0),
+    };
+    let force = force_up | force_down;
+    let bits = |c: u8, u: u8, d: u8, r: u8, l: u8| -> u8 {
+        let differs = |n: u8, bit: u8| u8::from(c != n) * bit;
+        (differs(u, TOP) | differs(d, BOTTOM) | differs(r, RIGHT) | differs(l, LEFT) | force)
+            & u8::from(c != BACKGROUND).wrapping_neg()
+    };
+    let (inner_lo, inner_hi) = (lo.max(1), hi.min(w - 1));
+    if inner_lo < inner_hi {
+        for (((((o, &c), &u), &d), &r), &l) in out[inner_lo - lo..inner_hi - lo]
+            .iter_mut()
+            .zip(&row[inner_lo..inner_hi])
+            .zip(&up[inner_lo..inner_hi])
+            .zip(&down[inner_lo..inner_hi])
+            .zip(&row[inner_lo + 1..=inner_hi])
+            .zip(&row[inner_lo - 1..inner_hi - 1])
+        {
+            *o = bits(c, u, d, r, l);
+        }
+    }
+    let ends = [lo, hi - 1];
+    let ends = if lo + 1 == hi { &ends[..1] } else { &ends[..] };
+    for &x in ends.iter().filter(|&&x| x < inner_lo || x >= inner_hi) {
+        // Beyond the image's left and right, a label that differs.
+        let c = row[x];
+        let r = if x + 1 < w { row[x + 1] } else { !c };
+        let l = if x > 0 { row[x - 1] } else { !c };
+        out[x - lo] = bits(c, up[x], down[x], r, l);
+    }
+}
+
+/// Calls `f(label, start, end)` for each run of one label in `row`, the run's end
+/// found eight pixels at a time.
+pub(super) fn for_each_run(row: &[u8], mut f: impl FnMut(u8, usize, usize)) {
+    let n = row.len();
+    let mut x = 0;
+    while x < n {
+        let l = row[x];
+        let mut end = x + 1;
+        let spread = u64::from(l) * 0x0101_0101_0101_0101;
+        while end + 8 <= n {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&row[end..end + 8]);
+            let differ = u64::from_le_bytes(word) ^ spread;
+            if differ != 0 {
+                end += differ.trailing_zeros() as usize / 8;
+                break;
+            }
+            end += 8;
+        }
+        if end + 8 > n {
+            end += row[end..].iter().position(|&c| c != l).unwrap_or(n - end);
+        }
+        f(l, x, end);
+        x = end;
+    }
+}
+
 /// How many side bits `sides` has set (four bits a byte at most): eight bytes at a
 /// time, their bits summed within each byte, the bytes of up to 63 words added
 /// before they are summed across (63 · 4 < 256).
-fn count_sides(sides: &[u8]) -> u64 {
+pub(super) fn count_sides(sides: &[u8]) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const EVEN: u64 = 0x00FF_00FF_00FF_00FF;
     const FIVES: u64 = 0x55 * ONES;
@@ -520,7 +537,7 @@ fn count_sides(sides: &[u8]) -> u64 {
 
 /// The first and one past the last non-background pixel of a row, if it has any;
 /// eight pixels at a time, since most rows of a photo's map are mostly background.
-fn labelled_span(row: &[u8]) -> Option<(usize, usize)> {
+pub(super) fn labelled_span(row: &[u8]) -> Option<(usize, usize)> {
     let mut lo = 0;
     while lo + 8 <= row.len() && is_zero_word(&row[lo..lo + 8]) {
         lo += 8;
