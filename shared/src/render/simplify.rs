@@ -144,42 +144,51 @@ const DECODED: Decoded = {
 };
 
 /// The directions a segment from the anchor may take: an open cone from `lo`
-/// turning (positive cross products) to `hi`, or every direction.
+/// turning (positive cross products) to `hi`, every direction (`all`, before the
+/// first cut) or none (`empty`, for good). Plain fields rather than an enum, so
+/// that the simplifier's inner loop keeps them in registers.
 #[derive(Clone, Copy)]
-enum Cone {
-    All,
-    Between(P, P),
-    Empty,
+struct Cone {
+    lo: P,
+    hi: P,
+    all: bool,
+    empty: bool,
 }
 
 impl Cone {
+    const ALL: Cone = Cone {
+        lo: (0, 0),
+        hi: (0, 0),
+        all: true,
+        empty: false,
+    };
+
     /// Intersects with the open half-plane {d : cross(n, d) > 0}.
-    fn cut(self, n: P) -> Cone {
-        match self {
-            Cone::All => Cone::Between(n, (-n.0, -n.1)),
-            Cone::Empty => Cone::Empty,
-            Cone::Between(lo, hi) => {
-                let (cl, ch) = (cross(n, lo), cross(n, hi));
-                if cl == 0 && ch == 0 {
-                    // n is parallel to the cone's boundary line (a half-plane cone).
-                    return if dot(n, lo) > 0 { self } else { Cone::Empty };
-                }
-                match (cl >= 0, ch >= 0) {
-                    (true, true) => self,
-                    (false, true) => Cone::Between(n, hi),
-                    (true, false) => Cone::Between(lo, (-n.0, -n.1)),
-                    (false, false) => Cone::Empty,
-                }
+    #[inline]
+    fn cut(&mut self, n: P) {
+        if self.all {
+            (self.lo, self.hi, self.all) = (n, (-n.0, -n.1), false);
+            return;
+        }
+        let (cl, ch) = (cross(n, self.lo), cross(n, self.hi));
+        if cl >= 0 && ch >= 0 {
+            // n parallel to the boundary line of a half-plane cone: the same
+            // half-plane, or the opposite one.
+            if cl == 0 && ch == 0 && dot(n, self.lo) <= 0 {
+                self.empty = true;
             }
+        } else if cl < 0 && ch < 0 {
+            self.empty = true;
+        } else if cl < 0 {
+            self.lo = n;
+        } else {
+            self.hi = (-n.0, -n.1);
         }
     }
 
-    fn contains(self, d: P) -> bool {
-        match self {
-            Cone::All => true,
-            Cone::Empty => false,
-            Cone::Between(lo, hi) => cross(lo, d) > 0 && cross(d, hi) > 0,
-        }
+    #[inline]
+    fn contains(&self, d: P) -> bool {
+        !self.empty && (self.all || (cross(self.lo, d) > 0 && cross(d, self.hi) > 0))
     }
 }
 
@@ -268,7 +277,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
         // Vertices strictly inside the segment constrain its direction only (a
         // cone); the few at either end get the full test, which knows about joints.
         let near_a = (a / 2, a.div_ceil(2));
-        let mut cone = Cone::All;
+        let mut cone = Cone::ALL;
         let mut coned = near_a.1 + 1; // next vertex to fold into the cone
         let mut folded: Option<P> = None; // the last vertex folded
         let mut guesses = 0u16; // the corners guessed, as bits of `corner_bit`
@@ -301,19 +310,19 @@ pub fn simplify_within<C: Chain + ?Sized>(
                     let (ux, uy) = (u.0 * s, u.1 * s);
                     match (e0, e1) {
                         (0, e1) => {
-                            cone = cone.cut((ux + 1, uy + e1));
-                            cone = cone.cut((ux - 1, uy + e1));
+                            cone.cut((ux + 1, uy + e1));
+                            cone.cut((ux - 1, uy + e1));
                         }
                         (e0, 0) => {
-                            cone = cone.cut((ux + e0, uy + 1));
-                            cone = cone.cut((ux + e0, uy - 1));
+                            cone.cut((ux + e0, uy + 1));
+                            cone.cut((ux + e0, uy - 1));
                         }
-                        (e0, e1) => cone = cone.cut((ux + e0, uy + e1)),
+                        (e0, e1) => cone.cut((ux + e0, uy + e1)),
                     }
                 }
                 coned += 1;
             }
-            if matches!(cone, Cone::Empty) {
+            if cone.empty {
                 break;
             }
             if cone.contains(sub(dense(b), pa)) {
