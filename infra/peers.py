@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peers of facesvg's tracer, run on the same label map for side-by-side numbers.
 
-  peers.py MAP.png OUTDIR RUNS
+  peers.py MAP.png OUTDIR RUNS [--opencv-only]
 
 - OpenCV: per label, findContours (RETR_CCOMP: outer borders and holes) then
   approxPolyDP with epsilon 1.0, one even-odd <path> per label.
@@ -10,6 +10,8 @@
 
 Writes OUTDIR/opencv.svg and OUTDIR/potrace.svg, whose region elements carry
 data-label="N", and prints one JSON line of median wall times in milliseconds.
+With --opencv-only, only OpenCV is timed (the bench's later rounds) and nothing
+is written.
 """
 import json
 import os
@@ -73,8 +75,11 @@ def timed(fn, runs):
 def main():
     path, outdir, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
     labels = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    os.makedirs(outdir, exist_ok=True)
     cv_ms, cv_svg = timed(lambda: opencv_svg(labels), runs)
+    if "--opencv-only" in sys.argv[4:]:
+        print(json.dumps({"opencv_ms": cv_ms, "opencv_version": cv2.__version__}))
+        return
+    os.makedirs(outdir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         po_ms, po_svg = timed(lambda: potrace_svg(labels, tmp), max(1, runs // 3))
     for name, svg in (("opencv", cv_svg), ("potrace", po_svg)):

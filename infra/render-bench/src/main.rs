@@ -124,6 +124,9 @@ fn bin(root: &Path, name: &str) -> PathBuf {
         .join(name)
 }
 
+/// How many times facesvg and OpenCV are timed in turns on each map.
+const ROUNDS: usize = 5;
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = root.join(".local/bench");
@@ -240,7 +243,8 @@ fn main() {
         // Maps over the service's render budget (the heavy ones are, by design) are
         // timed without it, the verdict printed.
         let mut ours = time(false, runs);
-        if ours["verdict"] != "rendered" {
+        let unlimited = ours["verdict"] != "rendered";
+        if unlimited {
             println!(
                 "{name:<18} (under the service's render budget: {})",
                 ours["verdict"]
@@ -248,20 +252,41 @@ fn main() {
             ours = time(true, runs);
         }
 
-        let peers = Command::new(root.join(".local/venv/bin/python"))
-            .arg(root.join("infra/peers.py"))
-            .arg(&path)
-            .arg(&out)
-            .arg(runs.to_string())
-            .output()
-            .expect("peers.py");
-        assert!(
-            peers.status.success(),
-            "{}",
-            String::from_utf8_lossy(&peers.stderr)
-        );
-        let peers: serde_json::Value = serde_json::from_slice(&peers.stdout).expect("json");
-        let cv_ms = peers["opencv_ms"].as_f64().unwrap();
+        let peers = |opencv_only: bool| {
+            let mut run = Command::new(root.join(".local/venv/bin/python"));
+            run.arg(root.join("infra/peers.py"))
+                .arg(&path)
+                .arg(&out)
+                .arg(runs.to_string());
+            if opencv_only {
+                run.arg("--opencv-only");
+            }
+            let peers = run.output().expect("peers.py");
+            assert!(
+                peers.status.success(),
+                "{}",
+                String::from_utf8_lossy(&peers.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&peers.stdout).expect("json")
+        };
+        let peers_all = peers(false);
+        // facesvg and OpenCV in turns, ROUNDS times: the machine's speed drifts over
+        // seconds, so each round's ratio compares the two under the same conditions,
+        // and the table gives the median of the rounds' ratios and of each one's times.
+        let ms = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap();
+        let mut rounds = vec![(ms(&ours, "median_ms"), ms(&peers_all, "opencv_ms"))];
+        for _ in 1..ROUNDS {
+            let ours_ms = ms(&time(unlimited, runs), "median_ms");
+            rounds.push((ours_ms, ms(&peers(true), "opencv_ms")));
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let ours_ms = median(rounds.iter().map(|r| r.0).collect());
+        let cv_ms = median(rounds.iter().map(|r| r.1).collect());
+        let ours_ratio = median(rounds.iter().map(|r| r.0 / r.1).collect());
+        let peers = peers_all;
         let potrace_bytes = std::fs::metadata(out.join("potrace.svg"))
             .expect("potrace.svg")
             .len() as f64;
@@ -274,19 +299,21 @@ fn main() {
         let rows = [
             (
                 "facesvg",
-                ours["median_ms"].as_f64().unwrap(),
+                ours_ms,
+                ours_ratio,
                 ours_svg,
                 Some(ours["peak_rss_kib"].as_f64().unwrap() / 1024.0),
             ),
-            ("opencv", cv_ms, out.join("opencv.svg"), None),
+            ("opencv", cv_ms, 1.0, out.join("opencv.svg"), None),
             (
                 "potrace",
                 peers["potrace_ms"].as_f64().unwrap(),
+                peers["potrace_ms"].as_f64().unwrap() / cv_ms,
                 out.join("potrace.svg"),
                 None,
             ),
         ];
-        for (tool, ms, svg_path, peak) in rows {
+        for (tool, ms, ratio, svg_path, peak) in rows {
             let svg = std::fs::read_to_string(&svg_path).expect("svg");
             let q = quality(&svg, w, h, &labels);
             let ours_only = |v: String| if tool == "facesvg" { v } else { "-".into() };
@@ -295,7 +322,7 @@ fn main() {
                 name,
                 tool,
                 ms,
-                ms / cv_ms,
+                ratio,
                 svg.len() as f64 / 1024.0,
                 svg.len() as f64 / potrace_bytes,
                 q.mean_iou,
@@ -312,4 +339,5 @@ fn main() {
     println!("\ngap px / ovl px: labelled pixels no region covers / pixels two regions cover, after rasterising each SVG with resvg (pixel centres).");
     println!("trace/e, render/e: the most heap facesvg held beyond its input map, less the byte per pixel of border flags, per border edge of the map: tracing alone, and the whole render (its SVG included).");
     println!("facesvg: Rust, in-process median; OpenCV: Python, in-process median (masks + contours + SVG text); potrace: CLI per label, wall time incl. process starts.");
+    println!("facesvg and OpenCV run in turns, {ROUNDS} rounds a map: their times are the medians of the rounds, and facesvg's ×OpenCV the median of the rounds' ratios.");
 }
