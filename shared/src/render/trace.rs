@@ -646,9 +646,10 @@ fn follow(
     const STEP: [(i64, i64); 4] = [(1, 0), (0, 1), (-1, 0), (0, -1)];
     let step_i = [1, w, -1, -w];
     let pixel = [(w + 1, TOP), (w, RIGHT), (0, BOTTOM), (1, LEFT)];
-    // The clock is ticked for up to `CHECK_EVERY` edges ahead, and the next check
-    // falls where the loop would reach its budget, if that is sooner: one compare
-    // an edge, and a loop is still refused at the edge that would break the budget.
+    // The budget and the clock are checked every `CHECK_EVERY` edges (the clock
+    // ticked for the edges walked since), and where the loop would reach its
+    // budget if that is sooner: one compare an edge, and a loop is still refused
+    // at the edge that would break the budget.
     const CHECK_EVERY: usize = 256;
     edges.clear();
     let (mut x, mut y) = start;
@@ -657,7 +658,7 @@ fn follow(
     let mut d = dir as usize;
     let b = pack(grid.block(x, y));
     let mut kept = keep(b, mask(b), d);
-    let mut next_check = 0;
+    let (mut next_check, mut ticked) = (0, 0);
     let wu = w as usize;
     loop {
         let (offset, side) = pixel[d];
@@ -668,7 +669,8 @@ fn follow(
             }
             let room = (budget.max_loop_edges - edges.len() as u64).min(CHECK_EVERY as u64);
             next_check += room as usize;
-            clock.tick(room as u32)?;
+            clock.tick((edges.len() - ticked) as u32)?;
+            ticked = edges.len();
         }
         // Vertices lie within 0..=width and 0..=height, both u32.
         edges.push(((x as u32, y as u32), kept));
@@ -692,8 +694,11 @@ fn follow(
         if d >= 4 {
             unreachable!("a boundary vertex always has an outgoing edge of the same label");
         }
+        // The block index names a vertex but for (w, y) and (0, y + 1); the edges
+        // that can leave the two (D or L, R or U: the pixel on the right is in the
+        // image) never meet, so index and direction name the start edge.
         if i == start_i && d == dir as usize {
-            return Ok(());
+            return clock.tick((edges.len() - ticked) as u32);
         }
         kept = keep(b, m, d);
     }
