@@ -214,8 +214,8 @@ pub fn simplify(vertices: &[P], sides: &impl Sides) -> Vec<P> {
 pub struct Scratch {
     /// The constraints around each vertex of the chain.
     groups: Vec<Group>,
-    /// The ends a segment from the anchor may reach as far as its inside goes (at
-    /// most [`MAX_SPAN`], 32 KiB).
+    /// The ends a segment from the anchor may reach as far as its inside goes: room
+    /// for [`MAX_SPAN`] (32 KiB), the forward pass counting those it writes.
     candidates: Vec<usize>,
 }
 
@@ -265,6 +265,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
     };
     let last = 2 * (n - 1);
     let Scratch { groups, candidates } = scratch;
+    candidates.resize(MAX_SPAN, 0);
     // Pixel-centre constraints around each vertex, computed once.
     vertices.groups(sides, groups);
     clock.tick(u32::try_from(n).unwrap_or(u32::MAX))?;
@@ -277,62 +278,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
         // Vertices strictly inside the segment constrain its direction only (a
         // cone); the few at either end get the full test, which knows about joints.
         let near_a = (a / 2, a.div_ceil(2));
-        let mut cone = Cone::ALL;
-        let mut coned = near_a.1 + 1; // next vertex to fold into the cone
-        let mut folded: Option<P> = None; // the last vertex folded
-        let mut guesses = 0u16; // the corners guessed, as bits of `corner_bit`
-        candidates.clear();
-        let mut b = a + 2;
-        while b <= last && b - a <= MAX_SPAN {
-            let vb = b / 2; // vertex at or just before b
-            while coned < vb && coned < n {
-                let v = vertices.at(coned);
-                // Each centre's margin square must stay on its side. The corner of the
-                // square nearest a segment depends on the quadrant the segment heads
-                // into: this guesses it from the way to this vertex, and where that
-                // runs along an axis, cuts with both corners across it. A segment in
-                // another quadrant is caught by the full test of its inside.
-                let w = (2 * v.0 - pa.0, 2 * v.1 - pa.1);
-                let (e0, e1) = (-w.1.signum(), w.0.signum());
-                guesses |= corner_bit(e0, e1);
-                // The two pixels beside the edge from the last vertex are folded in
-                // already: each centre once, not once for each vertex around it.
-                let g = match folded {
-                    Some(p) => groups[coned] & new_beyond(sub(v, p)),
-                    None => groups[coned],
-                };
-                folded = Some(v);
-                let g = usize::from(g);
-                for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
-                    // The centre, from the anchor.
-                    let u = (w.0 + i64::from(ox), w.1 + i64::from(oy));
-                    let s = if right { -MARGIN } else { MARGIN };
-                    let (ux, uy) = (u.0 * s, u.1 * s);
-                    match (e0, e1) {
-                        (0, e1) => {
-                            cone.cut((ux + 1, uy + e1));
-                            cone.cut((ux - 1, uy + e1));
-                        }
-                        (e0, 0) => {
-                            cone.cut((ux + e0, uy + 1));
-                            cone.cut((ux + e0, uy - 1));
-                        }
-                        (e0, e1) => cone.cut((ux + e0, uy + e1)),
-                    }
-                }
-                coned += 1;
-            }
-            if cone.empty {
-                break;
-            }
-            if cone.contains(sub(dense(b), pa)) {
-                candidates.push(b);
-            } else if candidates.last().is_some_and(|&c| b > c + GIVE_UP) {
-                // The chain has turned away from every direction the cone has left.
-                break;
-            }
-            b += 1;
-        }
+        let (b, count, guesses) = reach(vertices, groups, (a, pa), last, candidates);
         // One step for each point looked at (at most MAX_SPAN).
         clock.tick((b - a) as u32)?;
         // The vertices at the ends of a segment to `b`: those at `a`, the next not
@@ -367,7 +313,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
         // holds too: lattice vertices keep corners square (and take fewer bytes).
         // The vertex is tried first, so a midpoint is tried only when it fails.
         let mut best = a + 1;
-        let mut k = candidates.len();
+        let mut k = count;
         while k > 0 {
             k -= 1;
             let b = candidates[k];
@@ -396,6 +342,93 @@ pub fn simplify_within<C: Chain + ?Sized>(
         a = best;
     }
     Ok(())
+}
+
+/// The forward pass from the anchor `a` (at `pa`): the constraints of the vertices
+/// strictly inside fold into a cone of directions, a vertex at a time, and every
+/// point the cone admits goes into `candidates`, until the cone is empty, the chain
+/// has turned away from it ([`GIVE_UP`]) or the span ends. Returns the first point
+/// not looked at and the corners guessed. A function of its own, so that its few
+/// values stay in registers rather than sharing them with the backward pass.
+#[inline(never)]
+fn reach<C: Chain + ?Sized>(
+    vertices: &C,
+    groups: &[Group],
+    (a, pa): (usize, P),
+    last: usize,
+    candidates: &mut [usize],
+) -> (usize, usize, u16) {
+    let mut cone = Cone::ALL;
+    // The next vertex to fold, the one folded before it, and the pixels it brings:
+    // all four for the first, then the two beyond the edge from the one before
+    // (those beside it are folded in already: each centre once).
+    let mut coned = a.div_ceil(2) + 1;
+    let mut before = vertices.at(coned - 1);
+    let mut every: Group = 0xFF;
+    let mut guesses = 0u16; // the corners guessed, as bits of `corner_bit`
+    let (mut count, mut newest) = (0, usize::MAX / 2); // candidates: none yet
+    let end = last.min(a + MAX_SPAN);
+    let mut b = a + 2;
+    // The vertex at or just before `b`, read once for the point on it and once
+    // for the midpoint after it.
+    let mut here = vertices.at(b / 2);
+    while b <= end {
+        // Points up to `b` take the vertices before the one at or just before it:
+        // one more each time `b` reaches a vertex past the first two.
+        if b >= 2 * coned + 2 {
+            let v = vertices.at(coned);
+            // Each centre's margin square must stay on its side. The corner of the
+            // square nearest a segment depends on the quadrant the segment heads
+            // into: this guesses it from the way to this vertex, and where that
+            // runs along an axis, cuts with both corners across it. A segment in
+            // another quadrant is caught by the full test of its inside.
+            let w = (2 * v.0 - pa.0, 2 * v.1 - pa.1);
+            let (e0, e1) = (-w.1.signum(), w.0.signum());
+            guesses |= corner_bit(e0, e1);
+            let g = usize::from(groups[coned] & (new_beyond(sub(v, before)) | every));
+            (before, every) = (v, 0);
+            for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
+                // The centre, from the anchor.
+                let u = (w.0 + i64::from(ox), w.1 + i64::from(oy));
+                let s = if right { -MARGIN } else { MARGIN };
+                let (ux, uy) = (u.0 * s, u.1 * s);
+                match (e0, e1) {
+                    (0, e1) => {
+                        cone.cut((ux + 1, uy + e1));
+                        cone.cut((ux - 1, uy + e1));
+                    }
+                    (e0, 0) => {
+                        cone.cut((ux + e0, uy + 1));
+                        cone.cut((ux + e0, uy - 1));
+                    }
+                    (e0, e1) => cone.cut((ux + e0, uy + e1)),
+                }
+            }
+            coned += 1;
+        }
+        if cone.empty {
+            break;
+        }
+        let point = if b.is_multiple_of(2) {
+            (2 * here.0, 2 * here.1)
+        } else {
+            let next = vertices.at(b / 2 + 1);
+            let mid = (here.0 + next.0, here.1 + next.1);
+            here = next;
+            mid
+        };
+        if cone.contains(sub(point, pa)) {
+            // At most one for each point of the span: MAX_SPAN of them.
+            candidates[count] = b;
+            count += 1;
+            newest = b;
+        } else if b > newest + GIVE_UP {
+            // The chain has turned away from every direction the cone has left.
+            break;
+        }
+        b += 1;
+    }
+    (b, count, guesses)
 }
 
 /// One bit for each corner guess (e0, e1) of the cone's folding, each of -1, 0
