@@ -253,16 +253,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
         out.extend((0..n).map(|i| vertices.at(i)).map(|(x, y)| (2 * x, 2 * y)));
         return Ok(());
     }
-    // Dense candidates: vertex i at 2i, midpoint of edge i at 2i + 1.
-    let dense = |k: usize| -> P {
-        let (x, y) = vertices.at(k / 2);
-        if k.is_multiple_of(2) {
-            (2 * x, 2 * y)
-        } else {
-            let (nx, ny) = vertices.at(k / 2 + 1);
-            (x + nx, y + ny)
-        }
-    };
+    let dense = |k: usize| dense(vertices, k);
     let last = 2 * (n - 1);
     let Scratch { groups, candidates } = scratch;
     candidates.resize(MAX_SPAN, 0);
@@ -281,34 +272,13 @@ pub fn simplify_within<C: Chain + ?Sized>(
         let (b, count, guesses) = reach(vertices, groups, (a, pa), last, candidates);
         // One step for each point looked at (at most MAX_SPAN).
         clock.tick((b - a) as u32)?;
-        // The vertices at the ends of a segment to `b`: those at `a`, the next not
-        // folded into the cone when `b` was a candidate, and those at `b`.
-        let ok = |b: usize| {
-            let vb = b / 2;
-            let ends = [
-                near_a.0,
-                near_a.1,
-                vb.max((near_a.1 + 1).max(vb).min(n - 1)),
-                b.div_ceil(2).min(n - 1),
-            ];
-            // The ends are in chain order: skip repeats.
-            let mut unique = [(0usize, 0u8); 4];
-            let mut count = 0;
-            for (k, &i) in ends.iter().enumerate() {
-                if k == 0 || i != ends[k - 1] {
-                    unique[count] = (i, groups[i]);
-                    count += 1;
-                }
-            }
-            let pb = dense(b);
-            valid(
-                prev,
-                pa,
-                pb,
-                unique[..count].iter().map(|&(i, g)| (vertices.at(i), g)),
-            ) && (guessed_right(guesses, sub(pb, pa))
-                || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
+        let anchor = Anchor {
+            prev,
+            at: pa,
+            near: near_a,
+            guesses,
         };
+        let ok = |b: usize| holds(vertices, groups, anchor, b);
         // The furthest candidate that holds, or the vertex just before it if that
         // holds too: lattice vertices keep corners square (and take fewer bytes).
         // The vertex is tried first, so a midpoint is tried only when it fails.
@@ -429,6 +399,73 @@ fn reach<C: Chain + ?Sized>(
         b += 1;
     }
     (b, count, guesses)
+}
+
+/// Dense point `k` of a chain, in doubled coordinates: vertex i at 2i, the
+/// midpoint of edge i at 2i + 1.
+#[inline]
+fn dense<C: Chain + ?Sized>(vertices: &C, k: usize) -> P {
+    let (x, y) = vertices.at(k / 2);
+    if k.is_multiple_of(2) {
+        (2 * x, 2 * y)
+    } else {
+        let (nx, ny) = vertices.at(k / 2 + 1);
+        (x + nx, y + ny)
+    }
+}
+
+/// What the end test of the segments from one anchor needs, by value.
+#[derive(Clone, Copy)]
+struct Anchor {
+    /// The kept point before the anchor, if any.
+    prev: Option<P>,
+    /// The anchor, in doubled coordinates.
+    at: P,
+    /// The vertices at the anchor (one, or both ends of its edge).
+    near: (usize, usize),
+    /// The corners the forward pass guessed.
+    guesses: u16,
+}
+
+/// Whether the segment from `anchor` to dense point `b` keeps every pixel centre
+/// on its side: the full test of the vertices at both ends (which knows about the
+/// joint with the segment before), and of those inside when the forward pass
+/// guessed a margin's corner wrong. A function of its own, as [`reach`] is.
+#[inline(never)]
+fn holds<C: Chain + ?Sized>(vertices: &C, groups: &[Group], anchor: Anchor, b: usize) -> bool {
+    let Anchor {
+        prev,
+        at: pa,
+        near: near_a,
+        guesses,
+    } = anchor;
+    let n = vertices.vertices();
+    // The vertices at the ends: those at the anchor, the next not folded into
+    // the cone when `b` was a candidate, and those at `b`.
+    let vb = b / 2;
+    let ends = [
+        near_a.0,
+        near_a.1,
+        vb.max((near_a.1 + 1).max(vb).min(n - 1)),
+        b.div_ceil(2).min(n - 1),
+    ];
+    // The ends are in chain order: skip repeats.
+    let mut unique = [(0usize, 0u8); 4];
+    let mut count = 0;
+    for (k, &i) in ends.iter().enumerate() {
+        if k == 0 || i != ends[k - 1] {
+            unique[count] = (i, groups[i]);
+            count += 1;
+        }
+    }
+    let pb = dense(vertices, b);
+    valid(
+        prev,
+        pa,
+        pb,
+        unique[..count].iter().map(|&(i, g)| (vertices.at(i), g)),
+    ) && (guessed_right(guesses, sub(pb, pa))
+        || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
 }
 
 /// One bit for each corner guess (e0, e1) of the cone's folding, each of -1, 0
