@@ -98,6 +98,18 @@ struct Grid<'a> {
 const RIGHT_OF: [usize; 4] = [3, 2, 0, 1];
 const LEFT_OF: [usize; 4] = [1, 3, 2, 0];
 
+/// The shift of the lane of a packed block (see `follow`) that holds the pixel left
+/// of direction d, 16 · LEFT_OF[d], a byte for each d: one constant the walk keeps
+/// in a register, where indexing `LEFT_OF` had it copy the table every edge.
+const ACROSS_SHIFTS: u32 = {
+    let (mut t, mut d) = (0, 0);
+    while d < 4 {
+        t |= ((16 * LEFT_OF[d]) as u32) << (8 * d);
+        d += 1;
+    }
+    t
+};
+
 /// For a walk arriving in direction `d` at a vertex whose pixels of the walk's label
 /// are the mask `m`, the direction it leaves in: the first of right, straight, left
 /// with an edge of the label (its pixel on the right, another label on its left),
@@ -636,7 +648,7 @@ fn follow(
             Pinch::Always => true,
             Pinch::IfOthersDiagonal => is_pinch(unpack(p)),
         };
-        (p >> (16 * LEFT_OF[d])) as Across & ACROSS_LABEL
+        (p >> ((ACROSS_SHIFTS >> (8 * d)) & 0xFF)) as Across & ACROSS_LABEL
             | (m as Across) << MASK_SHIFT
             | if pinch { PINCH } else { 0 }
     };
