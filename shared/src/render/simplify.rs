@@ -440,8 +440,12 @@ fn holds<C: Chain + ?Sized>(vertices: &C, groups: &[Group], anchor: Anchor, b: u
         guesses,
     } = anchor;
     let n = vertices.vertices();
+    let pb = dense(vertices, b);
+    let d = sub(pb, pa);
+    let len2 = dot(d, d);
     // The vertices at the ends: those at the anchor, the next not folded into
-    // the cone when `b` was a candidate, and those at `b`.
+    // the cone when `b` was a candidate, and those at `b`, in chain order (so a
+    // repeat follows the vertex it repeats).
     let vb = b / 2;
     let ends = [
         near_a.0,
@@ -449,23 +453,16 @@ fn holds<C: Chain + ?Sized>(vertices: &C, groups: &[Group], anchor: Anchor, b: u
         vb.max((near_a.1 + 1).max(vb).min(n - 1)),
         b.div_ceil(2).min(n - 1),
     ];
-    // The ends are in chain order: skip repeats.
-    let mut unique = [(0usize, 0u8); 4];
-    let mut count = 0;
-    for (k, &i) in ends.iter().enumerate() {
-        if k == 0 || i != ends[k - 1] {
-            unique[count] = (i, groups[i]);
-            count += 1;
+    let mut tested = usize::MAX;
+    for i in ends {
+        if i != tested {
+            tested = i;
+            if !around_holds(prev, pa, pb, (d, len2), vertices.at(i), groups[i]) {
+                return false;
+            }
         }
     }
-    let pb = dense(vertices, b);
-    valid(
-        prev,
-        pa,
-        pb,
-        unique[..count].iter().map(|&(i, g)| (vertices.at(i), g)),
-    ) && (guessed_right(guesses, sub(pb, pa))
-        || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2]))
+    guessed_right(guesses, d) || inside_clears(vertices, groups, pa, pb, near_a.1 + 1..ends[2])
 }
 
 /// One bit for each corner guess (e0, e1) of the cone's folding, each of -1, 0
@@ -535,43 +532,42 @@ fn inside_clears<C: Chain + ?Sized>(
 }
 
 /// Whether segment `a`→`b` (after the kept segment `prev`→`a`) keeps every
-/// constraint pixel on its side. Pixels beyond `b` are judged with the next segment.
-fn valid(prev: Option<P>, a: P, b: P, groups: impl Iterator<Item = (P, Group)>) -> bool {
-    let d = sub(b, a);
-    let len2 = dot(d, d);
-    for (v, g) in groups {
-        // The vertex from `a`; its centres are one (doubled) unit off it.
-        let (vx, vy) = (2 * v.0 - a.0, 2 * v.1 - a.1);
-        let g = usize::from(g);
-        for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
-            let u = (vx + i64::from(ox), vy + i64::from(oy));
-            let t = dot(u, d);
-            if t >= len2 {
-                continue;
-            }
-            let is_right = if t <= 0 {
-                match prev {
-                    Some(p) => {
-                        let c = (a.0 + u.0, a.1 + u.1);
-                        match joint_side(p, a, b, c) {
-                            Some(r) => r,
-                            None => return false,
-                        }
+/// constraint pixel around vertex `v` (constraints `g`) on its side; `d` is `b - a`
+/// and `len2` its squared length. Pixels beyond `b` are judged with the next
+/// segment.
+#[inline(always)]
+fn around_holds(prev: Option<P>, a: P, b: P, (d, len2): (P, i64), v: P, g: Group) -> bool {
+    // The vertex from `a`; its centres are one (doubled) unit off it.
+    let (vx, vy) = (2 * v.0 - a.0, 2 * v.1 - a.1);
+    let g = usize::from(g);
+    for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
+        let u = (vx + i64::from(ox), vy + i64::from(oy));
+        let t = dot(u, d);
+        if t >= len2 {
+            continue;
+        }
+        let is_right = if t <= 0 {
+            match prev {
+                Some(p) => {
+                    let c = (a.0 + u.0, a.1 + u.1);
+                    match joint_side(p, a, b, c) {
+                        Some(r) => r,
+                        None => return false,
                     }
-                    // Behind the chain's first point: the neighbouring chain's business.
-                    None => continue,
                 }
-            } else {
-                // Beside the segment: on its side, and clear of it.
-                let s = cross(d, u);
-                if !clears(s, d) {
-                    return false;
-                }
-                s > 0
-            };
-            if is_right != right {
+                // Behind the chain's first point: the neighbouring chain's business.
+                None => continue,
+            }
+        } else {
+            // Beside the segment: on its side, and clear of it.
+            let s = cross(d, u);
+            if !clears(s, d) {
                 return false;
             }
+            s > 0
+        };
+        if is_right != right {
+            return false;
         }
     }
     true
