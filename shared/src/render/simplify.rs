@@ -215,7 +215,8 @@ pub struct Scratch {
     /// The constraints around each vertex of the chain.
     groups: Vec<Group>,
     /// The ends a segment from the anchor may reach as far as its inside goes: room
-    /// for [`MAX_SPAN`] (32 KiB), the forward pass counting those it writes.
+    /// for as many as the longest chain's span has points (at most [`MAX_SPAN`], 32
+    /// KiB), the forward pass counting those it writes.
     candidates: Vec<usize>,
 }
 
@@ -256,7 +257,11 @@ pub fn simplify_within<C: Chain + ?Sized>(
     let dense = |k: usize| dense(vertices, k);
     let last = 2 * (n - 1);
     let Scratch { groups, candidates } = scratch;
-    candidates.resize(MAX_SPAN, 0);
+    // A segment's candidates are points of its span past the first two.
+    let room = MAX_SPAN.min(last);
+    if candidates.len() < room {
+        candidates.resize(room, 0);
+    }
     // Pixel-centre constraints around each vertex, computed once.
     vertices.groups(sides, groups);
     clock.tick(u32::try_from(n).unwrap_or(u32::MAX))?;
