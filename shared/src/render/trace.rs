@@ -690,14 +690,14 @@ fn follow(
         (x, y) = (x + sx, y + sy);
         i += step_i[d];
         // The four pixels around the vertex, read at once away from the image's edge.
-        let b = if x >= 1 && y >= 1 && x < w && y < h {
-            let block = &grid.labels[i as usize..i as usize + wu + 2];
-            u64::from(block[0])
-                | u64::from(block[1]) << 16
-                | u64::from(block[wu]) << 32
-                | u64::from(block[wu + 1]) << 48
-        } else {
-            pack(grid.block(x, y))
+        let b = match (x >= 1 && y >= 1 && x < w && y < h).then(|| {
+            let (top, bottom) = (i as usize, i as usize + wu);
+            (grid.labels.get(top..top + 2), grid.labels.get(bottom..bottom + 2))
+        }) {
+            Some((Some(&[p0, p1]), Some(&[p2, p3]))) => {
+                u64::from(p0) | u64::from(p1) << 16 | u64::from(p2) << 32 | u64::from(p3) << 48
+            }
+            _ => pack(grid.block(x, y)),
         };
         let m = mask(b);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then
