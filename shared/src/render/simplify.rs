@@ -472,24 +472,38 @@ fn holds<C: Chain + ?Sized>(vertices: &C, groups: &[Group], anchor: Anchor, b: u
 
 /// One bit for each corner guess (e0, e1) of the cone's folding, each of -1, 0
 /// (both) and 1.
-fn corner_bit(e0: i64, e1: i64) -> u16 {
+const fn corner_bit(e0: i64, e1: i64) -> u16 {
     1 << ((e0 + 1) * 3 + (e1 + 1))
 }
 
 /// Whether every corner in `guesses` is the nearest for a segment along `d`, so
 /// that the cone's margins hold for it exactly.
 fn guessed_right(guesses: u16, d: P) -> bool {
-    let (s0, s1) = (d.0.signum(), d.1.signum());
-    let mut right = 0u16;
-    for e0 in -1..=1 {
-        for e1 in -1..=1 {
-            if (e0 == 0 || s1 == 0 || e0 == -s1) && (e1 == 0 || s0 == 0 || e1 == s0) {
-                right |= corner_bit(e0, e1);
-            }
-        }
-    }
-    guesses & !right == 0
+    guesses & !RIGHT_CORNERS[((d.0.signum() + 1) * 3 + d.1.signum() + 1) as usize] == 0
 }
+
+/// For each quadrant of a segment's direction (its signs s0, s1, at (s0 + 1) · 3 +
+/// s1 + 1), the corner guesses that are right for it, as bits of `corner_bit`.
+const RIGHT_CORNERS: [u16; 9] = {
+    let mut t = [0; 9];
+    let mut q = 0;
+    while q < 9 {
+        let (s0, s1) = (q as i64 / 3 - 1, q as i64 % 3 - 1);
+        let mut e0 = -1;
+        while e0 <= 1 {
+            let mut e1 = -1;
+            while e1 <= 1 {
+                if (e0 == 0 || s1 == 0 || e0 == -s1) && (e1 == 0 || s0 == 0 || e1 == s0) {
+                    t[q] |= corner_bit(e0, e1);
+                }
+                e1 += 1;
+            }
+            e0 += 1;
+        }
+        q += 1;
+    }
+    t
+};
 
 /// The constraints of a vertex reached by the unit `step`, less those of the two
 /// pixels beside the edge it came along (which the vertex before has too).
@@ -625,6 +639,23 @@ mod tests {
         assert!(out.len() <= 5, "{out:?}");
         assert_eq!(out.first(), Some(&(0, 0)));
         assert_eq!(out.last(), Some(&(16, 16)));
+    }
+
+    /// The table of right corners against the rule it is built from, for each
+    /// corner alone and every direction's quadrant.
+    #[test]
+    fn right_corners_follow_the_quadrant_rule() {
+        for d in [(3, 1), (-2, 5), (0, 4), (-7, 0), (0, -1), (5, -5), (-1, -9), (6, 0)] {
+            let (s0, s1) = (i64::signum(d.0), i64::signum(d.1));
+            for e0 in -1..=1 {
+                for e1 in -1..=1 {
+                    let rule =
+                        (e0 == 0 || s1 == 0 || e0 == -s1) && (e1 == 0 || s0 == 0 || e1 == s0);
+                    assert_eq!(guessed_right(corner_bit(e0, e1), d), rule, "{d:?} ({e0}, {e1})");
+                }
+            }
+            assert!(guessed_right(0, d), "no guess is never wrong");
+        }
     }
 
     #[test]
