@@ -645,13 +645,26 @@ mod tests {
     /// corner alone and every direction's quadrant.
     #[test]
     fn right_corners_follow_the_quadrant_rule() {
-        for d in [(3, 1), (-2, 5), (0, 4), (-7, 0), (0, -1), (5, -5), (-1, -9), (6, 0)] {
+        for d in [
+            (3, 1),
+            (-2, 5),
+            (0, 4),
+            (-7, 0),
+            (0, -1),
+            (5, -5),
+            (-1, -9),
+            (6, 0),
+        ] {
             let (s0, s1) = (i64::signum(d.0), i64::signum(d.1));
             for e0 in -1..=1 {
                 for e1 in -1..=1 {
                     let rule =
                         (e0 == 0 || s1 == 0 || e0 == -s1) && (e1 == 0 || s0 == 0 || e1 == s0);
-                    assert_eq!(guessed_right(corner_bit(e0, e1), d), rule, "{d:?} ({e0}, {e1})");
+                    assert_eq!(
+                        guessed_right(corner_bit(e0, e1), d),
+                        rule,
+                        "{d:?} ({e0}, {e1})"
+                    );
                 }
             }
             assert!(guessed_right(0, d), "no guess is never wrong");

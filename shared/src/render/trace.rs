@@ -690,16 +690,27 @@ fn follow(
         (x, y) = (x + sx, y + sy);
         i += step_i[d];
         // The four pixels around the vertex, read at once away from the image's edge.
-        let b = match (x >= 1 && y >= 1 && x < w && y < h).then(|| {
+        let (b, m) = match (x >= 1 && y >= 1 && x < w && y < h).then(|| {
             let (top, bottom) = (i as usize, i as usize + wu);
-            (grid.labels.get(top..top + 2), grid.labels.get(bottom..bottom + 2))
+            (
+                grid.labels.get(top..top + 2),
+                grid.labels.get(bottom..bottom + 2),
+            )
         }) {
             Some((Some(&[p0, p1]), Some(&[p2, p3]))) => {
-                u64::from(p0) | u64::from(p1) << 16 | u64::from(p2) << 32 | u64::from(p3) << 48
+                // The walk waits on each vertex's mask to know where the next one
+                // is: four compares side by side are fewer cycles to it than the
+                // lanes' arithmetic, which is left to the pixels at the edge.
+                let is = |p: u8, bit: usize| usize::from(p == label) << bit;
+                let p =
+                    u64::from(p0) | u64::from(p1) << 16 | u64::from(p2) << 32 | u64::from(p3) << 48;
+                (p, is(p0, 0) | is(p1, 1) | is(p2, 2) | is(p3, 3))
             }
-            _ => pack(grid.block(x, y)),
+            _ => {
+                let p = pack(grid.block(x, y));
+                (p, mask(p))
+            }
         };
-        let m = mask(b);
         // Right turn first (keeps regions 4-connected at saddles), then straight, then
         // left; a mask the walk cannot arrive at has no way on (4), and no step.
         d = usize::from(NEXT[d][m]);
