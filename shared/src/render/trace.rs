@@ -625,8 +625,8 @@ fn follow(
 ) -> Result<(), BudgetError> {
     let (w, h) = (grid.w, grid.h);
     // The block of four pixels around a vertex, packed as four 16-bit lanes (in the
-    // order of `Grid::block`): the mask of the loop's label is found in all four
-    // lanes at once, and the label across is a shift.
+    // order of `Grid::block`): the label across is a shift, and at the image's
+    // edge the mask of the loop's label is found in all four lanes at once.
     const LANES: u64 = 0x0001_0001_0001_0001;
     let pack = |b: [u16; 4]| -> u64 {
         u64::from(b[0]) | u64::from(b[1]) << 16 | u64::from(b[2]) << 32 | u64::from(b[3]) << 48
