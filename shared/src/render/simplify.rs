@@ -393,7 +393,8 @@ fn reach<C: Chain + ?Sized>(
             mid
         };
         if cone.contains(sub(point, pa)) {
-            // At most one for each point of the span: MAX_SPAN of them.
+            // One for each point of the span past the first two at most: within
+            // the room `simplify_within` makes (MAX_SPAN, or the chain's span).
             candidates[count] = b;
             count += 1;
             newest = b;
