@@ -111,7 +111,27 @@ ensure_venv() {
   pip_ensure "$STATE/sam-venv" aws-sam-cli
 }
 
+# The moto servers this project's scripts started on MOTO_PORT, by their command line
+# (from /proc: procps is not on every Debian).
+our_motos() {
+  local p
+  for p in /proc/[0-9]*; do
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "moto_server -H 127.0.0.1 -p $MOTO_PORT "; then
+      echo "${p#/proc/}"
+    fi
+  done
+}
+
 start_moto() {
+  local pointer="${TMPDIR:-/tmp}/facesvg-moto-$MOTO_PORT.logpath"
+  if listening "$MOTO_PORT" && [ -f "$pointer" ] && [ ! -f "$(cat "$pointer")" ]; then
+    # Started by a checkout that is gone, and logging into a deleted file: its
+    # request log (which infra/http_cache_check.py reads) is lost, so replace it.
+    log "moto: the server on 127.0.0.1:$MOTO_PORT logs to $(cat "$pointer"), which is gone: restarting it"
+    our_motos | xargs -r kill 2>/dev/null || true
+    rm -f "$pointer"
+    for _ in $(seq 50); do listening "$MOTO_PORT" || break; sleep 0.1; done
+  fi
   if listening "$MOTO_PORT" && curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; then
     log "moto: using the server on 127.0.0.1:$MOTO_PORT"
   else
