@@ -254,7 +254,6 @@ pub fn simplify_within<C: Chain + ?Sized>(
         out.extend((0..n).map(|i| vertices.at(i)).map(|(x, y)| (2 * x, 2 * y)));
         return Ok(());
     }
-    let dense = |k: usize| dense(vertices, k);
     let last = 2 * (n - 1);
     let Scratch { groups, candidates } = scratch;
     // A segment's candidates are points of its span past the first two.
@@ -266,11 +265,11 @@ pub fn simplify_within<C: Chain + ?Sized>(
     vertices.groups(sides, groups);
     clock.tick(u32::try_from(n).unwrap_or(u32::MAX))?;
 
-    out.push(dense(0));
+    out.push(dense(vertices, 0));
     let mut prev: Option<P> = None;
     let mut a = 0usize;
     while a < last {
-        let pa = dense(a);
+        let pa = dense(vertices, a);
         // Vertices strictly inside the segment constrain its direction only (a
         // cone); the few at either end get the full test, which knows about joints.
         let near_a = (a / 2, a.div_ceil(2));
@@ -312,7 +311,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
                 break;
             }
         }
-        out.push(dense(best));
+        out.push(dense(vertices, best));
         prev = Some(pa);
         a = best;
     }
@@ -323,7 +322,7 @@ pub fn simplify_within<C: Chain + ?Sized>(
 /// strictly inside fold into a cone of directions, a vertex at a time, and every
 /// point the cone admits goes into `candidates`, until the cone is empty, the chain
 /// has turned away from it ([`GIVE_UP`]) or the span ends. Returns the first point
-/// not looked at and the corners guessed. A function of its own, so that its few
+/// not looked at, how many candidates it wrote and the corners guessed. A function of its own, so that its few
 /// values stay in registers rather than sharing them with the backward pass.
 #[inline(never)]
 fn reach<C: Chain + ?Sized>(
