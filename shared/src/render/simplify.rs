@@ -45,7 +45,7 @@ impl Chain for [P] {
     }
 }
 
-fn cross(a: P, b: P) -> i64 {
+const fn cross(a: P, b: P) -> i64 {
     a.0 * b.1 - a.1 * b.0
 }
 
@@ -53,7 +53,7 @@ fn sub(a: P, b: P) -> P {
     (a.0 - b.0, a.1 - b.1)
 }
 
-fn dot(a: P, b: P) -> i64 {
+const fn dot(a: P, b: P) -> i64 {
     a.0 * b.0 + a.1 * b.1
 }
 
@@ -165,7 +165,7 @@ impl Cone {
 
     /// Intersects with the open half-plane {d : cross(n, d) > 0}.
     #[inline]
-    fn cut(&mut self, n: P) {
+    const fn cut(&mut self, n: P) {
         if self.all {
             (self.lo, self.hi, self.all) = (n, (-n.0, -n.1), false);
             return;
@@ -190,6 +190,142 @@ impl Cone {
     fn contains(&self, d: P) -> bool {
         !self.empty && (self.all || (cross(self.lo, d) > 0 && cross(d, self.hi) > 0))
     }
+}
+
+/// Folds into `cone` the pixel centres of group `g` around a vertex at `w` from the
+/// anchor (doubled units). Each centre's margin square must stay on its side; the
+/// corner of the square nearest a segment depends on the quadrant the segment heads
+/// into: this guesses it from the way to the vertex, and where that runs along an
+/// axis, cuts with both corners across it. A segment in another quadrant is caught
+/// by the full test of its inside (see [`corner_bit`]).
+#[inline(always)]
+const fn fold(cone: &mut Cone, w: P, g: Group) {
+    let (e0, e1) = (-w.1.signum(), w.0.signum());
+    let g = g as usize;
+    let (items, count) = (&DECODED.items[g], DECODED.count[g] as usize);
+    let mut k = 0;
+    while k < count {
+        let (ox, oy, right) = items[k];
+        // The centre, from the anchor.
+        let u = (w.0 + ox as i64, w.1 + oy as i64);
+        let s = if right { -MARGIN } else { MARGIN };
+        let (ux, uy) = (u.0 * s, u.1 * s);
+        match (e0, e1) {
+            (0, e1) => {
+                cone.cut((ux + 1, uy + e1));
+                cone.cut((ux - 1, uy + e1));
+            }
+            (e0, 0) => {
+                cone.cut((ux + e0, uy + 1));
+                cone.cut((ux + e0, uy - 1));
+            }
+            (e0, e1) => cone.cut((ux + e0, uy + e1)),
+        }
+        k += 1;
+    }
+}
+
+/// The cone after the first fold from an anchor, as [`fold`] leaves it: its ends
+/// are small (within ±33), so that a table of them fits in a few kilobytes.
+#[derive(Clone, Copy)]
+struct FirstFold {
+    lo: (i8, i8),
+    hi: (i8, i8),
+    empty: bool,
+}
+
+/// How far (in doubled units, each way) the first vertex strictly inside a segment
+/// lies from its anchor: two steps from a vertex, or a step and a half from a
+/// midpoint.
+const FIRST_REACH: i64 = 3;
+const FIRST_SIDE: usize = 2 * FIRST_REACH as usize + 1;
+
+/// The first fold of the forward pass from every anchor, worked out once: for the
+/// first vertex strictly inside, at each `w` within [`FIRST_REACH`] of the anchor,
+/// with all four of its pixels constraining (as inside a chain, which is where
+/// nearly every fold is), and for each mask of those on the right. A fold of four
+/// centres, most of them cut twice, becomes one read.
+static FIRST_FOLDS: [[FirstFold; 16]; FIRST_SIDE * FIRST_SIDE] = {
+    let none = FirstFold {
+        lo: (0, 0),
+        hi: (0, 0),
+        empty: false,
+    };
+    let mut t = [[none; 16]; FIRST_SIDE * FIRST_SIDE];
+    let mut slot = 0;
+    while slot < FIRST_SIDE * FIRST_SIDE {
+        let w = (
+            (slot / FIRST_SIDE) as i64 - FIRST_REACH,
+            (slot % FIRST_SIDE) as i64 - FIRST_REACH,
+        );
+        let mut mask = 0;
+        while mask < 16 {
+            let mut cone = Cone::ALL;
+            fold(&mut cone, w, full_group(mask));
+            // Four centres around a vertex cut a cone that was every direction.
+            assert!(!cone.all);
+            t[slot][mask] = FirstFold {
+                lo: (narrow(cone.lo.0), narrow(cone.lo.1)),
+                hi: (narrow(cone.hi.0), narrow(cone.hi.1)),
+                empty: cone.empty,
+            };
+            mask += 1;
+        }
+        slot += 1;
+    }
+    t
+};
+
+/// A table entry's coordinate: the build fails if one does not fit.
+const fn narrow(v: i64) -> i8 {
+    assert!(v >= i8::MIN as i64 && v <= i8::MAX as i64);
+    v as i8
+}
+
+/// The group of a vertex whose four pixels all constrain, those in `mask` (bits in
+/// the order of [`AROUND`]) on the right.
+pub const fn full_group(mask: usize) -> Group {
+    let mut g = 0;
+    let mut k = 0;
+    while k < 4 {
+        g |= (1 | (((mask >> k) & 1) as u8) << 1) << (2 * k);
+        k += 1;
+    }
+    g
+}
+
+/// The mask of pixels on the right of a group whose four pixels all constrain, or
+/// `None` for another group.
+#[inline(always)]
+fn full_mask(g: Group) -> Option<usize> {
+    if g & 0x55 != 0x55 {
+        return None;
+    }
+    // The right bits (odd) gathered into the low four.
+    let x = usize::from(g >> 1) & 0x55;
+    let x = (x | x >> 1) & 0x33;
+    Some((x | x >> 2) & 0x0F)
+}
+
+/// The cone after the first fold, from the table when the vertex's group is full.
+#[inline(always)]
+fn first_fold(w: P, g: Group) -> Cone {
+    if w.0.abs() <= FIRST_REACH && w.1.abs() <= FIRST_REACH {
+        if let Some(mask) = full_mask(g) {
+            let slot = (w.0 + FIRST_REACH) as usize * FIRST_SIDE + (w.1 + FIRST_REACH) as usize;
+            let f = FIRST_FOLDS[slot][mask];
+            let wide = |(x, y): (i8, i8)| (i64::from(x), i64::from(y));
+            return Cone {
+                lo: wide(f.lo),
+                hi: wide(f.hi),
+                all: false,
+                empty: f.empty,
+            };
+        }
+    }
+    let mut cone = Cone::ALL;
+    fold(&mut cone, w, g);
+    cone
 }
 
 /// Simplifies a chain of lattice vertices (one unit step apart) and returns the
@@ -333,12 +469,11 @@ fn reach<C: Chain + ?Sized>(
     candidates: &mut [usize],
 ) -> (usize, usize, u16) {
     let mut cone = Cone::ALL;
-    // The next vertex to fold, the one folded before it, and the pixels it brings:
-    // all four for the first, then the two beyond the edge from the one before
-    // (those beside it are folded in already: each centre once).
-    let mut coned = a.div_ceil(2) + 1;
-    let mut before = vertices.at(coned - 1);
-    let mut every: Group = 0xFF;
+    // The next vertex to fold and the one folded before it (from the first fold
+    // on, which takes all four pixels and needs none).
+    let first = a.div_ceil(2) + 1;
+    let mut coned = first;
+    let mut before = (0, 0);
     let mut guesses = 0u16; // the corners guessed, as bits of `corner_bit`
     let (mut count, mut newest) = (0, usize::MAX / 2); // candidates: none yet
     let end = last.min(a + MAX_SPAN);
@@ -351,33 +486,17 @@ fn reach<C: Chain + ?Sized>(
         // one more each time `b` reaches a vertex past the first two.
         if b >= 2 * coned + 2 {
             let v = vertices.at(coned);
-            // Each centre's margin square must stay on its side. The corner of the
-            // square nearest a segment depends on the quadrant the segment heads
-            // into: this guesses it from the way to this vertex, and where that
-            // runs along an axis, cuts with both corners across it. A segment in
-            // another quadrant is caught by the full test of its inside.
             let w = (2 * v.0 - pa.0, 2 * v.1 - pa.1);
-            let (e0, e1) = (-w.1.signum(), w.0.signum());
-            guesses |= corner_bit(e0, e1);
-            let g = usize::from(groups[coned] & (new_beyond(sub(v, before)) | every));
-            (before, every) = (v, 0);
-            for &(ox, oy, right) in &DECODED.items[g][..usize::from(DECODED.count[g])] {
-                // The centre, from the anchor.
-                let u = (w.0 + i64::from(ox), w.1 + i64::from(oy));
-                let s = if right { -MARGIN } else { MARGIN };
-                let (ux, uy) = (u.0 * s, u.1 * s);
-                match (e0, e1) {
-                    (0, e1) => {
-                        cone.cut((ux + 1, uy + e1));
-                        cone.cut((ux - 1, uy + e1));
-                    }
-                    (e0, 0) => {
-                        cone.cut((ux + e0, uy + 1));
-                        cone.cut((ux + e0, uy - 1));
-                    }
-                    (e0, e1) => cone.cut((ux + e0, uy + e1)),
-                }
+            guesses |= corner_bit(-w.1.signum(), w.0.signum());
+            if coned == first {
+                // All four pixels of the first vertex.
+                cone = first_fold(w, groups[coned]);
+            } else {
+                // The two pixels beyond the edge from the vertex before (those
+                // beside it are folded in already: each centre once).
+                fold(&mut cone, w, groups[coned] & new_beyond(sub(v, before)));
             }
+            before = v;
             coned += 1;
         }
         if cone.empty {
@@ -669,6 +788,29 @@ mod tests {
             }
             assert!(guessed_right(0, d), "no guess is never wrong");
         }
+    }
+
+    /// The table of first folds read back for every vertex near an anchor and every
+    /// full group, against folding their centres one by one; and groups that are not
+    /// full are folded one by one.
+    #[test]
+    fn first_folds_are_the_folds_they_stand_for() {
+        let same = |a: Cone, b: Cone| (a.lo, a.hi, a.all, a.empty) == (b.lo, b.hi, b.all, b.empty);
+        for x in -FIRST_REACH..=FIRST_REACH {
+            for y in -FIRST_REACH..=FIRST_REACH {
+                for g in 0..=255u8 {
+                    let mut cone = Cone::ALL;
+                    fold(&mut cone, (x, y), g);
+                    assert!(same(first_fold((x, y), g), cone), "({x}, {y}) group {g:#x}");
+                    let full = full_mask(g).map(full_group);
+                    assert_eq!(full, (g & 0x55 == 0x55).then_some(g), "group {g:#x}");
+                }
+            }
+        }
+        // Beyond the table's reach, folded as well.
+        let mut cone = Cone::ALL;
+        fold(&mut cone, (9, -4), 0xFF);
+        assert!(same(first_fold((9, -4), 0xFF), cone));
     }
 
     #[test]

@@ -754,11 +754,7 @@ const GROUP_OF_RIGHT: [simplify::Group; 16] = {
     let mut t = [0; 16];
     let mut m = 0;
     while m < 16 {
-        let mut k = 0;
-        while k < 4 {
-            t[m] |= (1 | (((m >> k) & 1) as u8) << 1) << (2 * k);
-            k += 1;
-        }
+        t[m] = simplify::full_group(m);
         m += 1;
     }
     t
