@@ -832,6 +832,22 @@ fn simplify_chain(
     (simplifier, ring, shared): (&mut simplify::Scratch, &mut Vec<P>, &mut SharedBorders),
     clock: &mut Clock,
 ) -> Result<(), BudgetError> {
+    if let [(v, _), (next, _)] = vertices {
+        // One edge, the border exactly: the simplifier would keep both ends (its
+        // pixels are on their sides, half a pixel off), so it is not asked.
+        let ends = [wide(*v), wide(*next)];
+        if cfg!(debug_assertions) {
+            let sides = ChainSides {
+                grid,
+                right: label,
+                left: across,
+            };
+            let simplified = simplify::simplify(&ends, &sides);
+            assert_eq!(simplified, ends.map(|(x, y)| (2 * x, 2 * y)), "one edge");
+        }
+        ring.extend(ends.map(|(x, y)| (2 * x, 2 * y)));
+        return clock.tick(2);
+    }
     let flipped = label > across;
     // The region across walks this chain too, later or earlier: earlier if its walk
     // has cleared the flag of the chain's first edge on its own pixel.
