@@ -49,8 +49,10 @@ pub fn admit(sub: &Submission<'_>, limits: &Limits) -> Result<Option<LabelMap>, 
 /// Checked against measurement: `infra/render-bench.sh` (`infra/bench.sh render`)
 /// prints the heap a real render held per border edge of the map, its `trace/e`
 /// and `render/e` columns. On the synthetic, heavy, blob and ragged maps at 1024²
-/// and 2048² they were 14.0–15.4 and 16.1–28.2 bytes an edge (the small faces'
-/// larger figures are `RENDER_FIXED_BYTES` spread over few edges); this constant
+/// and 2048² they were 14.8–22.1 and 18.0–29.4 bytes an edge (the small faces'
+/// larger figures are `RENDER_FIXED_BYTES` spread over few edges; the borders kept
+/// for the region across, bounded apart, are most of the rise on the heavy and
+/// ragged maps since chains of three vertices are kept); this constant
 /// and `PATH_BYTES_PER_EDGE` together allow 49, which also covers a map whose
 /// longest loop is all of its borders. Should the bench print more, these
 /// constants are what to raise.
