@@ -497,6 +497,23 @@ fn write_ring(out: &mut impl Write, ring: &[simplify::P]) -> std::fmt::Result {
     text.flush()
 }
 
+/// The text of k / 2 for k below 20 (`0`, `.5`, `1`, … `9.5`), padded to three
+/// bytes, and its length.
+const SMALL_HALVES: [([u8; 3], u8); 20] = {
+    let mut t = [([0u8; 3], 0u8); 20];
+    let mut k = 0;
+    while k < 20 {
+        let (whole, half) = (k / 2, k % 2 == 1);
+        t[k] = match (whole, half) {
+            (0, true) => ([b'.', b'5', 0], 2),
+            (w, false) => ([b'0' + w as u8, 0, 0], 1),
+            (w, true) => ([b'0' + w as u8, b'.', b'5'], 3),
+        };
+        k += 1;
+    }
+    t
+};
+
 /// Path text gathered on the stack and handed on a few hundred bytes at a time:
 /// a number costs a few byte stores rather than a trip through `fmt`.
 struct Staged<'w, W: Write> {
@@ -541,42 +558,45 @@ impl<'w, W: Write> Staged<'w, W> {
         if self.len + Self::NUMBER > self.buf.len() {
             self.flush()?;
         }
-        let negative = v < 0;
+        let at = self.len;
+        // One bounds check for the whole number.
+        let out = &mut self.buf[at..at + Self::NUMBER];
         let a = v.unsigned_abs();
-        if separate && !negative {
-            self.buf[self.len] = b' ';
-            self.len += 1;
+        let mut n = 0;
+        if v < 0 {
+            out[0] = b'-';
+            n = 1;
+        } else if separate {
+            out[0] = b' ';
+            n = 1;
         }
-        if negative {
-            self.buf[self.len] = b'-';
-            self.len += 1;
-        }
-        let whole = a / 2;
-        if whole < 10 && (whole > 0 || a.is_multiple_of(2)) {
-            // Most steps of a simplified outline are a few pixels: one digit, stored
-            // as it is.
-            self.buf[self.len] = b'0' + whole as u8;
-            self.len += 1;
-        } else if whole > 0 {
+        if a < 20 {
+            // Most steps of a simplified outline are a few pixels: their text is
+            // copied from a table.
+            let (text, len) = SMALL_HALVES[a as usize];
+            out[n..n + 3].copy_from_slice(&text);
+            n += usize::from(len);
+        } else {
             let mut digits = [0u8; 20];
-            let mut n = whole;
+            let mut whole = a / 2;
             let mut i = digits.len();
             loop {
                 i -= 1;
-                digits[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
+                digits[i] = b'0' + (whole % 10) as u8;
+                whole /= 10;
+                if whole == 0 {
                     break;
                 }
             }
             let count = digits.len() - i;
-            self.buf[self.len..self.len + count].copy_from_slice(&digits[i..]);
-            self.len += count;
+            out[n..n + count].copy_from_slice(&digits[i..]);
+            n += count;
+            if !a.is_multiple_of(2) {
+                out[n..n + 2].copy_from_slice(b".5");
+                n += 2;
+            }
         }
-        if !a.is_multiple_of(2) {
-            self.buf[self.len..self.len + 2].copy_from_slice(b".5");
-            self.len += 2;
-        }
+        self.len = at + n;
         Ok(())
     }
 }

@@ -378,6 +378,7 @@ impl Scratch {
 /// of a candidate, and on a long curved staircase nearly every candidate is inside
 /// the cone, so testing from the far end runs it about once a segment instead of
 /// once a candidate, and reaches at least as far.
+#[inline(always)]
 pub fn simplify_within<C: Chain + ?Sized>(
     vertices: &C,
     sides: &impl Sides,
