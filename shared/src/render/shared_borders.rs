@@ -29,7 +29,7 @@ use crate::labels::BACKGROUND;
 /// hashes and a copy of its points) costs fewer instructions than simplifying it
 /// again. Measured with callgrind against 12: -3 % a render of the blob mosaic,
 /// -10 % the heavy map, -17 % the ragged one, where most borders are short; 2 was
-/// worse than 3 on both.
+/// worse than 3 on those two.
 pub const MIN_VERTICES: usize = 3;
 
 /// The most points kept at once (8 bytes each).

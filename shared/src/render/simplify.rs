@@ -197,7 +197,7 @@ impl Cone {
 /// corner of the square nearest a segment depends on the quadrant the segment heads
 /// into: this guesses it from the way to the vertex, and where that runs along an
 /// axis, cuts with both corners across it. A segment in another quadrant is caught
-/// by the full test of its inside (see [`corner_bit`]).
+/// by the full test of its inside (see [`guessed_right`]).
 #[inline(always)]
 const fn fold(cone: &mut Cone, w: P, g: Group) {
     let (e0, e1) = (-w.1.signum(), w.0.signum());
