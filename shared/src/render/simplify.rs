@@ -282,9 +282,22 @@ const fn narrow(v: i64) -> i8 {
     v as i8
 }
 
+/// The groups of a vertex whose four pixels all constrain (as inside a chain), by
+/// the mask of those on the right: what the tracer knows of such a vertex, and the
+/// index of the first folds' table.
+pub const FULL_GROUPS: [Group; 16] = {
+    let mut t = [0; 16];
+    let mut m = 0;
+    while m < 16 {
+        t[m] = full_group(m);
+        m += 1;
+    }
+    t
+};
+
 /// The group of a vertex whose four pixels all constrain, those in `mask` (bits in
 /// the order of [`AROUND`]) on the right.
-pub const fn full_group(mask: usize) -> Group {
+const fn full_group(mask: usize) -> Group {
     let mut g = 0;
     let mut k = 0;
     while k < 4 {

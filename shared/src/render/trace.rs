@@ -749,17 +749,6 @@ const PINCH_BY_MASK: [Pinch; 16] = {
     t
 };
 
-/// Every pixel constraining, those in the mask on the right: the [`simplify::Group`].
-const GROUP_OF_RIGHT: [simplify::Group; 16] = {
-    let mut t = [0; 16];
-    let mut m = 0;
-    while m < 16 {
-        t[m] = simplify::full_group(m);
-        m += 1;
-    }
-    t
-};
-
 /// Forwards or `BACKWARDS`, a chain's vertices and their constraints. The way is a
 /// type parameter, so the simplifier's inner loops read vertices without a branch.
 struct Window<'e, 'g, const BACKWARDS: bool> {
@@ -802,7 +791,7 @@ impl<const BACKWARDS: bool> Chain for Window<'_, '_, BACKWARDS> {
             if i == 0 || i + 1 == n || x == 0 || y == 0 || x >= w || y >= h {
                 simplify::group_of(sides, wide(v))
             } else {
-                let g = GROUP_OF_RIGHT[usize::from(((a >> MASK_SHIFT) as u8 & 0xF) ^ flip)];
+                let g = simplify::FULL_GROUPS[usize::from(((a >> MASK_SHIFT) as u8 & 0xF) ^ flip)];
                 debug_assert_eq!(g, simplify::group_of(sides, wide(v)), "vertex {v:?}");
                 g
             }
